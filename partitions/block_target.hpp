@@ -1,0 +1,61 @@
+// The only way abup writes a slot. Opening one enforces DESIGN.md §3 invariant 1: the target must
+// be a slot of the pair, not the booted one, not mounted, and large enough; block devices are
+// opened O_EXCL. All offsets are relative to the start of the target partition.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <span>
+#include <string>
+
+#include "abup/fs.hpp"
+#include "abup/result.hpp"
+#include "partitions/slots.hpp"
+
+namespace abup::partitions {
+
+class BlockTarget {
+ public:
+  // `booted` is the booted slot (nullopt when unknown: then only an explicit `target` is
+  // accepted). `needed` is the image size in bytes. `root` is where /proc/self/mountinfo lives.
+  [[nodiscard]] static Result<BlockTarget> open(const SlotPair& pair, char target,
+                                                std::optional<char> booted, std::uint64_t needed,
+                                                const std::filesystem::path& root);
+
+  [[nodiscard]] const Slot& slot() const { return slot_; }
+  [[nodiscard]] std::uint64_t size() const { return slot_.size; }
+  [[nodiscard]] Status write_at(std::uint64_t offset, std::span<const std::uint8_t> data);
+  // Makes [offset, offset+length) read as zeros (FALLOC_FL_ZERO_RANGE / BLKZEROOUT, else writes).
+  [[nodiscard]] Status zero_range(std::uint64_t offset, std::uint64_t length);
+  [[nodiscard]] Status sync();
+  // Reads from the device, bypassing the page cache (O_DIRECT; where a filesystem refuses it,
+  // fdatasync + POSIX_FADV_DONTNEED before the read). buf must be 4096-aligned, offset and size
+  // multiples of 4096 except at the end of the target.
+  [[nodiscard]] Status read_direct(std::uint64_t offset, std::span<std::uint8_t> buf);
+  // Ordinary (cached) read, for planning.
+  [[nodiscard]] Status read_at(std::uint64_t offset, std::span<std::uint8_t> buf);
+
+ private:
+  Slot slot_;
+  std::string what_;
+  std::uint64_t base_ = 0;  // partition offset within the opened file
+  bool block_device_ = false;
+  std::shared_ptr<Fd> fd_, direct_fd_;
+};
+
+// Read-only access to a slot (the booted one, for reusing identical chunks).
+class SlotReader {
+ public:
+  [[nodiscard]] static Result<SlotReader> open(const SlotPair& pair, char slot);
+  [[nodiscard]] const Slot& slot() const { return slot_; }
+  [[nodiscard]] Status read_at(std::uint64_t offset, std::span<std::uint8_t> buf) const;
+
+ private:
+  Slot slot_;
+  std::string what_;
+  std::uint64_t base_ = 0;
+  std::shared_ptr<Fd> fd_;
+};
+
+}  // namespace abup::partitions

@@ -1,0 +1,47 @@
+// The A/B slot pair (DESIGN.md §2): found by GPT label (case-insensitive usr-a/usr-b, with
+// optional hash-a/hash-b verity partitions), type GUID and PARTUUID; and which one is booted.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+
+#include "abup/result.hpp"
+#include "partitions/gpt.hpp"
+
+namespace abup::partitions {
+
+inline constexpr std::string_view kUsrTypeGuid = "5dfbf5f4-2848-4bac-aa5e-0d9a20b745a6";
+inline constexpr std::string_view kUsrAPartuuid = "7130c94a-213a-4e5a-8e26-6cce9662f132";
+inline constexpr std::string_view kUsrBPartuuid = "e03dd35c-7c2d-4a47-b3fe-27f15780a57c";
+
+struct Slot {
+  char name = 'A';          // 'A' or 'B'
+  GptEntry entry;           // the usr partition
+  std::optional<GptEntry> hash;  // its verity hash partition, if any
+  std::uint64_t offset = 0;      // byte offset of the usr partition on the disk
+  std::uint64_t size = 0;        // bytes
+  [[nodiscard]] std::string label() const { return entry.name; }
+  [[nodiscard]] std::string partuuid() const { return entry.unique.str(); }
+};
+
+struct SlotPair {
+  std::string disk;  // disk image file or whole-disk block device
+  bool block_device = false;
+  GptTable gpt;
+  Slot a, b;
+  [[nodiscard]] const Slot& get(char name) const { return name == 'A' ? a : b; }
+  [[nodiscard]] const Slot& other(char name) const { return name == 'A' ? b : a; }
+};
+
+// Reads the disk's GPT and finds the pair. Errors name what is missing or ambiguous.
+[[nodiscard]] Result<SlotPair> discover_slots(const std::string& disk);
+
+// The booted slot, from `root`/proc/cmdline (usr=, mount.usr=, verity.usr= with PARTUUID= or
+// PARTLABEL=, or a /dev/disk/by-partuuid path). nullopt when the command line names no slot.
+// An error when it names a partition that is neither slot.
+[[nodiscard]] Result<std::optional<char>> booted_slot(const SlotPair& pair,
+                                                      const std::filesystem::path& root);
+
+}  // namespace abup::partitions

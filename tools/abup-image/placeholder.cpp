@@ -1,0 +1,1 @@
+// abup-image library

@@ -1,0 +1,36 @@
+// A random-access byte source: a local file or an HTTP(S) URL read with Range requests.
+// Nothing read from a Source is trusted: callers verify it against the signed manifest.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "abup/result.hpp"
+
+namespace abup::protocol {
+
+class Source {
+ public:
+  using Sink = std::function<Status(std::span<const std::uint8_t>)>;
+  virtual ~Source() = default;
+
+  // URL or path, for messages.
+  [[nodiscard]] virtual const std::string& describe() const = 0;
+  [[nodiscard]] virtual std::uint64_t size() const = 0;
+  // Reads exactly buf.size() bytes at offset (a short source is an error).
+  [[nodiscard]] virtual Status read_at(std::uint64_t offset, std::span<std::uint8_t> buf) = 0;
+  // Streams [offset, offset + length) to sink, in order, in pieces of any size. Transient failures
+  // are retried from the next byte not yet delivered: the sink never sees a byte twice or out of
+  // order. A sink error stops the transfer and is returned unchanged.
+  [[nodiscard]] virtual Status read_range(std::uint64_t offset, std::uint64_t length,
+                                          const Sink& sink) = 0;
+  // Payload bytes received from the origin so far (for summaries and the resume tests).
+  [[nodiscard]] virtual std::uint64_t bytes_fetched() const = 0;
+};
+
+[[nodiscard]] Result<std::unique_ptr<Source>> open_file_source(const std::string& path);
+
+}  // namespace abup::protocol
