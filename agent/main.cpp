@@ -1,1 +1,34 @@
-int main() { return 1; }
+// abup: the A/B image update agent.
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "agent/cli/common.hpp"
+
+namespace {
+
+constexpr const char* kUsage = R"(usage: abup COMMAND [OPTIONS]
+
+Commands:
+  stage    verify a signed image and write it to the inactive slot
+  status   show the slots, which one is booted, and what abup did to them
+
+Run `abup COMMAND --help` for the options of one command.
+)";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty() || args[0] == "--help" || args[0] == "help") {
+    std::fputs(kUsage, args.empty() ? stderr : stdout);
+    return args.empty() ? 2 : 0;
+  }
+  std::string cmd = args[0];
+  args.erase(args.begin());
+  using namespace abup::agent::cli;
+  if (cmd == "stage") return cmd_stage(args);
+  if (cmd == "status") return cmd_status(args);
+  std::fprintf(stderr, "abup: unknown command '%s'\n%s", cmd.c_str(), kUsage);
+  return 2;
+}

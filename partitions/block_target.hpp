@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -22,9 +23,19 @@ class BlockTarget {
   [[nodiscard]] static Result<BlockTarget> open(const SlotPair& pair, char target,
                                                 std::optional<char> booted, std::uint64_t needed,
                                                 const std::filesystem::path& root);
+  // The same rules for the target slot's verity hash partition (hash-a/hash-b); an error when the
+  // slot has none.
+  [[nodiscard]] static Result<BlockTarget> open_hash(const SlotPair& pair, char target,
+                                                     std::optional<char> booted,
+                                                     std::uint64_t needed,
+                                                     const std::filesystem::path& root);
 
   [[nodiscard]] const Slot& slot() const { return slot_; }
-  [[nodiscard]] std::uint64_t size() const { return slot_.size; }
+  // The partition this target writes: slot().entry, or *slot().hash for open_hash().
+  [[nodiscard]] const GptEntry& partition() const { return part_; }
+  [[nodiscard]] std::uint64_t size() const { return size_; }
+  // The opened device node (block devices) or disk-image file.
+  [[nodiscard]] const std::string& path() const { return path_; }
   [[nodiscard]] Status write_at(std::uint64_t offset, std::span<const std::uint8_t> data);
   // Makes [offset, offset+length) read as zeros (FALLOC_FL_ZERO_RANGE / BLKZEROOUT, else writes).
   [[nodiscard]] Status zero_range(std::uint64_t offset, std::uint64_t length);
@@ -33,15 +44,28 @@ class BlockTarget {
   // fdatasync + POSIX_FADV_DONTNEED before the read). buf must be 4096-aligned, offset and size
   // multiples of 4096 except at the end of the target.
   [[nodiscard]] Status read_direct(std::uint64_t offset, std::span<std::uint8_t> buf);
+  // Makes read_direct use the fdatasync + POSIX_FADV_DONTNEED path, as on a filesystem that
+  // refuses O_DIRECT (tests exercise it this way; no production caller needs it).
+  void use_fadvise_read_back() { direct_fd_.reset(); }
   // Ordinary (cached) read, for planning.
   [[nodiscard]] Status read_at(std::uint64_t offset, std::span<std::uint8_t> buf);
 
  private:
+  [[nodiscard]] static Result<BlockTarget> open_part(const SlotPair& pair, char target, bool hash,
+                                                     std::optional<char> booted,
+                                                     std::uint64_t needed,
+                                                     const std::filesystem::path& root);
+  [[nodiscard]] Status check_range(std::uint64_t offset, std::uint64_t length,
+                                   const char* op) const;
+  [[nodiscard]] Status read_cached(std::uint64_t offset, std::span<std::uint8_t> buf);
+
   Slot slot_;
-  std::string what_;
+  GptEntry part_;
+  std::string what_, path_;
   std::uint64_t base_ = 0;  // partition offset within the opened file
+  std::uint64_t size_ = 0;  // partition size
   bool block_device_ = false;
-  std::shared_ptr<Fd> fd_, direct_fd_;
+  std::shared_ptr<Fd> fd_, direct_fd_;  // direct_fd_ null where O_DIRECT is refused
 };
 
 // Read-only access to a slot (the booted one, for reusing identical chunks).
@@ -49,6 +73,7 @@ class SlotReader {
  public:
   [[nodiscard]] static Result<SlotReader> open(const SlotPair& pair, char slot);
   [[nodiscard]] const Slot& slot() const { return slot_; }
+  [[nodiscard]] std::uint64_t size() const { return slot_.size; }
   [[nodiscard]] Status read_at(std::uint64_t offset, std::span<std::uint8_t> buf) const;
 
  private:

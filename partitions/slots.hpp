@@ -15,13 +15,19 @@ namespace abup::partitions {
 inline constexpr std::string_view kUsrTypeGuid = "5dfbf5f4-2848-4bac-aa5e-0d9a20b745a6";
 inline constexpr std::string_view kUsrAPartuuid = "7130c94a-213a-4e5a-8e26-6cce9662f132";
 inline constexpr std::string_view kUsrBPartuuid = "e03dd35c-7c2d-4a47-b3fe-27f15780a57c";
+// Also accepted as the usr type: the Discoverable Partitions Specification's "usr" types.
+inline constexpr std::string_view kUsrTypeGuidX86_64 = "8484680c-9521-48c6-9c11-b0720656f69e";
+inline constexpr std::string_view kUsrTypeGuidArm64 = "b0e01050-ee5f-4390-949a-9101b17104e9";
 
 struct Slot {
-  char name = 'A';          // 'A' or 'B'
-  GptEntry entry;           // the usr partition
+  char name = 'A';               // 'A' or 'B'
+  GptEntry entry;                // the usr partition
   std::optional<GptEntry> hash;  // its verity hash partition, if any
   std::uint64_t offset = 0;      // byte offset of the usr partition on the disk
   std::uint64_t size = 0;        // bytes
+  // Block devices only: the kernel's device nodes of the usr and hash partitions (e.g.
+  // /dev/sda3), empty for disk-image files or when the kernel has not scanned the partition.
+  std::string device, hash_device;
   [[nodiscard]] std::string label() const { return entry.name; }
   [[nodiscard]] std::string partuuid() const { return entry.unique.str(); }
 };
@@ -38,9 +44,12 @@ struct SlotPair {
 // Reads the disk's GPT and finds the pair. Errors name what is missing or ambiguous.
 [[nodiscard]] Result<SlotPair> discover_slots(const std::string& disk);
 
-// The booted slot, from `root`/proc/cmdline (usr=, mount.usr=, verity.usr= with PARTUUID= or
-// PARTLABEL=, or a /dev/disk/by-partuuid path). nullopt when the command line names no slot.
-// An error when it names a partition that is neither slot.
+// The booted slot, from `root`/proc/cmdline (usr=, mount.usr=, verity.usr=,
+// systemd.verity_usr_data=, systemd.verity_usr_hash= (a slot's hash partition) with PARTUUID=,
+// PARTUUID=…/PARTNROFF=n, PARTLABEL=, /dev/disk/by-partuuid/, /dev/disk/by-partlabel/ or a slot's
+// device node; when none of these keys names a partition, root= if it names a slot). Other values
+// (mount.usr=/dev/mapper/usr) are ignored. nullopt when the command line names no slot. An error
+// when it names a partition that is neither slot, or both slots.
 [[nodiscard]] Result<std::optional<char>> booted_slot(const SlotPair& pair,
                                                       const std::filesystem::path& root);
 

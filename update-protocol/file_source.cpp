@@ -1,6 +1,9 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <cstring>
+
 #include "abup/fs.hpp"
 #include "update-protocol/source.hpp"
 
@@ -52,13 +55,30 @@ class FileSource final : public Source {
 
 }  // namespace
 
+Status ReadAheadSource::read_at(std::uint64_t offset, std::span<std::uint8_t> buf) {
+  if (buf.size() > window_) return inner_.read_at(offset, buf);
+  auto in_window = [&] { return offset >= start_ && offset + buf.size() <= start_ + data_.size(); };
+  if (!in_window()) {
+    if (offset > size() || buf.size() > size() - offset)
+      return inner_.read_at(offset, buf);  // let the source report the out-of-range read
+    start_ = offset / window_ * window_;
+    auto len = std::min<std::uint64_t>(2 * window_, size() - start_);
+    data_.resize(static_cast<std::size_t>(len));
+    if (auto st = inner_.read_at(start_, data_); !st) {
+      data_.clear();
+      return st;
+    }
+  }
+  std::memcpy(buf.data(), data_.data() + (offset - start_), buf.size());
+  return {};
+}
+
 Result<std::unique_ptr<Source>> open_file_source(const std::string& path) {
   ABUP_TRY(Fd fd, open_file(path, O_RDONLY));
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0)
     return make_error(Errc::io, "stat " + path + ": " + errno_text(errno));
-  if (!S_ISREG(st.st_mode))
-    return make_error(Errc::invalid_input, path + ": not a regular file");
+  if (!S_ISREG(st.st_mode)) return make_error(Errc::invalid_input, path + ": not a regular file");
   return std::unique_ptr<Source>(
       std::make_unique<FileSource>(path, std::move(fd), static_cast<std::uint64_t>(st.st_size)));
 }

@@ -7,6 +7,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "abup/result.hpp"
 
@@ -32,5 +33,27 @@ class Source {
 };
 
 [[nodiscard]] Result<std::unique_ptr<Source>> open_file_source(const std::string& path);
+
+// Serves small reads from aligned windows of the wrapped source, so walking a tar index over
+// HTTP costs a couple of range requests instead of one per header. Larger reads and
+// read_range() pass through.
+class ReadAheadSource final : public Source {
+ public:
+  ReadAheadSource(Source& inner, std::size_t window = 64 << 10) : inner_(inner), window_(window) {}
+  [[nodiscard]] const std::string& describe() const override { return inner_.describe(); }
+  [[nodiscard]] std::uint64_t size() const override { return inner_.size(); }
+  [[nodiscard]] Status read_at(std::uint64_t offset, std::span<std::uint8_t> buf) override;
+  [[nodiscard]] Status read_range(std::uint64_t offset, std::uint64_t length,
+                                  const Sink& sink) override {
+    return inner_.read_range(offset, length, sink);
+  }
+  [[nodiscard]] std::uint64_t bytes_fetched() const override { return inner_.bytes_fetched(); }
+
+ private:
+  Source& inner_;
+  std::size_t window_;
+  std::uint64_t start_ = 0;
+  std::vector<std::uint8_t> data_;
+};
 
 }  // namespace abup::protocol

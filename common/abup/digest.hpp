@@ -8,6 +8,8 @@
 #include <span>
 #include <string>
 
+#include "abup/bytes.hpp"
+
 namespace abup {
 
 using Sha256 = std::array<std::uint8_t, 32>;
@@ -35,9 +37,6 @@ class Sha2 {
 [[nodiscard]] Sha256 sha256(std::span<const std::uint8_t> data);
 [[nodiscard]] Sha384 sha384(std::span<const std::uint8_t> data);
 [[nodiscard]] Xxh128 xxh128(std::span<const std::uint8_t> data);
-[[nodiscard]] inline std::span<const std::uint8_t> as_bytes(std::string_view s) {
-  return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
-}
 
 class Xxh128Stream {
  public:

@@ -1,1 +1,417 @@
-int main() { return 1; }
+// abup-image: build, sign and check signed COSI images for abup.
+#include <unistd.h>
+
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "abup/args.hpp"
+#include "abup/fs.hpp"
+#include "abup/hex.hpp"
+#include "tools/abup-image/builder.hpp"
+#include "tools/abup-image/signer.hpp"
+#include "update-protocol/cosi/cosi.hpp"
+#include "update-protocol/image.hpp"
+#include "update-protocol/manifest/signature.hpp"
+
+namespace {
+
+using namespace abup;
+using namespace abup::protocol;
+
+constexpr const char* kUsage = R"(usage: abup-image COMMAND [OPTIONS] [IMAGE]
+
+Commands:
+  build             raw partition images -> COSI 1.2 with framed zstd images and an abup manifest
+  sign              add the abup manifest (if missing) and a signature made with a private key
+  digest            add the abup manifest (if missing) and print what an external signer signs
+  attach-signature  check an externally made signature and add it
+  inspect           show what an image holds (--json for machines)
+  verify            check signatures against a keyring, and every frame of every image
+
+Run `abup-image COMMAND --help` for the options of one command.
+)";
+
+int fail(const Error& e) {
+  std::fprintf(stderr, "abup-image: %s\n", e.message.c_str());
+  return e.code == Errc::invalid_input ? 2 : 1;
+}
+
+std::vector<OptionSpec> with_help(std::vector<OptionSpec> specs) {
+  specs.push_back({"help", false, false, "show this help"});
+  return specs;
+}
+
+Result<std::int64_t> expiry(const Args& a) {
+  if (auto at = a.get("expires-at")) return parse_utc_time(*at);
+  ABUP_TRY(auto days, a.get_int("expires-in-days", 0, 0, 36500));
+  if (days == 0) return std::int64_t{0};
+  return static_cast<std::int64_t>(std::time(nullptr)) + days * 86400;
+}
+
+const std::vector<OptionSpec> kManifestOpts = {
+    {"version", true, false,
+     "VERSION  release version (default: os-release IMAGE_VERSION/VERSION_ID)"},
+    {"min-version", true, false, "VERSION  oldest running version this image may replace"},
+    {"variant", true, false, "ID  os-release VARIANT_ID the image is for"},
+    {"expires-in-days", true, false, "N  manifest expiry, days from now"},
+    {"expires-at", true, false, "TIME  manifest expiry, YYYY-MM-DDTHH:MM:SSZ"},
+};
+
+int cmd_build(const std::vector<std::string>& argv) {
+  auto specs = with_help({
+      {"usr", true, false, "PATH  raw /usr filesystem image"},
+      {"usr-hash", true, false, "PATH  dm-verity hash image of --usr"},
+      {"roothash", true, false, "HEX  dm-verity root hash of --usr"},
+      {"image", true, true, "MOUNT=PATH  another partition image (repeatable)"},
+      {"os-release", true, false, "PATH  os-release to embed (default: minimal, from --version)"},
+      {"arch", true, false, "ARCH  x86_64 (default) or arm64"},
+      {"frame-size", true, false, "SIZE  uncompressed bytes per zstd frame (default 4M)"},
+      {"level", true, false, "N  zstd level (default 3)"},
+      {"threads", true, false, "N  compression threads (default: all cores)"},
+      {"out", true, false, "PATH  output .cosi file"},
+      {"issued-at", true, false, "TIME  manifest issue time (default now), YYYY-MM-DDTHH:MM:SSZ"},
+  });
+  specs.insert(specs.end(), kManifestOpts.begin(), kManifestOpts.end());
+  auto args = Args::parse(argv, specs);
+  if (!args) return fail(args.error());
+  if (args->has("help")) {
+    std::printf("usage: abup-image build --usr PATH --out PATH [OPTIONS]\n\n%s",
+                format_options(specs).c_str());
+    return 0;
+  }
+  image::BuildOptions o;
+  if (auto usr = args->get("usr")) {
+    image::BuildInput in{"/usr", *usr, "", args->get_or("usr-hash", ""),
+                         args->get_or("roothash", "")};
+    o.images.push_back(in);
+  } else if (args->has("usr-hash")) {
+    return fail(make_error(Errc::invalid_input, "--usr-hash needs --usr"));
+  }
+  for (const auto& spec : args->all("image")) {
+    auto eq = spec.find('=');
+    if (eq == std::string::npos)
+      return fail(make_error(Errc::invalid_input, "--image '" + spec + "': expected MOUNT=PATH"));
+    o.images.push_back({spec.substr(0, eq), spec.substr(eq + 1), "", "", ""});
+  }
+  o.version = args->get_or("version", "");
+  if (auto osr = args->get("os-release")) {
+    auto text = read_file(*osr);
+    if (!text) return fail(text.error());
+    o.os_release = *text;
+  } else if (!o.version.empty()) {
+    o.os_release =
+        "NAME=\"Azure Container Linux\"\nID=azurecontainerlinux\nVERSION_ID=" + o.version +
+        "\nIMAGE_VERSION=" + o.version + "\n";
+  }
+  o.arch = args->get_or("arch", "x86_64");
+  o.variant = args->get_or("variant", "");
+  o.min_version = args->get_or("min-version", "");
+  auto exp = expiry(*args);
+  if (!exp) return fail(exp.error());
+  o.expires_at = *exp;
+  if (auto at = args->get("issued-at")) {
+    auto t = parse_utc_time(*at);
+    if (!t) return fail(t.error());
+    o.issued_at = *t;
+  }
+  auto fs = args->get_size("frame-size", 4 << 20);
+  auto level = args->get_int("level", 3, 1, 22);
+  auto threads = args->get_int("threads", 0, 0, 256);
+  if (!fs) return fail(fs.error());
+  if (!level) return fail(level.error());
+  if (!threads) return fail(threads.error());
+  o.frame_size = *fs;
+  o.level = static_cast<int>(*level);
+  o.threads = static_cast<int>(*threads);
+  o.out = args->get_or("out", "");
+  auto m = image::build_cosi(o);
+  if (!m) return fail(m.error());
+  std::uint64_t u = 0, c = 0, frames = 0;
+  for (const auto& i : m->images) {
+    u += i.uncompressed_size;
+    c += i.compressed_size;
+    frames += i.frames.size();
+  }
+  std::printf(
+      "built %s: version %s, %zu image(s), %s -> %s in %llu frames (unsigned: run "
+      "`abup-image sign`)\n",
+      o.out.c_str(), m->version.c_str(), m->images.size(), human_bytes(u).c_str(),
+      human_bytes(c).c_str(), static_cast<unsigned long long>(frames));
+  return 0;
+}
+
+Result<std::string> one_image(const Args& a) {
+  if (a.positionals().size() != 1)
+    return make_error(Errc::invalid_input, "expected exactly one IMAGE argument");
+  return a.positionals()[0];
+}
+
+image::ManifestDefaults defaults(const Args& a, std::int64_t expires) {
+  return {a.get_or("version", ""), a.get_or("min-version", ""), a.get_or("variant", ""), expires};
+}
+
+int cmd_sign(const std::vector<std::string>& argv) {
+  auto specs =
+      with_help({{"key", true, true, "PEM  private key (repeatable for several signers)"}});
+  specs.insert(specs.end(), kManifestOpts.begin(), kManifestOpts.end());
+  auto args = Args::parse(argv, specs);
+  if (!args) return fail(args.error());
+  if (args->has("help")) {
+    std::printf("usage: abup-image sign --key PEM [OPTIONS] IMAGE\n\n%s",
+                format_options(specs).c_str());
+    return 0;
+  }
+  auto path = one_image(*args);
+  if (!path) return fail(path.error());
+  if (!args->has("key")) return fail(make_error(Errc::invalid_input, "--key PEM is required"));
+  auto exp = expiry(*args);
+  if (!exp) return fail(exp.error());
+  auto manifest = image::ensure_manifest(*path, defaults(*args, *exp));
+  if (!manifest) return fail(manifest.error());
+  std::vector<SignatureEntry> sigs;
+  for (const auto& key : args->all("key")) {
+    auto s = sign_manifest(*manifest, key);
+    if (!s) return fail(s.error());
+    std::printf("signed %s with %s key %s\n", path->c_str(), s->alg.c_str(), s->keyid.c_str());
+    sigs.push_back(std::move(*s));
+  }
+  if (auto st = image::add_signatures(*path, sigs); !st) return fail(st.error());
+  return 0;
+}
+
+int cmd_digest(const std::vector<std::string>& argv) {
+  auto specs = with_help({
+      {"alg", true, false, "ALG  ed25519 | ecdsa-p256-sha256 | ecdsa-p384-sha384 | rsa-pss-sha256"},
+      {"public-key", true, false, "PEM  take the algorithm from the signer's public key"},
+      {"out", true, false, "PATH  write the bytes to sign (digest, or the manifest for ed25519)"},
+  });
+  specs.insert(specs.end(), kManifestOpts.begin(), kManifestOpts.end());
+  auto args = Args::parse(argv, specs);
+  if (!args) return fail(args.error());
+  if (args->has("help")) {
+    std::printf("usage: abup-image digest (--alg ALG | --public-key PEM) [--out FILE] IMAGE\n\n%s",
+                format_options(specs).c_str());
+    return 0;
+  }
+  auto path = one_image(*args);
+  if (!path) return fail(path.error());
+  SigAlg alg;
+  if (auto pk = args->get("public-key")) {
+    auto key = PublicKey::load(*pk);
+    if (!key) return fail(key.error());
+    alg = key->alg();
+  } else if (auto name = args->get("alg")) {
+    auto a = parse_sig_alg(*name);
+    if (!a) return fail(a.error());
+    alg = *a;
+  } else {
+    return fail(make_error(Errc::invalid_input, "--alg or --public-key is required"));
+  }
+  auto exp = expiry(*args);
+  if (!exp) return fail(exp.error());
+  auto manifest = image::ensure_manifest(*path, defaults(*args, *exp));
+  if (!manifest) return fail(manifest.error());
+  auto tbs = to_be_signed(*manifest, alg);
+  if (auto out = args->get("out")) {
+    if (auto st = atomic_write_file(*out, as_chars(tbs)); !st) return fail(st.error());
+  }
+  if (alg == SigAlg::ed25519)
+    std::printf(
+        "%s  (SHA-256 of abup/manifest.json; Ed25519 signs the manifest bytes themselves: "
+        "use --out)\n",
+        to_hex(sha256(as_bytes(*manifest))).c_str());
+  else
+    std::printf("%s\n", to_hex(tbs).c_str());
+  return 0;
+}
+
+int cmd_attach(const std::vector<std::string>& argv) {
+  auto specs = with_help({
+      {"public-key", true, false, "PEM  the signer's public key"},
+      {"signature", true, false, "FILE  the signature (binary; DER or raw r||s for ECDSA)"},
+  });
+  auto args = Args::parse(argv, specs);
+  if (!args) return fail(args.error());
+  if (args->has("help")) {
+    std::printf("usage: abup-image attach-signature --public-key PEM --signature FILE IMAGE\n\n%s",
+                format_options(specs).c_str());
+    return 0;
+  }
+  auto path = one_image(*args);
+  if (!path) return fail(path.error());
+  if (!args->has("public-key") || !args->has("signature"))
+    return fail(make_error(Errc::invalid_input, "--public-key and --signature are required"));
+  auto key = PublicKey::load(*args->get("public-key"));
+  if (!key) return fail(key.error());
+  auto sig = read_file(*args->get("signature"));
+  if (!sig) return fail(sig.error());
+  auto manifest = image::ensure_manifest(*path, {});
+  if (!manifest) return fail(manifest.error());
+  auto entry = external_signature(*manifest, *key, as_bytes(*sig));
+  if (!entry) return fail(entry.error());
+  if (auto st = image::add_signatures(*path, {*entry}); !st) return fail(st.error());
+  std::printf("attached %s signature by key %s to %s\n", entry->alg.c_str(), entry->keyid.c_str(),
+              path->c_str());
+  return 0;
+}
+
+int cmd_inspect(const std::vector<std::string>& argv) {
+  auto specs = with_help({{"json", false, false, "machine-readable output"}});
+  auto args = Args::parse(argv, specs);
+  if (!args) return fail(args.error());
+  if (args->has("help")) {
+    std::printf("usage: abup-image inspect [--json] IMAGE\n\n%s", format_options(specs).c_str());
+    return 0;
+  }
+  auto path = one_image(*args);
+  if (!path) return fail(path.error());
+  auto src = open_file_source(*path);
+  if (!src) return fail(src.error());
+  auto a = read_cosi(**src);
+  if (!a) return fail(a.error());
+  std::optional<Manifest> m;
+  std::vector<SignatureEntry> sigs;
+  if (a->manifest) {
+    auto text = read_entry(**src, *a->manifest, kMaxManifestSize);
+    if (!text) return fail(text.error());
+    auto parsed = parse_manifest(*text);
+    if (!parsed) return fail(parsed.error());
+    m = std::move(*parsed);
+  }
+  if (a->signature) {
+    auto text = read_entry(**src, *a->signature, 1 << 20);
+    if (!text) return fail(text.error());
+    auto parsed = parse_signature_envelope(*text);
+    if (!parsed) return fail(parsed.error());
+    sigs = std::move(*parsed);
+  }
+  const auto& md = a->metadata;
+  if (args->has("json")) {
+    nlohmann::json j;
+    j["cosiVersion"] = md.version;
+    j["osArch"] = md.os_arch;
+    j["images"] = nlohmann::json::array();
+    for (const auto& i : md.images)
+      j["images"].push_back({{"path", i.image.path},
+                             {"mountPoint", i.mount_point},
+                             {"fsType", i.fs_type},
+                             {"fsUuid", i.fs_uuid},
+                             {"compressedSize", i.image.compressed_size},
+                             {"uncompressedSize", i.image.uncompressed_size},
+                             {"verity", i.verity.has_value()}});
+    if (m) {
+      j["manifest"] = {{"version", m->version},
+                       {"minVersion", m->min_version},
+                       {"variant", m->variant},
+                       {"arch", m->arch},
+                       {"issuedAt", format_utc_time(m->issued_at)},
+                       {"expiresAt", m->expires_at ? format_utc_time(m->expires_at) : ""},
+                       {"frames", nlohmann::json::array()}};
+      for (const auto& i : m->images)
+        j["manifest"]["frames"].push_back({{"path", i.path}, {"count", i.frames.size()}});
+    } else {
+      j["manifest"] = nullptr;
+    }
+    j["signatures"] = nlohmann::json::array();
+    for (const auto& s : sigs) j["signatures"].push_back({{"keyid", s.keyid}, {"alg", s.alg}});
+    std::printf("%s\n", j.dump(2).c_str());
+    return 0;
+  }
+  std::printf("%s: COSI %s, %s\n", path->c_str(), md.version.c_str(), md.os_arch.c_str());
+  for (const auto& i : md.images)
+    std::printf("  %-8s %-30s %-6s %10s -> %10s%s\n", i.mount_point.c_str(), i.image.path.c_str(),
+                i.fs_type.c_str(), human_bytes(i.image.uncompressed_size).c_str(),
+                human_bytes(i.image.compressed_size).c_str(), i.verity ? "  (+verity)" : "");
+  if (m) {
+    std::printf("manifest: version %s, arch %s%s%s, issued %s%s\n", m->version.c_str(),
+                m->arch.c_str(), m->variant.empty() ? "" : ", variant ", m->variant.c_str(),
+                format_utc_time(m->issued_at).c_str(),
+                m->expires_at ? (", expires " + format_utc_time(m->expires_at)).c_str() : "");
+    if (!m->min_version.empty()) std::printf("  replaces %s or newer\n", m->min_version.c_str());
+    for (const auto& i : m->images)
+      std::printf("  %s: %zu frames\n", i.path.c_str(), i.frames.size());
+  } else {
+    std::printf("manifest: none (not prepared for abup; run `abup-image sign`)\n");
+  }
+  if (sigs.empty()) std::printf("signatures: none\n");
+  for (const auto& s : sigs) std::printf("signature: %s key %s\n", s.alg.c_str(), s.keyid.c_str());
+  return 0;
+}
+
+int cmd_verify(const std::vector<std::string>& argv) {
+  auto specs = with_help({
+      {"keyring", true, true, "DIR  directory of trusted PEM public keys (repeatable)"},
+      {"threshold", true, false, "N  valid signatures required (default 1)"},
+      {"shallow", false, false, "check signatures and structure only, not every frame"},
+  });
+  auto args = Args::parse(argv, specs);
+  if (!args) return fail(args.error());
+  if (args->has("help")) {
+    std::printf("usage: abup-image verify --keyring DIR [OPTIONS] IMAGE\n\n%s",
+                format_options(specs).c_str());
+    return 0;
+  }
+  auto path = one_image(*args);
+  if (!path) return fail(path.error());
+  std::vector<std::filesystem::path> dirs;
+  for (const auto& d : args->all("keyring")) dirs.emplace_back(d);
+  if (dirs.empty()) return fail(make_error(Errc::invalid_input, "--keyring DIR is required"));
+  auto keyring = Keyring::load(dirs);
+  if (!keyring) return fail(keyring.error());
+  auto threshold = args->get_int("threshold", 1, 1, 64);
+  if (!threshold) return fail(threshold.error());
+  auto src = open_file_source(*path);
+  if (!src) return fail(src.error());
+  VerifyOptions vo;
+  vo.keyring = &*keyring;
+  vo.threshold = static_cast<int>(*threshold);
+  vo.check_policy = false;
+  auto v = open_verified_image(**src, vo);
+  if (!v) return fail(v.error());
+  std::uint64_t frames = 0;
+  if (!args->has("shallow")) {
+    FrameDecoder dec;
+    std::vector<std::uint8_t> in, out;
+    for (const auto& img : v->manifest.images) {
+      auto base = v->data_offset(img);
+      for (std::size_t i = 0; i < img.frames.size(); ++i) {
+        const auto& f = img.frames[i];
+        in.resize(f.size);
+        out.resize(f.uncompressed_size);
+        if (auto st = (*src)->read_at(base + f.offset, in); !st) return fail(st.error());
+        auto st = dec.decode(in, f, out, img.path + " frame " + std::to_string(i));
+        if (!st) return fail(st.error());
+        ++frames;
+      }
+    }
+  }
+  std::printf(
+      "%s: OK: version %s, signed by %zu trusted key(s) (%s)%s\n", path->c_str(),
+      v->manifest.version.c_str(), v->signers.size(),
+      v->signers.empty() ? "" : v->signers.front().substr(0, 16).c_str(),
+      args->has("shallow") ? "" : (", " + std::to_string(frames) + " frames verified").c_str());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty() || args[0] == "--help" || args[0] == "help") {
+    std::fputs(kUsage, args.empty() ? stderr : stdout);
+    return args.empty() ? 2 : 0;
+  }
+  std::string cmd = args[0];
+  args.erase(args.begin());
+  if (cmd == "build") return cmd_build(args);
+  if (cmd == "sign") return cmd_sign(args);
+  if (cmd == "digest") return cmd_digest(args);
+  if (cmd == "attach-signature") return cmd_attach(args);
+  if (cmd == "inspect") return cmd_inspect(args);
+  if (cmd == "verify") return cmd_verify(args);
+  std::fprintf(stderr, "abup-image: unknown command '%s'\n%s", cmd.c_str(), kUsage);
+  return 2;
+}

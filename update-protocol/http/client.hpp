@@ -1,6 +1,7 @@
 // Outbound HTTP for abup. Says nothing of the library behind it (libcurl, in http/curl/).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -13,28 +14,36 @@
 namespace abup::protocol {
 
 struct TransportOptions {
-  std::string ca_file;      // PEM bundle; empty = system default
+  std::string ca_file;      // PEM bundle, then the only CAs trusted; empty = system default
   std::string client_cert;  // PEM, for mTLS
   std::string client_key;
   bool allow_http = false;  // plain http:// is refused unless set
   int max_redirects = 5;
-  int max_retries = 6;      // per request, on transient failures (connect, 5xx, 408/429, reset)
+  int max_retries = 6;  // per request, on transient failures (connect, 5xx, 408/429, reset)
   std::chrono::milliseconds retry_base{250};  // doubles each try, capped at retry_max
   std::chrono::milliseconds retry_max{8000};
   std::chrono::seconds connect_timeout{30};
-  long low_speed_limit = 1024;  // bytes/s; slower than this for low_speed_time aborts (and retries)
+  // Slower than low_speed_limit bytes/s over low_speed_time aborts the attempt (and retries).
+  // Time the consumer spends inside a Source sink does not count: back-pressure is not a slow link.
+  long low_speed_limit = 1024;  // 0 disables
   std::chrono::seconds low_speed_time{60};
   std::string user_agent = "abup/0.1";
+  // When set and true, transfers and retry waits stop with Errc::cancelled (checked at least
+  // once a second). Must outlive the requests and Sources using these options.
+  const std::atomic<bool>* cancel = nullptr;
 };
 
 // A URL source: HEAD (or a 1-byte range GET when HEAD is refused) for the size, then Range GETs.
 // Every ranged reply must be 206 with a Content-Range naming exactly the requested range; a 200,
 // another range or a body longer than asked is an error, never silently accepted.
+// Transient failures (connect, timeouts, too slow, connection dropped mid-body, 5xx, 408, 429) are
+// retried; a ranged read resumes from the next byte not yet delivered.
 // Proxy environment variables (https_proxy, no_proxy, ...) are honoured.
+// A Source is not thread-safe: it owns one connection (reused across requests).
 [[nodiscard]] Result<std::unique_ptr<Source>> open_http_source(const std::string& url,
                                                                const TransportOptions& options);
 
-// `location` is an http(s):// URL or a local path.
+// `location` is an http(s):// URL, a file:// URL or a local path.
 [[nodiscard]] Result<std::unique_ptr<Source>> open_source(const std::string& location,
                                                           const TransportOptions& options);
 
@@ -45,7 +54,10 @@ struct HttpResponse {
 };
 
 // A small request/response exchange (Omaha, Kubernetes, FleetLock); bodies are bounded by
-// max_body (an error past it).
+// max_body (an error past it). Any HTTP status is returned as a response. Idempotent methods (GET,
+// HEAD, PUT, DELETE, OPTIONS) are retried on transport failures and on 5xx/408/429 (the last such
+// response is returned once retries run out); other methods (POST, PATCH) are retried only when
+// the request never left (resolve/connect failures), and any reply is returned as-is.
 [[nodiscard]] Result<HttpResponse> http_request(const std::string& method, const std::string& url,
                                                 const std::map<std::string, std::string>& headers,
                                                 const std::string& body,

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -18,9 +19,9 @@ enum class SigAlg { ed25519, ecdsa_p256_sha256, ecdsa_p384_sha384, rsa_pss_sha25
 [[nodiscard]] Result<SigAlg> parse_sig_alg(std::string_view name);
 
 struct SignatureEntry {
-  std::string keyid;                // lowercase hex SHA-256 of the key's DER SubjectPublicKeyInfo
-  std::string alg;                  // as written; unknown algorithms are skipped, not fatal
-  std::vector<std::uint8_t> sig;    // ECDSA: DER or raw r||s
+  std::string keyid;              // lowercase hex SHA-256 of the key's DER SubjectPublicKeyInfo
+  std::string alg;                // as written; unknown algorithms are skipped, not fatal
+  std::vector<std::uint8_t> sig;  // ECDSA: DER or raw r||s
 };
 
 // {"signatures":[{"keyid":"…","alg":"…","sig":"<base64>"}]}; unknown fields ignored.
@@ -59,10 +60,12 @@ class Keyring {
  private:
   std::vector<PublicKey> keys_;
   std::vector<std::filesystem::path> dirs_;
+  std::vector<std::filesystem::path> missing_dirs_;  // named in describe(): a likely mistake
 };
 
 // Succeeds when at least `threshold` distinct trusted keys signed `manifest` with their own
-// algorithm; returns the key ids that did. The error lists the key ids seen and the keyring.
+// algorithm; returns the key ids that did. The error (Errc::untrusted) lists the key ids seen, why
+// each one did not count, and the keyring. A threshold below 1 is refused (Errc::invalid_input).
 [[nodiscard]] Result<std::vector<std::string>> verify_threshold(
     std::string_view manifest, const std::vector<SignatureEntry>& sigs, const Keyring& keyring,
     int threshold);
@@ -78,6 +81,8 @@ class Keyring {
 // Builds an entry from an externally made signature: the signature is checked against the
 // public key (a digest signature as `openssl pkeyutl -sign` over to_be_signed() makes it, or a
 // message signature as `openssl dgst -sign` makes it, are both accepted) before it is returned.
+// A raw r||s ECDSA signature is returned DER-encoded. A signature that does not verify is an
+// Errc::untrusted error saying, when it can tell, which signing parameter was wrong.
 [[nodiscard]] Result<SignatureEntry> external_signature(std::string_view manifest,
                                                         const PublicKey& key,
                                                         std::span<const std::uint8_t> sig);

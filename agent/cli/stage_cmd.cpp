@@ -1,0 +1,121 @@
+#include <unistd.h>
+
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "agent/cli/common.hpp"
+#include "agent/stage.hpp"
+
+namespace abup::agent::cli {
+namespace {
+
+void draw(const StageProgress& p) {
+  static std::string last_phase;
+  const int width = 30;
+  double frac = p.total ? static_cast<double>(p.done) / static_cast<double>(p.total) : 0;
+  int fill = static_cast<int>(frac * width);
+  std::string bar(static_cast<std::size_t>(fill), '#');
+  bar.resize(width, '.');
+  if (!last_phase.empty() && last_phase != p.phase) std::fputc('\n', stderr);
+  last_phase = p.phase;
+  std::fprintf(stderr, "\r%-9s [%s] %3d%%  %s / %s  downloaded %s   ", p.phase, bar.c_str(),
+               static_cast<int>(frac * 100), human_bytes(p.done).c_str(),
+               human_bytes(p.total).c_str(), human_bytes(p.downloaded).c_str());
+  std::fflush(stderr);
+}
+
+}  // namespace
+
+int cmd_stage(const std::vector<std::string>& argv) {
+  auto specs = common_options();
+  auto t = transport_options();
+  specs.insert(specs.end(), t.begin(), t.end());
+  specs.insert(
+      specs.end(),
+      {
+          {"source", true, false, "URL|PATH  the signed COSI image (https://, http:// or a file)"},
+          {"keyring", true, true,
+           "DIR  trusted keys (repeatable; default: the configured keyrings)"},
+          {"threshold", true, false, "N  valid signatures required (default: configuration, 1)"},
+          {"slot", true, false, "A|B  target slot (default: the one not booted)"},
+          {"allow-downgrade", false, false, "stage an image older than the running one"},
+          {"workers", true, false, "N  decode threads (default: all cores)"},
+          {"no-reuse", false, false, "do not copy identical chunks from the booted slot"},
+          {"json", false, false, "print the summary as JSON"},
+          {"no-progress", false, false, "no progress bar even on a terminal"},
+      });
+  auto args = Args::parse(argv, specs);
+  if (!args) return report(args.error());
+  if (args->has("help")) {
+    std::printf(
+        "usage: abup stage --disk PATH --source URL|PATH [OPTIONS]\n\n"
+        "Verify a signed image and write it to the inactive slot.\n\n%s",
+        format_options(specs).c_str());
+    return 0;
+  }
+  auto common = load_common(*args);
+  if (!common) return report(common.error());
+  StageOptions o;
+  o.disk = common->disk;
+  o.root = common->root;
+  o.state_dir = common->state_dir;
+  o.source = args->get_or("source", "");
+  if (o.source.empty())
+    return report(make_error(Errc::invalid_input, "--source URL|PATH is required"));
+  o.transport = transport(*args, common->config);
+  o.keyrings = common->config.keyrings;
+  if (args->has("keyring")) {
+    o.keyrings.clear();
+    for (const auto& k : args->all("keyring")) o.keyrings.emplace_back(k);
+  }
+  auto threshold = args->get_int("threshold", common->config.signature_threshold, 1, 64);
+  if (!threshold) return report(threshold.error());
+  o.threshold = static_cast<int>(*threshold);
+  if (auto s = args->get("slot")) {
+    if (*s != "A" && *s != "B" && *s != "a" && *s != "b")
+      return report(make_error(Errc::invalid_input, "--slot: expected A or B, got '" + *s + "'"));
+    o.slot = static_cast<char>(std::toupper(static_cast<unsigned char>((*s)[0])));
+  }
+  o.allow_downgrade = args->has("allow-downgrade");
+  auto workers = args->get_int("workers", common->config.workers, 0, 256);
+  if (!workers) return report(workers.error());
+  o.workers = static_cast<unsigned>(*workers);
+  o.memory_limit = common->config.memory_limit;
+  o.reuse = common->config.reuse && !args->has("no-reuse");
+  const bool tty = ::isatty(STDERR_FILENO) && !args->has("no-progress");
+  if (tty) o.on_progress = draw;
+  auto r = stage(o);
+  if (tty) std::fputc('\n', stderr);
+  if (!r) return report(r.error());
+  const auto& s = *r;
+  if (args->has("json")) {
+    nlohmann::json j = {{"version", s.version},
+                        {"slot", s.slot_label},
+                        {"partuuid", s.partuuid},
+                        {"imageBytes", s.image_bytes},
+                        {"downloadedBytes", s.downloaded},
+                        {"reusedBytes", s.reused},
+                        {"skippedBytes", s.skipped},
+                        {"zeroBytes", s.zeroed},
+                        {"writtenBytes", s.written},
+                        {"rangeRequests", s.requests},
+                        {"frames", s.frames},
+                        {"resumed", s.resumed},
+                        {"seconds", s.seconds}};
+    std::printf("%s\n", j.dump(2).c_str());
+  } else {
+    std::printf("staged %s on %s (%s) in %.1f s%s\n", s.version.c_str(), s.slot_label.c_str(),
+                s.partuuid.c_str(), s.seconds, s.resumed ? " (resumed)" : "");
+    std::printf("  image       %s in %zu chunks, every chunk read back and verified\n",
+                human_bytes(s.image_bytes).c_str(), s.frames);
+    std::printf("  downloaded  %s in %llu range request(s)\n", human_bytes(s.downloaded).c_str(),
+                static_cast<unsigned long long>(s.requests));
+    std::printf("  written     %s decoded, %s zero chunks\n", human_bytes(s.written).c_str(),
+                human_bytes(s.zeroed).c_str());
+    std::printf("  reused      %s from the booted slot, %s already on the target\n",
+                human_bytes(s.reused).c_str(), human_bytes(s.skipped).c_str());
+  }
+  return 0;
+}
+
+}  // namespace abup::agent::cli

@@ -1,0 +1,59 @@
+// `abup stage`: the pipeline of DESIGN.md §5. Verifies the signed image before writing a byte,
+// plans each chunk (already on the target | same chunk in the booted slot | zero | download),
+// downloads the rest in coalesced range requests, decodes frames on all cores, verifies and
+// writes each chunk, fsyncs, reads the whole target back from the device and checks every chunk,
+// and only then records the slot as staged.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "abup/result.hpp"
+#include "update-protocol/http/client.hpp"
+
+namespace abup::agent {
+
+struct StageProgress {
+  const char* phase = "";   // "verify", "plan", "write", "read-back"
+  std::uint64_t total = 0;  // bytes of the phase
+  std::uint64_t done = 0;
+  std::uint64_t downloaded = 0;  // payload bytes fetched so far
+};
+
+struct StageOptions {
+  std::string disk;
+  std::filesystem::path root = "/";
+  std::filesystem::path state_dir = "/var/lib/abup";
+  std::string source;  // URL or path of the signed COSI
+  protocol::TransportOptions transport;
+  std::vector<std::filesystem::path> keyrings;
+  int threshold = 1;
+  bool allow_downgrade = false;
+  std::optional<char> slot;               // explicit target slot; default: the one not booted
+  unsigned workers = 0;                   // decode threads; 0 = all cores
+  std::uint64_t memory_limit = 24 << 20;  // frame buffers in flight (compressed + decoded)
+  bool reuse = true;                      // copy identical chunks from the booted slot
+  std::function<void(const StageProgress&)> on_progress;
+};
+
+struct StageSummary {
+  std::string version, slot_label, partuuid;
+  std::uint64_t image_bytes = 0;
+  std::uint64_t downloaded = 0;  // bytes fetched from the source (headers, manifest, frames)
+  std::uint64_t reused = 0;      // uncompressed bytes copied from the booted slot
+  std::uint64_t skipped = 0;     // uncompressed bytes already on the target (re-verified)
+  std::uint64_t zeroed = 0;      // uncompressed bytes of all-zero chunks
+  std::uint64_t written = 0;     // uncompressed bytes decoded from downloads and written
+  std::uint64_t requests = 0;    // coalesced range requests for frames
+  std::size_t frames = 0;
+  bool resumed = false;
+  double seconds = 0;
+};
+
+[[nodiscard]] Result<StageSummary> stage(const StageOptions& options);
+
+}  // namespace abup::agent

@@ -1,0 +1,110 @@
+#include "agent/state.hpp"
+
+#include <fcntl.h>
+#include <sys/file.h>
+
+#include <ctime>
+#include <nlohmann/json.hpp>
+
+#include "update-protocol/manifest/manifest.hpp"
+
+namespace abup::agent {
+
+using json = nlohmann::json;
+
+namespace {
+constexpr std::string_view kNames[] = {"unknown", "staging",   "staged",
+                                       "armed",   "committed", "failed"};
+}
+
+std::string_view to_string(SlotState s) {
+  return kNames[static_cast<int>(s)];
+}
+
+std::optional<SlotState> parse_slot_state(std::string_view s) {
+  for (int i = 0; i < 6; ++i)
+    if (kNames[i] == s) return static_cast<SlotState>(i);
+  return std::nullopt;
+}
+
+std::string now_utc() {
+  return protocol::format_utc_time(std::time(nullptr));
+}
+
+const SlotRecord* State::slot(const std::string& partuuid) const {
+  auto it = slots.find(partuuid);
+  return it == slots.end() ? nullptr : &it->second;
+}
+
+Result<State> StateStore::load() const {
+  auto path = dir_ / "state.json";
+  auto text = read_file(path);
+  if (!text) {
+    if (text.error().code == Errc::not_found) return State{};
+    return std::move(text).error();
+  }
+  auto bad = [&](const std::string& why) {
+    return make_error(Errc::invalid_input,
+                      path.string() + ": " + why + " (move it aside to start from an empty state)");
+  };
+  json doc = json::parse(*text, nullptr, false);
+  if (doc.is_discarded() || !doc.is_object()) return bad("not a JSON object");
+  State st;
+  auto slots = doc.find("slots");
+  if (slots != doc.end()) {
+    if (!slots->is_object()) return bad("slots: expected an object");
+    for (auto& [uuid, rec] : slots->items()) {
+      if (!rec.is_object()) return bad("slots." + uuid + ": expected an object");
+      SlotRecord r;
+      auto state = parse_slot_state(rec.value("state", "unknown"));
+      if (!state) return bad("slots." + uuid + ".state: unknown value");
+      r.state = *state;
+      r.version = rec.value("version", "");
+      r.manifest_sha256 = rec.value("manifestSha256", "");
+      r.source = rec.value("source", "");
+      r.updated_at = rec.value("updatedAt", "");
+      r.error = rec.value("error", "");
+      st.slots[uuid] = std::move(r);
+    }
+  }
+  return st;
+}
+
+Status StateStore::save(const State& st) const {
+  std::error_code ec;
+  std::filesystem::create_directories(dir_, ec);
+  json doc;
+  doc["schemaVersion"] = 1;
+  doc["slots"] = json::object();
+  for (const auto& [uuid, r] : st.slots) {
+    json j = {{"state", to_string(r.state)}, {"version", r.version}, {"updatedAt", r.updated_at}};
+    if (!r.manifest_sha256.empty()) j["manifestSha256"] = r.manifest_sha256;
+    if (!r.source.empty()) j["source"] = r.source;
+    if (!r.error.empty()) j["error"] = r.error;
+    doc["slots"][uuid] = std::move(j);
+  }
+  return atomic_write_file(dir_ / "state.json", doc.dump(2) + "\n", 0600);
+}
+
+Status StateStore::save_manifest(const std::string& partuuid, std::string_view text) const {
+  std::error_code ec;
+  std::filesystem::create_directories(dir_ / "manifests", ec);
+  return atomic_write_file(dir_ / "manifests" / (partuuid + ".json"), text, 0600);
+}
+
+Result<std::string> StateStore::load_manifest(const std::string& partuuid) const {
+  return read_file(dir_ / "manifests" / (partuuid + ".json"));
+}
+
+Result<Fd> StateStore::lock() const {
+  std::error_code ec;
+  std::filesystem::create_directories(dir_, ec);
+  if (ec) return make_error(Errc::io, "create " + dir_.string() + ": " + ec.message());
+  ABUP_TRY(Fd fd, open_file(dir_ / "lock", O_RDWR | O_CREAT, 0600));
+  if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0)
+    return make_error(Errc::refused, "another abup process holds " + (dir_ / "lock").string() +
+                                         " (is the daemon running an operation?)");
+  return fd;
+}
+
+}  // namespace abup::agent

@@ -1,0 +1,55 @@
+// Persistent state (DESIGN.md §9): <state-dir>/state.json, replaced atomically on every change,
+// and a lock so two abup processes never act on the slots at once. The state file records what
+// abup did; it is never trusted for data (chunks are re-verified on the device).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+
+#include "abup/fs.hpp"
+#include "abup/result.hpp"
+
+namespace abup::agent {
+
+enum class SlotState { unknown, staging, staged, armed, committed, failed };
+[[nodiscard]] std::string_view to_string(SlotState s);
+[[nodiscard]] std::optional<SlotState> parse_slot_state(std::string_view s);
+
+struct SlotRecord {
+  SlotState state = SlotState::unknown;
+  std::string version;
+  std::string manifest_sha256;  // hex: which signed image is (being) written there
+  std::string source;
+  std::string updated_at;
+  std::string error;  // last failure, for status
+};
+
+struct State {
+  std::map<std::string, SlotRecord> slots;  // by PARTUUID
+
+  [[nodiscard]] const SlotRecord* slot(const std::string& partuuid) const;
+};
+
+class StateStore {
+ public:
+  explicit StateStore(std::filesystem::path dir) : dir_(std::move(dir)) {}
+  [[nodiscard]] const std::filesystem::path& dir() const { return dir_; }
+  // A missing file is an empty state; an unparsable one is an error naming it.
+  [[nodiscard]] Result<State> load() const;
+  [[nodiscard]] Status save(const State& state) const;
+  // The signed manifest of the image staged on a slot, kept for status and for reusing chunks.
+  [[nodiscard]] Status save_manifest(const std::string& partuuid, std::string_view json) const;
+  [[nodiscard]] Result<std::string> load_manifest(const std::string& partuuid) const;
+  // Exclusive lock on <dir>/lock (created with the directory); fails at once when held.
+  [[nodiscard]] Result<Fd> lock() const;
+
+ private:
+  std::filesystem::path dir_;
+};
+
+[[nodiscard]] std::string now_utc();
+
+}  // namespace abup::agent

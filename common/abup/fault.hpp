@@ -1,0 +1,15 @@
+// Fault injection for crash tests: ABUP_FAULT=<point>:<n> makes the n-th pass through
+// fault_point("<point>") kill the process with SIGKILL, as a power cut or OOM kill would.
+// Compiled in only with -DABUP_FAULT_INJECTION (the default for development and test builds;
+// packages build with -DABUP_FAULT_INJECTION=OFF, where fault_point is an empty inline).
+#pragma once
+
+namespace abup {
+
+#ifdef ABUP_FAULT_INJECTION
+void fault_point(const char* point);
+#else
+inline void fault_point(const char*) {}
+#endif
+
+}  // namespace abup

@@ -1,0 +1,121 @@
+#include "update-protocol/manifest/manifest.hpp"
+
+#include <doctest/doctest.h>
+
+using namespace abup;
+using namespace abup::protocol;
+
+namespace {
+
+Manifest sample() {
+  Manifest m;
+  m.version = "202607.02.0";
+  m.min_version = "202601.0.0";
+  m.arch = "x86_64";
+  m.variant = "azurecontainerlinux";
+  m.issued_at = 1'790'000'000;
+  m.expires_at = 1'800'000'000;
+  m.metadata_sha384 = std::string(96, 'c');
+  ManifestImage img;
+  img.path = "images/usr.img.zst";
+  img.mount_point = "/usr";
+  img.compressed_size = 300;
+  img.uncompressed_size = 8 << 20;
+  for (int i = 0; i < 2; ++i) {
+    Frame f;
+    f.offset = static_cast<std::uint64_t>(i) * 150;
+    f.size = 150;
+    f.uncompressed_size = 4 << 20;
+    f.sha256.fill(static_cast<std::uint8_t>(i));
+    img.frames.push_back(f);
+  }
+  m.images.push_back(img);
+  return m;
+}
+
+PolicyInput host(const char* running) {
+  PolicyInput p;
+  p.running = *Version::parse(running);
+  p.arch = "x86_64";
+  p.variant = "azurecontainerlinux";
+  p.now = 1'795'000'000;
+  return p;
+}
+
+}  // namespace
+
+TEST_CASE("manifest round-trips through its JSON") {
+  auto text = serialize_manifest(sample());
+  auto m = parse_manifest(text);
+  REQUIRE_MESSAGE(m.has_value(), m.error().message);
+  CHECK(m->version == "202607.02.0");
+  CHECK(m->images[0].frames[1].uncompressed_offset == 4 << 20);
+  CHECK(serialize_manifest(*m) == text);
+}
+
+TEST_CASE("manifest structure errors are precise") {
+  auto text = serialize_manifest(sample());
+  auto bad = [&](const std::string& from, const std::string& to) {
+    auto t = text;
+    auto pos = t.find(from);
+    REQUIRE(pos != std::string::npos);
+    t.replace(pos, from.size(), to);
+    auto m = parse_manifest(t);
+    REQUIRE_FALSE(m.has_value());
+    return m.error().message;
+  };
+  CHECK(bad("\"offset\": 150", "\"offset\": 151") ==
+        "abup/manifest.json: images[0].frames[1].offset: frames must be contiguous");
+  CHECK(bad("\"compressedSize\": 300", "\"compressedSize\": 301") ==
+        "abup/manifest.json: images[0]: frames do not add up to compressedSize");
+  CHECK(bad("\"arch\": \"x86_64\"", "\"arch\": \"sparc\"") ==
+        "abup/manifest.json: arch: unknown architecture 'sparc'");
+  CHECK(bad("\"schemaVersion\": 1", "\"schemaVersion\": 7") ==
+        "abup/manifest.json: schemaVersion: unsupported schema 7");
+  CHECK(bad("2026", "20x6").find("issuedAt") != std::string::npos);
+}
+
+TEST_CASE("policy: version, arch, variant, expiry") {
+  auto m = sample();
+  CHECK(check_policy(m, host("202601.05.0")));
+  CHECK(check_policy(m, host("202607.2.0")));  // same version: re-stage is a repair
+
+  auto down = check_policy(m, host("202608.01.0"));
+  REQUIRE_FALSE(down);
+  CHECK(down.error().message.find("downgrade from 202608.01.0 to 202607.02.0 refused") !=
+        std::string::npos);
+  auto flag = host("202608.01.0");
+  flag.allow_downgrade = true;
+  CHECK(check_policy(m, flag));
+  m.allow_downgrade = true;
+  CHECK(check_policy(m, host("202608.01.0")));
+  m.allow_downgrade = false;
+
+  auto old = check_policy(m, host("202512.01.0"));
+  REQUIRE_FALSE(old);
+  CHECK(old.error().message.find("may only replace 202601.0.0 or newer") != std::string::npos);
+
+  auto arm = host("202601.05.0");
+  arm.arch = "arm64";
+  auto wrong = check_policy(m, arm);
+  REQUIRE_FALSE(wrong);
+  CHECK(wrong.error().message == "image policy: image is for x86_64, this host is arm64");
+
+  auto late = host("202601.05.0");
+  late.now = 1'800'000'001;
+  auto expired = check_policy(m, late);
+  REQUIRE_FALSE(expired);
+  CHECK(expired.error().message.find("manifest expired at") != std::string::npos);
+
+  auto variant = host("202601.05.0");
+  variant.variant = "flatcar";
+  CHECK_FALSE(check_policy(m, variant));
+}
+
+TEST_CASE("UTC times") {
+  auto t = parse_utc_time("2026-11-24T03:40:00Z");
+  REQUIRE(t.has_value());
+  CHECK(format_utc_time(*t) == "2026-11-24T03:40:00Z");
+  CHECK_FALSE(parse_utc_time("2026-11-24 03:40:00"));
+  CHECK_FALSE(parse_utc_time("2026-13-24T03:40:00Z"));
+}

@@ -1,0 +1,49 @@
+// `abup-image build`: raw partition images → a COSI 1.2 file with framed zstd images and an
+// unsigned abup manifest (signed afterwards by `sign` or `digest` + `attach-signature`).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "abup/result.hpp"
+#include "update-protocol/manifest/manifest.hpp"
+
+namespace abup::image {
+
+struct BuildInput {
+  std::string mount_point;  // "/usr"
+  std::string path;         // raw filesystem image
+  std::string part_type;    // GPT type GUID; default from the mount point
+  std::string verity_path;  // optional dm-verity hash image
+  std::string roothash;     // required with verity_path
+};
+
+struct BuildOptions {
+  std::vector<BuildInput> images;
+  std::string os_release;  // verbatim text
+  std::string version;     // default: IMAGE_VERSION / VERSION_ID of os_release
+  std::string arch = "x86_64";
+  std::string variant;  // default: VARIANT_ID of os_release
+  std::string min_version;
+  std::int64_t issued_at = 0;  // 0 = now
+  std::int64_t expires_at = 0;
+  std::uint64_t frame_size = 4 << 20;
+  int level = 3;
+  int threads = 0;  // 0 = all cores
+  std::string out;
+};
+
+[[nodiscard]] Result<protocol::Manifest> build_cosi(const BuildOptions& options);
+
+// Probes a filesystem image with libblkid: {TYPE, UUID}; empty strings when unknown.
+struct FsProbe {
+  std::string type, uuid;
+};
+[[nodiscard]] FsProbe probe_filesystem(const std::string& path);
+
+// Suffix of the manifest mount point naming an image's dm-verity hash image ("/usr#verity").
+inline constexpr std::string_view kVeritySuffix = "#verity";
+
+}  // namespace abup::image

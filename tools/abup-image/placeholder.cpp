@@ -1,1 +1,0 @@
-// abup-image library

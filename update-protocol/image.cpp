@@ -1,0 +1,125 @@
+#include "update-protocol/image.hpp"
+
+#include <zstd.h>
+
+#include "abup/hex.hpp"
+
+namespace abup::protocol {
+
+std::uint64_t VerifiedImage::data_offset(const ManifestImage& img) const {
+  const auto* e = archive.tar.find(img.path);
+  return e ? e->data_offset : 0;
+}
+
+Status check_manifest_binding(const Manifest& m, const CosiArchive& a) {
+  auto fail = [](const std::string& what) {
+    return make_error(Errc::untrusted, "image manifest does not match the image: " + what);
+  };
+  auto md = to_hex(sha384(as_bytes(a.metadata_json)));
+  if (md != m.metadata_sha384)
+    return fail("metadata.json has SHA-384 " + md + ", the signed manifest pins " +
+                m.metadata_sha384 + " (metadata.json was changed after signing)");
+  for (const auto& img : m.images) {
+    const auto* e = a.tar.find(img.path);
+    if (!e) return fail("'" + img.path + "' is not in the archive");
+    if (e->size != img.compressed_size)
+      return fail("'" + img.path + "' holds " + std::to_string(e->size) +
+                  " bytes, the manifest says " + std::to_string(img.compressed_size));
+    const ImageFile* f = nullptr;
+    for (const auto& fi : a.metadata.images) {
+      if (fi.image.path == img.path) f = &fi.image;
+      if (fi.verity && fi.verity->image.path == img.path) f = &fi.verity->image;
+    }
+    if (!f) return fail("'" + img.path + "' is not listed in metadata.json");
+    if (f->uncompressed_size != img.uncompressed_size)
+      return fail("'" + img.path + "' uncompressed size differs from metadata.json");
+  }
+  return {};
+}
+
+Result<VerifiedImage> open_verified_image(Source& origin, const VerifyOptions& opt) {
+  VerifiedImage v;
+  ReadAheadSource source(origin);
+  ABUP_TRY(v.archive, read_cosi(source));
+  const auto& where = source.describe();
+  if (!v.archive.manifest)
+    return make_error(Errc::untrusted, where + ": image is not signed for abup (no " +
+                                           std::string(kManifestEntry) +
+                                           "; sign it with `abup-image sign`)");
+  if (!v.archive.signature)
+    return make_error(Errc::untrusted,
+                      where + ": image is not signed (no " + std::string(kSignatureEntry) + ")");
+  ABUP_TRY(v.manifest_json, read_entry(source, *v.archive.manifest, kMaxManifestSize));
+  ABUP_TRY(auto sig_json, read_entry(source, *v.archive.signature, 1 << 20));
+  auto sigs = parse_signature_envelope(sig_json);
+  if (!sigs) return std::move(sigs).error().with_context(where);
+  if (!opt.keyring) return make_error(Errc::untrusted, "no keyring configured");
+  // Signatures first: nothing in the manifest is looked at before its bytes are authentic.
+  auto signers = verify_threshold(v.manifest_json, *sigs, *opt.keyring, opt.threshold);
+  if (!signers) return std::move(signers).error().with_context(where);
+  v.signers = std::move(*signers);
+  ABUP_TRY(v.manifest, parse_manifest(v.manifest_json));
+  v.manifest_digest = sha256(as_bytes(v.manifest_json));
+  ABUP_CHECK_CTX(check_manifest_binding(v.manifest, v.archive), where);
+  if (opt.check_policy) ABUP_CHECK_CTX(check_policy(v.manifest, opt.policy), where);
+  return v;
+}
+
+FrameDecoder::FrameDecoder() : dctx_(ZSTD_createDCtx()) {
+  // Frames are independent and at most a few MiB of window; cap what a hostile frame may ask.
+  ZSTD_DCtx_setParameter(static_cast<ZSTD_DCtx*>(dctx_), ZSTD_d_windowLogMax, 27);
+}
+FrameDecoder::~FrameDecoder() {
+  ZSTD_freeDCtx(static_cast<ZSTD_DCtx*>(dctx_));
+}
+
+Status FrameDecoder::decode(std::span<const std::uint8_t> compressed, const Frame& frame,
+                            std::span<std::uint8_t> out, const std::string& what) {
+  auto fail = [&](Errc code, const std::string& why) {
+    return make_error(code, what + ": " + why);
+  };
+  if (compressed.size() != frame.size || out.size() != frame.uncompressed_size)
+    return fail(Errc::failed, "internal: buffer sizes do not match the frame table");
+  if (sha256(compressed) != frame.sha256)
+    return fail(Errc::untrusted,
+                "compressed frame SHA-256 does not match the signed manifest "
+                "(corrupt or tampered download)");
+  auto* d = static_cast<ZSTD_DCtx*>(dctx_);
+  auto content = ZSTD_getFrameContentSize(compressed.data(), compressed.size());
+  if (content != ZSTD_CONTENTSIZE_UNKNOWN && content != ZSTD_CONTENTSIZE_ERROR &&
+      content != frame.uncompressed_size)
+    return fail(Errc::invalid_input, "frame declares " + std::to_string(content) +
+                                         " bytes, the manifest " +
+                                         std::to_string(frame.uncompressed_size));
+  ZSTD_DCtx_reset(d, ZSTD_reset_session_only);
+  ZSTD_inBuffer in{compressed.data(), compressed.size(), 0};
+  ZSTD_outBuffer o{out.data(), out.size(), 0};
+  for (;;) {
+    size_t r = ZSTD_decompressStream(d, &o, &in);
+    if (ZSTD_isError(r))
+      return fail(Errc::invalid_input, std::string("zstd: ") + ZSTD_getErrorName(r));
+    if (r == 0) break;  // frame complete
+    if (o.pos == o.size) {
+      // Output full but the frame is not done: it decodes past its declared size.
+      std::uint8_t extra;
+      ZSTD_outBuffer probe{&extra, 1, 0};
+      size_t r2 = ZSTD_decompressStream(d, &probe, &in);
+      if (ZSTD_isError(r2) || probe.pos > 0 || r2 != 0)
+        return fail(Errc::invalid_input, "frame decompresses past its declared size of " +
+                                             std::to_string(frame.uncompressed_size) + " bytes");
+      break;
+    }
+    if (in.pos == in.size)
+      return fail(Errc::invalid_input, "frame is truncated (decoded " + std::to_string(o.pos) +
+                                           " of " + std::to_string(out.size()) + " bytes)");
+  }
+  if (o.pos != out.size())
+    return fail(Errc::invalid_input, "frame decompresses to " + std::to_string(o.pos) +
+                                         " bytes, the manifest says " + std::to_string(out.size()));
+  if (in.pos != in.size) return fail(Errc::invalid_input, "trailing bytes after the zstd frame");
+  if (xxh128(out) != frame.chunk_xxh3)
+    return fail(Errc::untrusted, "decoded chunk digest does not match the signed manifest");
+  return {};
+}
+
+}  // namespace abup::protocol

@@ -1,0 +1,77 @@
+// The abup manifest (DESIGN.md §4): tar entry abup/manifest.json, signed as exact bytes. It pins
+// metadata.json (SHA-384), the release version and policy, and per image the frame table: each
+// independent zstd frame's compressed offset/size and SHA-256 (what makes downloaded bytes
+// authentic), its uncompressed size, and two digests of the uncompressed chunk: SHA-256 (used
+// before trusting bytes abup did not just decode: resume and reuse) and XXH3-128 (the cheap
+// read-back check of bytes decoded from authenticated frames). docs/design.md says why.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "abup/digest.hpp"
+#include "abup/result.hpp"
+#include "abup/version.hpp"
+
+namespace abup::protocol {
+
+struct Frame {
+  std::uint64_t offset = 0;  // compressed, from the start of the image's tar entry data
+  std::uint64_t size = 0;    // compressed bytes
+  std::uint64_t uncompressed_offset = 0;  // derived: sum of the previous frames' sizes
+  std::uint64_t uncompressed_size = 0;
+  Sha256 sha256{};        // of the compressed frame
+  Sha256 chunk_sha256{};  // of the uncompressed chunk
+  Xxh128 chunk_xxh3{};    // of the uncompressed chunk
+};
+
+struct ManifestImage {
+  std::string path;  // tar entry, as in metadata.json
+  std::string mount_point;
+  std::string part_type;
+  std::uint64_t compressed_size = 0;
+  std::uint64_t uncompressed_size = 0;
+  std::vector<Frame> frames;
+};
+
+struct Manifest {
+  int schema_version = 1;
+  std::string version;
+  std::string min_version;       // oldest running version this image may replace; empty = any
+  std::string variant;           // os-release VARIANT_ID it is for; empty = any
+  std::string arch;              // x86_64 | arm64
+  std::int64_t issued_at = 0;    // unix seconds
+  std::int64_t expires_at = 0;   // 0 = never
+  bool allow_downgrade = false;  // signed policy: may replace a newer running version
+  std::string metadata_sha384;   // hex
+  std::vector<ManifestImage> images;
+
+  [[nodiscard]] const ManifestImage* find_mount(std::string_view mount_point) const;
+};
+
+inline constexpr std::uint64_t kMaxFrameUncompressed = std::uint64_t{1} << 40;
+
+[[nodiscard]] Result<Manifest> parse_manifest(std::string_view json);
+// Deterministic JSON (sorted keys, two-space indent, trailing newline).
+[[nodiscard]] std::string serialize_manifest(const Manifest& manifest);
+
+// RFC 3339 UTC ("2026-11-24T03:40:00Z") <-> unix seconds.
+[[nodiscard]] Result<std::int64_t> parse_utc_time(std::string_view text);
+[[nodiscard]] std::string format_utc_time(std::int64_t seconds);
+
+struct PolicyInput {
+  std::optional<Version> running;  // the booted image's version; nullopt = unknown
+  std::string arch;                // normalized host arch
+  std::string variant;             // host VARIANT_ID, may be empty
+  std::int64_t now = 0;
+  bool allow_downgrade = false;    // operator flag
+  bool allow_same_version = true;  // re-staging the running version (repair) is fine
+};
+
+// Version policy, arch, variant, issue/expiry time. Errc::policy with a message naming both sides.
+[[nodiscard]] Status check_policy(const Manifest& manifest, const PolicyInput& input);
+
+}  // namespace abup::protocol
