@@ -61,8 +61,9 @@ Status ReadAheadSource::read_at(std::uint64_t offset, std::span<std::uint8_t> bu
   if (!in_window()) {
     if (offset > size() || buf.size() > size() - offset)
       return inner_.read_at(offset, buf);  // let the source report the out-of-range read
-    start_ = offset / window_ * window_;
-    auto len = std::min<std::uint64_t>(2 * window_, size() - start_);
+    start_ = offset;
+    auto len =
+        std::min<std::uint64_t>(std::max<std::uint64_t>(window_, buf.size()), size() - start_);
     data_.resize(static_cast<std::size_t>(len));
     if (auto st = inner_.read_at(start_, data_); !st) {
       data_.clear();

@@ -34,12 +34,12 @@ class Source {
 
 [[nodiscard]] Result<std::unique_ptr<Source>> open_file_source(const std::string& path);
 
-// Serves small reads from aligned windows of the wrapped source, so walking a tar index over
+// Serves small reads from a window read ahead of the wrapped source, so walking a tar index over
 // HTTP costs a couple of range requests instead of one per header. Larger reads and
 // read_range() pass through.
 class ReadAheadSource final : public Source {
  public:
-  ReadAheadSource(Source& inner, std::size_t window = 64 << 10) : inner_(inner), window_(window) {}
+  ReadAheadSource(Source& inner, std::size_t window = 32 << 10) : inner_(inner), window_(window) {}
   [[nodiscard]] const std::string& describe() const override { return inner_.describe(); }
   [[nodiscard]] std::uint64_t size() const override { return inner_.size(); }
   [[nodiscard]] Status read_at(std::uint64_t offset, std::span<std::uint8_t> buf) override;

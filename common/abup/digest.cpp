@@ -22,7 +22,9 @@ Sha2::~Sha2() = default;
 void Sha2::update(std::span<const std::uint8_t> data) {
   if (EVP_DigestUpdate(impl_->ctx, data.data(), data.size()) != 1) std::abort();
 }
-void Sha2::update(std::string_view data) { update(as_bytes(data)); }
+void Sha2::update(std::string_view data) {
+  update(as_bytes(data));
+}
 
 void Sha2::finish(std::span<std::uint8_t> out) {
   unsigned len = 0;
@@ -63,7 +65,9 @@ Xxh128 xxh128(std::span<const std::uint8_t> data) {
 Xxh128Stream::Xxh128Stream() : state_(XXH3_createState()) {
   if (!state_ || XXH3_128bits_reset(static_cast<XXH3_state_t*>(state_)) != XXH_OK) std::abort();
 }
-Xxh128Stream::~Xxh128Stream() { XXH3_freeState(static_cast<XXH3_state_t*>(state_)); }
+Xxh128Stream::~Xxh128Stream() {
+  XXH3_freeState(static_cast<XXH3_state_t*>(state_));
+}
 void Xxh128Stream::update(std::span<const std::uint8_t> data) {
   XXH3_128bits_update(static_cast<XXH3_state_t*>(state_), data.data(), data.size());
 }

@@ -20,7 +20,9 @@ Fd& Fd::operator=(Fd&& o) noexcept {
   return *this;
 }
 
-std::string errno_text(int err) { return std::strerror(err); }
+std::string errno_text(int err) {
+  return std::strerror(err);
+}
 
 Result<Fd> open_file(const std::filesystem::path& path, int flags, int mode) {
   int fd = ::open(path.c_str(), flags | O_CLOEXEC, mode);
@@ -51,8 +53,8 @@ Status pread_full(int fd, std::span<std::uint8_t> buf, std::uint64_t offset,
                   const std::string& what) {
   size_t done = 0;
   while (done < buf.size()) {
-    ssize_t n = ::pread(fd, buf.data() + done, buf.size() - done,
-                        static_cast<off_t>(offset + done));
+    ssize_t n =
+        ::pread(fd, buf.data() + done, buf.size() - done, static_cast<off_t>(offset + done));
     if (n < 0) {
       if (errno == EINTR) continue;
       return make_error(Errc::io, "read " + what + " at offset " + std::to_string(offset + done) +
@@ -70,12 +72,12 @@ Status pwrite_full(int fd, std::span<const std::uint8_t> buf, std::uint64_t offs
                    const std::string& what) {
   size_t done = 0;
   while (done < buf.size()) {
-    ssize_t n = ::pwrite(fd, buf.data() + done, buf.size() - done,
-                         static_cast<off_t>(offset + done));
+    ssize_t n =
+        ::pwrite(fd, buf.data() + done, buf.size() - done, static_cast<off_t>(offset + done));
     if (n < 0) {
       if (errno == EINTR) continue;
-      return make_error(Errc::io, "write " + what + " at offset " +
-                                      std::to_string(offset + done) + ": " + errno_text(errno));
+      return make_error(Errc::io, "write " + what + " at offset " + std::to_string(offset + done) +
+                                      ": " + errno_text(errno));
     }
     done += static_cast<size_t>(n);
   }
@@ -107,8 +109,9 @@ Status atomic_write_file(const std::filesystem::path& path, std::string_view con
   tmp += ".tmp." + std::to_string(::getpid());
   {
     ABUP_TRY(Fd fd, open_file(tmp, O_WRONLY | O_CREAT | O_TRUNC, mode));
-    auto st = write_all(fd.get(), {reinterpret_cast<const std::uint8_t*>(content.data()),
-                                   content.size()}, tmp.string());
+    auto st =
+        write_all(fd.get(), {reinterpret_cast<const std::uint8_t*>(content.data()), content.size()},
+                  tmp.string());
     if (st && ::fsync(fd.get()) != 0)
       st = make_error(Errc::io, "fsync " + tmp.string() + ": " + errno_text(errno));
     if (!st) {
@@ -119,8 +122,8 @@ Status atomic_write_file(const std::filesystem::path& path, std::string_view con
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
     int err = errno;
     ::unlink(tmp.c_str());
-    return make_error(Errc::io, "rename " + tmp.string() + " to " + path.string() + ": " +
-                                    errno_text(err));
+    return make_error(Errc::io,
+                      "rename " + tmp.string() + " to " + path.string() + ": " + errno_text(err));
   }
   return fsync_dir(path.parent_path());
 }

@@ -15,10 +15,10 @@ enum class Errc {
   io,             // a read/write/open on a local file or device failed
   invalid_input,  // malformed data: image, manifest, config, CLI argument
   not_found,
-  untrusted,      // signature, keyring, digest mismatch
-  policy,         // refused by version/arch/expiry/downgrade policy
-  network,        // transport failed (may be transient)
-  refused,        // a safety rule forbids it (booted slot, mounted target, ...)
+  untrusted,  // signature, keyring, digest mismatch
+  policy,     // refused by version/arch/expiry/downgrade policy
+  network,    // transport failed (may be transient)
+  refused,    // a safety rule forbids it (booted slot, mounted target, ...)
   cancelled,
 };
 
@@ -49,17 +49,32 @@ class [[nodiscard]] Result {
   [[nodiscard]] bool has_value() const { return v_.index() == 0; }
   explicit operator bool() const { return has_value(); }
 
-  T& value() & { assert(has_value()); return std::get<0>(v_); }
-  const T& value() const& { assert(has_value()); return std::get<0>(v_); }
-  T&& value() && { assert(has_value()); return std::get<0>(std::move(v_)); }
+  T& value() & {
+    assert(has_value());
+    return std::get<0>(v_);
+  }
+  const T& value() const& {
+    assert(has_value());
+    return std::get<0>(v_);
+  }
+  T&& value() && {
+    assert(has_value());
+    return std::get<0>(std::move(v_));
+  }
   T& operator*() & { return value(); }
   const T& operator*() const& { return value(); }
   T&& operator*() && { return std::move(*this).value(); }
   T* operator->() { return &value(); }
   const T* operator->() const { return &value(); }
 
-  const Error& error() const& { assert(!has_value()); return std::get<1>(v_); }
-  Error&& error() && { assert(!has_value()); return std::get<1>(std::move(v_)); }
+  const Error& error() const& {
+    assert(!has_value());
+    return std::get<1>(v_);
+  }
+  Error&& error() && {
+    assert(!has_value());
+    return std::get<1>(std::move(v_));
+  }
 
  private:
   std::variant<T, Error> v_;
@@ -73,8 +88,14 @@ class [[nodiscard]] Result<void> {
 
   [[nodiscard]] bool has_value() const { return ok_; }
   explicit operator bool() const { return ok_; }
-  const Error& error() const& { assert(!ok_); return error_; }
-  Error&& error() && { assert(!ok_); return std::move(error_); }
+  const Error& error() const& {
+    assert(!ok_);
+    return error_;
+  }
+  Error&& error() && {
+    assert(!ok_);
+    return std::move(error_);
+  }
 
  private:
   Error error_;
@@ -90,23 +111,23 @@ using Status = Result<void>;
 
 // ABUP_TRY(auto x, f()): binds the value of f() to x, or returns its error from the caller.
 #define ABUP_TRY(decl, expr) ABUP_TRY_IMPL(ABUP_CONCAT(abup_try_, __LINE__), decl, expr)
-#define ABUP_TRY_IMPL(tmp, decl, expr)    \
-  auto tmp = (expr);                      \
+#define ABUP_TRY_IMPL(tmp, decl, expr)     \
+  auto tmp = (expr);                       \
   if (!tmp) return std::move(tmp).error(); \
   decl = std::move(*tmp)
 
 // ABUP_CHECK(f()): returns f()'s error from the caller; for Status-returning calls.
 #define ABUP_CHECK(expr) ABUP_CHECK_IMPL(ABUP_CONCAT(abup_chk_, __LINE__), expr)
-#define ABUP_CHECK_IMPL(tmp, expr)        \
-  do {                                    \
-    auto tmp = (expr);                    \
+#define ABUP_CHECK_IMPL(tmp, expr)           \
+  do {                                       \
+    auto tmp = (expr);                       \
     if (!tmp) return std::move(tmp).error(); \
   } while (0)
 
 // ABUP_CHECK_CTX(f(), "what"): as ABUP_CHECK, prefixing the error with context.
 #define ABUP_CHECK_CTX(expr, ctx) ABUP_CHECK_CTX_IMPL(ABUP_CONCAT(abup_chkc_, __LINE__), expr, ctx)
-#define ABUP_CHECK_CTX_IMPL(tmp, expr, ctx)                       \
-  do {                                                            \
-    auto tmp = (expr);                                            \
-    if (!tmp) return std::move(tmp).error().with_context(ctx);    \
+#define ABUP_CHECK_CTX_IMPL(tmp, expr, ctx)                    \
+  do {                                                         \
+    auto tmp = (expr);                                         \
+    if (!tmp) return std::move(tmp).error().with_context(ctx); \
   } while (0)

@@ -46,8 +46,9 @@ Result<Version> Version::parse(std::string_view text) {
   if (!pre.empty()) {
     for (auto id : split(pre, '.')) {
       if (id.empty()) return bad("empty pre-release identifier");
-      if (!std::all_of(id.begin(), id.end(),
-                       [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '-'; }))
+      if (!std::all_of(id.begin(), id.end(), [](char c) {
+            return std::isalnum(static_cast<unsigned char>(c)) || c == '-';
+          }))
         return bad("invalid pre-release character");
       v.prerelease.emplace_back(id);
     }

@@ -204,7 +204,7 @@ Result<CosiMetadata> parse_cosi_metadata(std::string_view text) {
     if (!comp->is_object()) return (root / "compression").fail("expected an object");
     ABUP_TRY(auto wl, member(*comp, root / "compression", "maxWindowLog", false));
     if (wl) {
-      if (!wl->is_number_integer() || wl->get<int>() < 10 || wl->get<int>() > 31)
+      if (!wl->is_number_integer() || wl->get<std::int64_t>() < 10 || wl->get<std::int64_t>() > 31)
         return (root / "compression" / "maxWindowLog").fail("expected an integer 10..31");
       m.max_window_log = wl->get<int>();
     }

@@ -77,7 +77,8 @@ Result<std::int64_t> parse_utc_time(std::string_view s) {
   };
   int y, mo, d, h, mi, se;
   if (!num(0, 4, y) || !num(5, 2, mo) || !num(8, 2, d) || !num(11, 2, h) || !num(14, 2, mi) ||
-      !num(17, 2, se) || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60)
+      !num(17, 2, se) || y < 1970 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 ||
+      se > 60)
     return fail();
   std::tm tm{};
   tm.tm_year = y - 1900;

@@ -104,7 +104,11 @@ class HttpSource final : public Source {
                                 " bytes asked for (range " + range_text(first, last) + ")");
       got += data.size();
       fetched_ += data.size();
-      if (Status s = sink(data); !s) return Failure{std::move(s).error(), false, true};
+      if (Status s = sink(data); !s) {
+        Failure f{std::move(s).error()};
+        f.passthrough = true;  // the sink's error, unchanged
+        return f;
+      }
       done += data.size();
       return std::nullopt;
     };

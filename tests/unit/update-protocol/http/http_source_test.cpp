@@ -260,7 +260,7 @@ TEST_CASE("a trickling server is aborted as too slow, and retried") {
   auto st = src->read_at(0, buf);
   CHECK(error_of(st).find("transfer slower than 1000 bytes/s for 1 s") != std::string::npos);
   CHECK(st.error().code == Errc::network);
-  CHECK(std::chrono::steady_clock::now() - began < 4s);
+  CHECK(std::chrono::steady_clock::now() - began < 10s);  // ~2 s; slack for a loaded machine
   auto starts = range_starts(fault.requests());
   REQUIRE(starts.size() == 2);
   CHECK(starts[1] > 0);  // the retry resumed after the bytes that did arrive
