@@ -24,7 +24,7 @@ struct Config {
   bool allow_http = false;
   // [Stage]
   unsigned workers = 0;
-  std::uint64_t memory_limit = 24 << 20;
+  std::uint64_t memory_limit = 16 << 20;
   bool reuse = true;
 };
 

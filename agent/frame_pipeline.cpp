@@ -108,6 +108,7 @@ void FramePipeline::work() {
         st = decoder.decode({job.buffer->data(), f.size}, f, out.span(f.uncompressed_size),
                             image_.path + " frame " + std::to_string(job.index));
         if (st) st = target_.write_at(f.uncompressed_offset, out.span(f.uncompressed_size));
+        if (st) target_.start_writeback(f.uncompressed_offset, f.uncompressed_size);
       }
     }
     {

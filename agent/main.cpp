@@ -1,4 +1,6 @@
 // abup: the A/B image update agent.
+#include <malloc.h>
+
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -19,6 +21,9 @@ Run `abup COMMAND --help` for the options of one command.
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Frame buffers are a few MiB each: keep them mmap-backed so that freeing one returns it to
+  // the system (glibc would otherwise raise its threshold and keep them on the heap).
+  mallopt(M_MMAP_THRESHOLD, 256 * 1024);
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty() || args[0] == "--help" || args[0] == "help") {
     std::fputs(kUsage, args.empty() ? stderr : stdout);

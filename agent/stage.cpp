@@ -28,6 +28,8 @@ enum class Action { download, skip, reuse, zero };
 
 // Compressed bytes of unneeded frames a range request may carry to avoid a new request.
 constexpr std::uint64_t kMaxGap = 1 << 20;
+// Scanning the booted slot stops after this many bytes without a single reusable chunk.
+constexpr std::uint64_t kScanGiveUp = 64 << 20;
 
 struct Plan {
   std::vector<Action> actions;
@@ -242,7 +244,8 @@ Result<StageSummary> stage(const StageOptions& o) {
   plan.actions.assign(img->frames.size(), Action::download);
   plan.reuse_from.assign(img->frames.size(), 0);
   ZeroDigests zeros;
-  AlignedBuffer scratch(4 << 20);
+  auto scratch_owner = std::make_unique<AlignedBuffer>(4 << 20);  // freed before downloads
+  AlignedBuffer& scratch = *scratch_owner;
   progress.phase("plan", resume ? img->uncompressed_size : 0);
   for (std::size_t i = 0; i < img->frames.size(); ++i) {
     const auto& f = img->frames[i];
@@ -269,32 +272,34 @@ Result<StageSummary> stage(const StageOptions& o) {
     auto reader = partitions::SlotReader::open(pair, *booted);
     if (reader && !wanted.empty()) {
       booted_reader = std::move(*reader);
-      // Candidates come from the manifest recorded when the booted slot was staged, else from
-      // scanning the booted slot chunk by chunk; each is confirmed by SHA-256 before use.
-      std::vector<std::pair<std::uint64_t, std::uint64_t>> chunks;  // offset, size
+      // Candidates come from the manifest recorded when the booted slot was staged (no read
+      // needed), else from scanning the booted slot chunk by chunk. Either way a candidate is
+      // only used after its SHA-256 matches the signed manifest, when it is copied.
+      std::unordered_map<std::string, std::pair<std::uint64_t, std::uint64_t>> have;
       if (auto text = store.load_manifest(booted_reader->slot().partuuid())) {
         if (auto m = protocol::parse_manifest(*text); m && m->find_mount("/usr"))
-          for (const auto& f : m->find_mount("/usr")->frames)
-            chunks.emplace_back(f.uncompressed_offset, f.uncompressed_size);
-      }
-      std::unordered_map<std::string, std::pair<std::uint64_t, std::uint64_t>> have;
-      if (!chunks.empty()) {
-        // A recorded manifest tells where chunks are but its digests are not re-trusted: the
-        // candidates are matched by content below.
-        for (const auto& [off, len] : chunks) {
-          if (off + len > booted_reader->slot().size || len > scratch.capacity()) continue;
-          if (!booted_reader->read_at(off, scratch.span(len))) continue;
-          auto key = chunk_key(xxh128(scratch.span(len)));
-          if (wanted.count(key)) have.emplace(key, std::make_pair(off, len));
-        }
+          for (const auto& f : m->find_mount("/usr")->frames) {
+            auto key = chunk_key(f.chunk_xxh3);
+            if (wanted.count(key) &&
+                f.uncompressed_offset + f.uncompressed_size <= booted_reader->slot().size)
+              have.emplace(key, std::make_pair(f.uncompressed_offset, f.uncompressed_size));
+          }
       } else {
+        // A scan reads the booted slot; when its first chunks match nothing, it holds an
+        // unrelated image and the rest of the scan would only cost time.
         const std::uint64_t chunk = img->frames.front().uncompressed_size;
         const std::uint64_t limit = std::min(booted_reader->slot().size, img->uncompressed_size);
+        std::uint64_t scanned_without_match = 0;
         if (chunk <= scratch.capacity())
           for (std::uint64_t off = 0; off + chunk <= limit; off += chunk) {
             if (!booted_reader->read_at(off, scratch.span(chunk))) break;
             auto key = chunk_key(xxh128(scratch.span(chunk)));
-            if (wanted.count(key)) have.emplace(key, std::make_pair(off, chunk));
+            if (wanted.count(key)) {
+              have.emplace(key, std::make_pair(off, chunk));
+              scanned_without_match = 0;
+            } else if ((scanned_without_match += chunk) >= kScanGiveUp && have.empty()) {
+              break;
+            }
           }
       }
       for (auto& [key, where] : have)
@@ -333,6 +338,7 @@ Result<StageSummary> stage(const StageOptions& o) {
   }
 
   // Downloads: runs of frames to fetch, one range request each, decoded on the workers.
+  scratch_owner.reset();
   {
     FramePipeline pipeline(target, *img, workers, o.memory_limit);
     std::uint64_t streamed = 0;

@@ -35,7 +35,7 @@ struct StageOptions {
   bool allow_downgrade = false;
   std::optional<char> slot;               // explicit target slot; default: the one not booted
   unsigned workers = 0;                   // decode threads; 0 = all cores
-  std::uint64_t memory_limit = 24 << 20;  // frame buffers in flight (compressed + decoded)
+  std::uint64_t memory_limit = 16 << 20;  // frame buffers in flight (compressed + decoded)
   bool reuse = true;                      // copy identical chunks from the booted slot
   std::function<void(const StageProgress&)> on_progress;
 };

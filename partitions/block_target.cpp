@@ -212,6 +212,12 @@ Status BlockTarget::write_at(std::uint64_t offset, std::span<const std::uint8_t>
   return pwrite_full(fd_->get(), data, base_ + offset, what_);
 }
 
+void BlockTarget::start_writeback(std::uint64_t offset, std::uint64_t length) {
+  if (offset > size() || length > size() - offset) return;
+  (void)::sync_file_range(fd_->get(), static_cast<off64_t>(base_ + offset),
+                          static_cast<off64_t>(length), SYNC_FILE_RANGE_WRITE);
+}
+
 Status BlockTarget::zero_range(std::uint64_t offset, std::uint64_t length) {
   ABUP_CHECK(check_range(offset, length, "zero"));
   if (length == 0) return {};

@@ -40,6 +40,9 @@ class BlockTarget {
   // Makes [offset, offset+length) read as zeros (FALLOC_FL_ZERO_RANGE / BLKZEROOUT, else writes).
   [[nodiscard]] Status zero_range(std::uint64_t offset, std::uint64_t length);
   [[nodiscard]] Status sync();
+  // Starts writeback of a written range now (sync_file_range), so the final sync() does not
+  // meet the whole image still dirty in the page cache. Advisory: failures are ignored.
+  void start_writeback(std::uint64_t offset, std::uint64_t length);
   // Reads from the device, bypassing the page cache (O_DIRECT; where a filesystem refuses it,
   // fdatasync + POSIX_FADV_DONTNEED before the read). buf must be 4096-aligned, offset and size
   // multiples of 4096 except at the end of the target.
