@@ -16,7 +16,7 @@ namespace {
 constexpr std::size_t kAlign = 4096;
 // Frames larger than this are streamed by the caller instead of buffered (foreign COSI files
 // with one frame per image).
-constexpr std::uint64_t kMaxBufferedFrame = 64 << 20;
+constexpr std::uint64_t kMaxBufferedFrame = 8 << 20;
 constexpr std::size_t kReadPiece = 4 << 20;
 
 std::size_t round_up(std::uint64_t n) {

@@ -243,7 +243,7 @@ Result<protocol::Manifest> build_cosi(const BuildOptions& opt) {
       partitions::GptEntry e;
       e.number = static_cast<std::uint32_t>(parts.size() + 1);
       e.type = *partitions::Guid::parse(type);
-      for (auto& b : e.unique.bytes) b = static_cast<std::uint8_t>(std::rand());
+      e.unique = partitions::Guid::random();
       e.first_lba = next_lba;
       std::uint64_t sectors = (cc.manifest.uncompressed_size + 511) / 512;
       sectors = (sectors + 2047) / 2048 * 2048;
@@ -278,8 +278,7 @@ Result<protocol::Manifest> build_cosi(const BuildOptions& opt) {
 
   // The primary-GPT region of a disk laid out as the images, so stock COSI readers can install it.
   const std::uint64_t disk_size = (next_lba + 2048) * 512;
-  partitions::Guid disk_guid;
-  for (auto& b : disk_guid.bytes) b = static_cast<std::uint8_t>(std::rand());
+  const auto disk_guid = partitions::Guid::random();
   auto gpt = partitions::build_primary_region(disk_size, 512, disk_guid, parts);
   auto* gctx = ZSTD_createCCtx();
   std::vector<std::uint8_t> gz(ZSTD_compressBound(gpt.size()));

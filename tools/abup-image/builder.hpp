@@ -43,7 +43,6 @@ struct FsProbe {
 };
 [[nodiscard]] FsProbe probe_filesystem(const std::string& path);
 
-// Suffix of the manifest mount point naming an image's dm-verity hash image ("/usr#verity").
-inline constexpr std::string_view kVeritySuffix = "#verity";
+using protocol::kVeritySuffix;
 
 }  // namespace abup::image

@@ -52,6 +52,9 @@ struct Manifest {
   [[nodiscard]] const ManifestImage* find_mount(std::string_view mount_point) const;
 };
 
+// Mount point suffix naming an image's dm-verity hash image in the manifest ("/usr#verity").
+inline constexpr std::string_view kVeritySuffix = "#verity";
+
 inline constexpr std::uint64_t kMaxFrameUncompressed = std::uint64_t{1} << 40;
 
 [[nodiscard]] Result<Manifest> parse_manifest(std::string_view json);

@@ -129,3 +129,52 @@ TEST_CASE("identical chunks are copied from the booted slot instead of downloade
   CHECK(std::stoull(json_field(r.out, "reusedBytes")) > 0);
   check_staged(w, "202607.02.0");
 }
+
+TEST_CASE("an image with a dm-verity hash image stages into the slot's hash partition too") {
+  World w(32, "202601.01.0", true);
+  auto hash = w.path("usr.hash");
+  auto out = run_ok("veritysetup format " + shell_quote(w.usr_image().string()) + " " +
+                    shell_quote(hash.string()) + " | awk '/Root hash/{print $3}'");
+  auto roothash = out.substr(0, out.find('\n'));
+  REQUIRE(roothash.size() == 64);
+  auto img = w.build_signed("v", "202607.02.0",
+                            "--usr-hash " + shell_quote(hash.string()) + " --roothash " + roothash);
+  auto r = w.stage(img.string(), "--json");
+  INFO(r.out);
+  REQUIRE(r.exit_code == 0);
+  check_staged(w, "202607.02.0");
+  auto hash_bytes = read_file(hash);
+  auto on_disk = run_ok("set -e; d=" + shell_quote(w.disk().string()) +
+                        "; s=$(sgdisk -i 7 $d | awk '/First sector/{print $3}');"
+                        " dd if=$d bs=512 skip=$s count=" +
+                        std::to_string(hash_bytes.size() / 512) + " status=none | sha256sum");
+  auto expected = run_ok("sha256sum < " + shell_quote(hash.string()));
+  CHECK(on_disk == expected);
+  // The real dm-verity tool agrees that slot B and hash-b belong together.
+  run_ok("set -e; d=" + shell_quote(w.disk().string()) +
+         "; b=$(sgdisk -i 4 $d | awk '/First sector/{print $3}'); h=$(sgdisk -i 7 $d | awk '/First "
+         "sector/{print $3}');"
+         " dd if=$d of=" +
+         shell_quote(w.path("b.img").string()) + " bs=512 skip=$b count=" +
+         std::to_string(std::filesystem::file_size(w.usr_image()) / 512) +
+         " status=none;"
+         " dd if=$d of=" +
+         shell_quote(w.path("h.img").string()) +
+         " bs=512 skip=$h count=" + std::to_string(hash_bytes.size() / 512) +
+         " status=none;"
+         " veritysetup verify " +
+         shell_quote(w.path("b.img").string()) + " " + shell_quote(w.path("h.img").string()) + " " +
+         roothash);
+
+  SUBCASE("refused before writing on a disk without hash partitions") {
+    World plain;
+    run_ok("cp " + shell_quote((w.keyring() / "signer.pem").string()) + " " +
+           shell_quote((plain.keyring() / "release.pem").string()));
+    auto before = plain.snapshot();
+    auto r2 = plain.stage(img.string());
+    INFO(r2.out);
+    CHECK(r2.exit_code != 0);
+    CHECK(r2.out.find("has no hash partition") != std::string::npos);
+    CHECK(plain.snapshot() == before);
+  }
+}

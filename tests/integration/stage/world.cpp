@@ -38,7 +38,7 @@ std::string read_range(const std::filesystem::path& p, std::uint64_t off, std::u
 
 }  // namespace
 
-World::World(std::uint64_t usr_mib, const std::string& running) {
+World::World(std::uint64_t usr_mib, const std::string& running, bool hash_partitions) {
   auto q = [](const std::filesystem::path& p) { return shell_quote(p.string()); };
   // A /usr tree with text, incompressible data and empty space, like a real one.
   run_ok(
@@ -56,7 +56,7 @@ World::World(std::uint64_t usr_mib, const std::string& running) {
          " openssl genpkey -algorithm ed25519 -out stranger.pem 2>/dev/null; mkdir -p keys images;"
          " openssl pkey -in signer.pem -pubout -out keys/signer.pem;"
          " openssl pkey -in signer2.pem -pubout -out keys/signer2.pem");
-  make_flatcar_disk(disk(), DiskLayout{usr_mib, false, false});
+  make_flatcar_disk(disk(), DiskLayout{usr_mib, hash_partitions, false});
   // The booted slot holds data of its own, so "unchanged" means something.
   auto a = slot_range(disk(), 'A');
   run_ok("head -c " + std::to_string(std::min<std::uint64_t>(a.size, 8 << 20)) +

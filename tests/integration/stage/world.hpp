@@ -21,7 +21,8 @@ struct Snapshot {
 
 class World {
  public:
-  explicit World(std::uint64_t usr_mib = 32, const std::string& running = "202601.01.0");
+  explicit World(std::uint64_t usr_mib = 32, const std::string& running = "202601.01.0",
+                 bool hash_partitions = false);
 
   const std::filesystem::path& dir() const { return tmp_.path(); }
   std::filesystem::path path(const std::string& name) const { return tmp_ / name; }

@@ -1,0 +1,325 @@
+#include "agent/image_stager.hpp"
+
+#include <zstd.h>
+
+#include <cstring>
+#include <map>
+#include <unordered_map>
+
+#include "abup/digest.hpp"
+#include "agent/frame_pipeline.hpp"
+
+namespace abup::agent {
+namespace {
+
+using protocol::Frame;
+using protocol::ManifestImage;
+
+// Compressed bytes of unneeded frames a range request may carry to avoid a new request.
+constexpr std::uint64_t kMaxGap = 1 << 20;
+// Scanning the booted slot stops after this many bytes without a single reusable chunk.
+constexpr std::uint64_t kScanGiveUp = 64 << 20;
+// Chunks up to this size are hashed and copied in one piece when reused.
+constexpr std::size_t kScratch = 4 << 20;
+
+std::string chunk_key(const Xxh128& d) {
+  return std::string(d.begin(), d.end());
+}
+
+class ZeroDigests {
+ public:
+  bool is_zero(const Frame& f) {
+    auto it = cache_.find(f.uncompressed_size);
+    if (it == cache_.end()) {
+      Sha2 h(Sha2::Kind::sha256);
+      std::vector<std::uint8_t> zeros(std::min<std::uint64_t>(f.uncompressed_size, 1 << 20), 0);
+      for (std::uint64_t left = f.uncompressed_size; left > 0;) {
+        auto n = std::min<std::uint64_t>(left, zeros.size());
+        h.update(std::span<const std::uint8_t>(zeros.data(), n));
+        left -= n;
+      }
+      Sha256 d;
+      h.finish(d);
+      it = cache_.emplace(f.uncompressed_size, d).first;
+    }
+    return it->second == f.chunk_sha256;
+  }
+
+ private:
+  std::map<std::uint64_t, Sha256> cache_;
+};
+
+// SHA-256 of `len` bytes read by `read` in pieces: the check before trusting local bytes.
+template <typename Read>
+Result<Sha256> hash_local(Read&& read, std::uint64_t offset, std::uint64_t len,
+                          AlignedBuffer& buf) {
+  Sha2 h(Sha2::Kind::sha256);
+  for (std::uint64_t done = 0; done < len;) {
+    auto n = std::min<std::uint64_t>(buf.capacity(), len - done);
+    ABUP_CHECK(read(offset + done, buf.span(n)));
+    h.update(buf.span(n));
+    done += n;
+  }
+  Sha256 d;
+  h.finish(d);
+  return d;
+}
+
+// Streams one frame too large to buffer: verified as a whole at its end (its bytes land on the
+// inactive target before that, which is fine: nothing is armed before the read-back).
+class StreamingFrame {
+ public:
+  StreamingFrame(partitions::BlockTarget& t, const Frame& f, std::string what)
+      : target_(t), frame_(f), what_(std::move(what)), out_(1 << 20) {
+    ZSTD_DCtx_setParameter(dctx_, ZSTD_d_windowLogMax, 31);
+  }
+  ~StreamingFrame() { ZSTD_freeDCtx(dctx_); }
+  Status feed(std::span<const std::uint8_t> piece) {
+    sha_.update(piece);
+    ZSTD_inBuffer in{piece.data(), piece.size(), 0};
+    while (in.pos < in.size) {
+      if (done_) return make_error(Errc::invalid_input, what_ + ": trailing bytes after the frame");
+      ZSTD_outBuffer o{out_.data(), out_.size(), 0};
+      auto r = ZSTD_decompressStream(dctx_, &o, &in);
+      if (ZSTD_isError(r))
+        return make_error(Errc::invalid_input, what_ + ": zstd: " + ZSTD_getErrorName(r));
+      if (produced_ + o.pos > frame_.uncompressed_size)
+        return make_error(Errc::invalid_input,
+                          what_ + ": frame decompresses past its declared size");
+      ABUP_CHECK(target_.write_at(frame_.uncompressed_offset + produced_, {out_.data(), o.pos}));
+      xxh_.update({out_.data(), o.pos});
+      produced_ += o.pos;
+      if (r == 0) done_ = true;
+    }
+    return {};
+  }
+  Status finish() {
+    Sha256 d;
+    sha_.finish(d);
+    if (d != frame_.sha256)
+      return make_error(Errc::untrusted,
+                        what_ + ": compressed frame SHA-256 does not match the signed manifest");
+    if (!done_ || produced_ != frame_.uncompressed_size)
+      return make_error(Errc::invalid_input, what_ + ": frame decodes to " +
+                                                 std::to_string(produced_) +
+                                                 " bytes, the manifest says " +
+                                                 std::to_string(frame_.uncompressed_size));
+    if (xxh_.finish() != frame_.chunk_xxh3)
+      return make_error(Errc::untrusted,
+                        what_ + ": decoded chunk digest does not match the signed manifest");
+    return {};
+  }
+
+ private:
+  partitions::BlockTarget& target_;
+  const Frame& frame_;
+  std::string what_;
+  ZSTD_DCtx* dctx_ = ZSTD_createDCtx();
+  Sha2 sha_{Sha2::Kind::sha256};
+  Xxh128Stream xxh_;
+  std::vector<std::uint8_t> out_;
+  std::uint64_t produced_ = 0;
+  bool done_ = false;
+};
+
+}  // namespace
+
+void ProgressReporter::phase(const char* name, std::uint64_t total) {
+  p_.phase = name;
+  p_.total = total;
+  p_.done = 0;
+  emit(true);
+}
+
+void ProgressReporter::add(std::uint64_t n, std::uint64_t downloaded) {
+  p_.done += n;
+  p_.downloaded = downloaded;
+  emit(false);
+}
+
+void ProgressReporter::emit(bool force) {
+  if (!fn_) return;
+  auto now = std::chrono::steady_clock::now();
+  if (!force && now - last_ < std::chrono::milliseconds(100) && p_.done < p_.total) return;
+  last_ = now;
+  fn_(p_);
+}
+
+Status ImageStager::plan(bool resume, const ReuseSource& reuse) {
+  const auto n = img_.frames.size();
+  actions_.assign(n, Action::download);
+  reuse_from_.assign(n, 0);
+  ZeroDigests zeros;
+  AlignedBuffer scratch(kScratch);
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto& f = img_.frames[i];
+    if (zeros.is_zero(f)) {
+      actions_[i] = Action::zero;
+      continue;
+    }
+    if (resume) {
+      // Invariant 6: what an earlier run wrote is re-hashed on the device, never assumed.
+      ABUP_TRY(auto d,
+               hash_local([&](std::uint64_t off,
+                              std::span<std::uint8_t> b) { return target_.read_direct(off, b); },
+                          f.uncompressed_offset, f.uncompressed_size, scratch));
+      if (d == f.chunk_sha256) actions_[i] = Action::skip;
+      progress_.add(f.uncompressed_size, 0);
+    }
+  }
+  if (!reuse.reader) return {};
+  std::unordered_map<std::string, std::vector<std::size_t>> wanted;
+  for (std::size_t i = 0; i < n; ++i)
+    if (actions_[i] == Action::download && img_.frames[i].uncompressed_size <= kScratch)
+      wanted[chunk_key(img_.frames[i].chunk_xxh3)].push_back(i);
+  if (wanted.empty()) return {};
+  // Candidates come from the manifest recorded when the booted slot was staged (no read
+  // needed), else from scanning the booted slot chunk by chunk. Either way a candidate is used
+  // only after its SHA-256 matches the signed manifest, when it is copied.
+  const std::uint64_t slot_size = reuse.reader->size();
+  std::unordered_map<std::string, std::pair<std::uint64_t, std::uint64_t>> have;
+  if (reuse.recorded) {
+    for (const auto& f : reuse.recorded->frames) {
+      auto key = chunk_key(f.chunk_xxh3);
+      if (wanted.count(key) && f.uncompressed_offset + f.uncompressed_size <= slot_size)
+        have.emplace(key, std::make_pair(f.uncompressed_offset, f.uncompressed_size));
+    }
+  } else {
+    // When the booted slot's first chunks match nothing, it holds an unrelated image and the
+    // rest of the scan would only cost time.
+    const std::uint64_t chunk = img_.frames.front().uncompressed_size;
+    const std::uint64_t limit = std::min(slot_size, img_.uncompressed_size);
+    std::uint64_t without_match = 0;
+    if (chunk <= kScratch)
+      for (std::uint64_t off = 0; off + chunk <= limit; off += chunk) {
+        if (!reuse.reader->read_at(off, scratch.span(chunk))) break;
+        auto key = chunk_key(xxh128(scratch.span(chunk)));
+        if (wanted.count(key)) {
+          have.emplace(key, std::make_pair(off, chunk));
+          without_match = 0;
+        } else if ((without_match += chunk) >= kScanGiveUp && have.empty()) {
+          break;
+        }
+      }
+  }
+  for (auto& [key, where] : have)
+    for (auto i : wanted[key])
+      if (img_.frames[i].uncompressed_size == where.second) {
+        actions_[i] = Action::reuse;
+        reuse_from_[i] = where.first;
+      }
+  return {};
+}
+
+Status ImageStager::write_local(const ReuseSource& reuse) {
+  AlignedBuffer scratch(kScratch);
+  for (std::size_t i = 0; i < img_.frames.size(); ++i) {
+    const auto& f = img_.frames[i];
+    switch (actions_[i]) {
+      case Action::zero:
+        ABUP_CHECK(target_.zero_range(f.uncompressed_offset, f.uncompressed_size));
+        sum_.zeroed += f.uncompressed_size;
+        break;
+      case Action::reuse: {
+        auto span = scratch.span(f.uncompressed_size);
+        ABUP_CHECK(reuse.reader->read_at(reuse_from_[i], span));
+        if (sha256(span) != f.chunk_sha256) {
+          actions_[i] = Action::download;  // changed under us, or an XXH3 collision: fetch it
+          continue;
+        }
+        ABUP_CHECK(target_.write_at(f.uncompressed_offset, span));
+        sum_.reused += f.uncompressed_size;
+        break;
+      }
+      case Action::skip:
+        sum_.skipped += f.uncompressed_size;
+        break;
+      case Action::download:
+        continue;
+    }
+    progress_.add(f.uncompressed_size, source_.bytes_fetched());
+  }
+  return {};
+}
+
+Status ImageStager::download(unsigned workers, std::uint64_t memory_limit) {
+  FramePipeline pipeline(target_, img_, workers, memory_limit);
+  std::uint64_t streamed = 0;
+  for (std::size_t i = 0; i < img_.frames.size();) {
+    if (actions_[i] != Action::download) {
+      ++i;
+      continue;
+    }
+    // Coalesce: the next frame to download joins this request when the frames in between
+    // (zero, reused, already present) cost less to fetch and drop than a new request.
+    std::size_t j = i;
+    for (std::size_t k = i + 1; k < img_.frames.size(); ++k) {
+      if (actions_[k] != Action::download) continue;
+      if (img_.frames[k].offset - (img_.frames[j].offset + img_.frames[j].size) > kMaxGap) break;
+      j = k;
+    }
+    ++sum_.requests;
+    Status st = stream_request(i, j, pipeline, streamed);
+    if (st) st = pipeline.drain();
+    if (!st) {
+      auto worker_error = pipeline.error();
+      return worker_error ? *worker_error : std::move(st).error();
+    }
+    i = j + 1;
+  }
+  ABUP_CHECK(pipeline.drain());
+  sum_.written += pipeline.written() + streamed;
+  return {};
+}
+
+Status ImageStager::stream_request(std::size_t first, std::size_t last, FramePipeline& pipeline,
+                                   std::uint64_t& streamed) {
+  const std::uint64_t from = img_.frames[first].offset;
+  const std::uint64_t len = img_.frames[last].offset + img_.frames[last].size - from;
+  std::size_t cur = first;
+  std::uint64_t filled = 0;
+  AlignedBuffer* buf = nullptr;
+  std::unique_ptr<StreamingFrame> streaming;
+  auto sink = [&](std::span<const std::uint8_t> piece) -> Status {
+    while (!piece.empty()) {
+      const auto& f = img_.frames[cur];
+      const bool wanted = actions_[cur] == Action::download;
+      auto n = static_cast<std::size_t>(std::min<std::uint64_t>(piece.size(), f.size - filled));
+      if (!wanted) {
+        // A gap frame inside a coalesced request: its bytes are dropped.
+      } else if (pipeline.buffered(f)) {
+        if (!buf && !(buf = pipeline.acquire())) return *pipeline.error();
+        std::memcpy(buf->data() + filled, piece.data(), n);
+      } else {
+        if (!streaming)
+          streaming = std::make_unique<StreamingFrame>(target_, f,
+                                                       img_.path + " frame " + std::to_string(cur));
+        ABUP_CHECK(streaming->feed(piece.first(n)));
+      }
+      filled += n;
+      piece = piece.subspan(n);
+      if (filled < f.size) continue;
+      if (wanted && buf) {
+        pipeline.submit(cur, buf);
+        buf = nullptr;
+      } else if (wanted) {
+        ABUP_CHECK(streaming->finish());
+        streaming.reset();
+        streamed += f.uncompressed_size;
+      }
+      if (wanted) progress_.add(f.uncompressed_size, source_.bytes_fetched());
+      ++cur;
+      filled = 0;
+    }
+    return {};
+  };
+  return source_.read_range(base_ + from, len, sink);
+}
+
+Status ImageStager::sync_and_verify(unsigned workers) {
+  ABUP_CHECK(target_.sync());
+  return read_back_verify(target_, img_, workers,
+                          [&](std::uint64_t n) { progress_.add(n, source_.bytes_fetched()); });
+}
+
+}  // namespace abup::agent
