@@ -543,7 +543,20 @@ GptRegion build_backup_region(std::uint64_t disk_size, std::uint32_t sector_size
   return r;
 }
 
+Status FdSectorWriter::write(std::uint64_t offset, std::span<const std::uint8_t> data) {
+  return pwrite_full(fd_, data, offset, what_);
+}
+
+Status FdSectorWriter::sync() {
+  return sync_fd(fd_, what_);
+}
+
 Status write_gpt(int fd, const GptTable& table, const std::string& what) {
+  FdSectorWriter writer(fd, what);
+  return write_gpt(writer, table, what);
+}
+
+Status write_gpt(SectorWriter& writer, const GptTable& table, const std::string& what) {
   const std::uint32_t ss = table.sector_size;
   const std::uint64_t last = table.last_lba();
   GptHeader p = table.header;
@@ -564,12 +577,13 @@ Status write_gpt(int fd, const GptTable& table, const std::string& what) {
   ABUP_CHECK(check_entries_fit(p, table.entries, what));
   auto pc = encode_copy(p, ss, table.entries);
   auto bc = encode_copy(b, ss, table.entries);
-  ABUP_CHECK(pwrite_full(fd, pc.entries, p.entries_lba * ss, what + " (primary GPT entries)"));
-  ABUP_CHECK(pwrite_full(fd, pc.header, ss, what + " (primary GPT header)"));
-  ABUP_CHECK(sync_fd(fd, what));
-  ABUP_CHECK(pwrite_full(fd, bc.entries, b.entries_lba * ss, what + " (backup GPT entries)"));
-  ABUP_CHECK(pwrite_full(fd, bc.header, last * ss, what + " (backup GPT header)"));
-  return sync_fd(fd, what);
+  ABUP_CHECK_CTX(writer.write(p.entries_lba * ss, pc.entries), what + " (primary GPT entries)");
+  ABUP_CHECK_CTX(writer.write(ss, pc.header), what + " (primary GPT header)");
+  ABUP_CHECK_CTX(writer.sync(), what);
+  ABUP_CHECK_CTX(writer.write(b.entries_lba * ss, bc.entries), what + " (backup GPT entries)");
+  ABUP_CHECK_CTX(writer.write(last * ss, bc.header), what + " (backup GPT header)");
+  ABUP_CHECK_CTX(writer.sync(), what);
+  return {};
 }
 
 }  // namespace abup::partitions

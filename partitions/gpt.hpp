@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "abup/result.hpp"
+#include "partitions/sector_writer.hpp"
 
 namespace abup::partitions {
 
@@ -91,7 +92,11 @@ struct GptRegion {
 // crash-safely (DESIGN.md §3 invariant 5): primary entries, primary header, fsync, backup
 // entries, backup header (at the last LBA of table.disk_size), fsync. A crash at any point leaves
 // one valid copy holding the old or the new table, and readers prefer the primary. Also repairs
-// an invalid copy.
+// an invalid copy. Every write and sync goes through `writer` (tests record them); the fd
+// overload writes with an FdSectorWriter. Writes are whole sectors: the entry array padded to
+// its sectors, and the header sector.
+[[nodiscard]] Status write_gpt(SectorWriter& writer, const GptTable& table,
+                               const std::string& what);
 [[nodiscard]] Status write_gpt(int fd, const GptTable& table, const std::string& what);
 
 }  // namespace abup::partitions

@@ -1,0 +1,120 @@
+// Boot backends (DESIGN.md §8): one interface, chosen by a configuration word. Each arms one
+// try of a slot, commits a slot as the good default, and says what the bootloader will boot.
+// Every persistent write goes through a SectorWriter (gptprio, grubenv) or a VarStore (uefi) so
+// tests can record and replay it.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "abup/result.hpp"
+#include "partitions/sector_writer.hpp"
+#include "partitions/slots.hpp"
+
+namespace abup::partitions::boot {
+
+using SectorWriter = partitions::SectorWriter;
+using FdSectorWriter = partitions::FdSectorWriter;
+
+// EFI global variables (vendor GUID 8be4df61-93ca-11d0-aa4b-00aa004d9e1d) as efivarfs shows
+// them. set() replaces one variable atomically (efivarfs: one write() = one SetVariable).
+struct EfiVariable {
+  std::uint32_t attributes = 0;
+  std::vector<std::uint8_t> data;
+};
+
+class VarStore {
+ public:
+  virtual ~VarStore() = default;
+  // Names (without the GUID suffix) of the global variables present, e.g. "BootOrder".
+  [[nodiscard]] virtual Result<std::vector<std::string>> list() const = 0;
+  // nullopt when absent; an error naming the variable when its file is too short.
+  [[nodiscard]] virtual Result<std::optional<EfiVariable>> get(std::string_view name) const = 0;
+  [[nodiscard]] virtual Status set(std::string_view name, const EfiVariable& value) = 0;
+  [[nodiscard]] virtual Status remove(std::string_view name) = 0;
+};
+
+inline constexpr std::string_view kEfiGlobalGuid = "8be4df61-93ca-11d0-aa4b-00aa004d9e1d";
+// NON_VOLATILE | BOOTSERVICE_ACCESS | RUNTIME_ACCESS
+inline constexpr std::uint32_t kEfiVarNvBsRt = 0x7;
+
+// The production VarStore: an efivarfs mount (or, in tests, a plain directory) holding files
+// Name-8be4df61-93ca-11d0-aa4b-00aa004d9e1d = 4-byte little-endian attributes + data. Clears
+// FS_IMMUTABLE_FL before writing or deleting (ioctl errors ENOTTY/EOPNOTSUPP are ignored).
+[[nodiscard]] std::unique_ptr<VarStore> make_efivarfs_store(const std::filesystem::path& dir);
+
+struct SlotBootState {
+  bool good = false;  // committed / successful: the bootloader may boot it without counting
+  int tries = 0;      // tries left (gptprio, grubenv); 0 for uefi
+  int priority = 0;   // gptprio priority; position-derived for the others
+};
+
+struct BootView {
+  std::optional<char> next;          // what the bootloader boots on the next boot
+  std::optional<char> default_slot;  // what it boots after that, absent a new arming
+  std::map<char, SlotBootState> slots;
+  std::string detail;  // backend-specific human text for `abup status`
+};
+
+struct BackendContext {
+  const SlotPair* pair = nullptr;
+  std::filesystem::path root = "/";  // efivars under root/sys/firmware/efi/efivars
+  // grubenv file (grubenv backend); empty = root/boot/grub/grubenv.
+  std::filesystem::path grubenv;
+  std::filesystem::path efivars;  // default root/sys/firmware/efi/efivars (uefi)
+  // Per slot: loader path on the ESP; default \EFI\acl\usr-a.efi, \EFI\acl\usr-b.efi.
+  std::map<char, std::string> uefi_loader;
+  std::map<char, std::string> uefi_cmdline;  // per slot: optional data (kernel command line)
+};
+
+// Test seams: where writes go instead of the real target. Not owned; must outlive the backend.
+// Reads always come from the real target (the disk, the grubenv file, the efivars directory),
+// so a recording writer should also pass its writes through.
+struct BackendIo {
+  SectorWriter* writer = nullptr;  // gptprio: the disk; grubenv: the grubenv file
+  VarStore* vars = nullptr;        // uefi (used for reads and writes)
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  [[nodiscard]] virtual std::string_view name() const = 0;
+  // One try of `slot`: it boots next, once; if it is not committed the bootloader falls back to
+  // the other slot on the following boot without any agent running. The other slot's good
+  // state is kept.
+  [[nodiscard]] virtual Status arm(char slot) = 0;
+  // `slot` becomes good and the default.
+  [[nodiscard]] virtual Status commit(char slot) = 0;
+  // `slot` is never booted again until armed (after a failed health check).
+  [[nodiscard]] virtual Status mark_bad(char slot) = 0;
+  [[nodiscard]] virtual Result<BootView> read() const = 0;
+};
+
+inline constexpr std::string_view kBackendNames = "gptprio, grubenv, uefi";
+
+// name: "gptprio" | "uefi" | "grubenv". io: test seams (default: the real target: the disk for
+// gptprio, the grubenv file, the efivars directory). context.pair is required by gptprio and
+// uefi and must outlive the backend.
+[[nodiscard]] Result<std::unique_ptr<Backend>> make_backend(std::string_view name,
+                                                            const BackendContext& context,
+                                                            BackendIo io = {});
+
+// Per-backend factories (what make_backend dispatches to).
+[[nodiscard]] Result<std::unique_ptr<Backend>> make_gptprio_backend(const BackendContext& context,
+                                                                    BackendIo io);
+[[nodiscard]] Result<std::unique_ptr<Backend>> make_grubenv_backend(const BackendContext& context,
+                                                                    BackendIo io);
+[[nodiscard]] Result<std::unique_ptr<Backend>> make_uefi_backend(const BackendContext& context,
+                                                                 BackendIo io);
+
+// Shared checks.
+[[nodiscard]] Status check_slot_name(char slot, std::string_view backend);
+
+}  // namespace abup::partitions::boot
