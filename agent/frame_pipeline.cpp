@@ -14,9 +14,6 @@ namespace abup::agent {
 
 namespace {
 constexpr std::size_t kAlign = 4096;
-// Frames larger than this are streamed by the caller instead of buffered (foreign COSI files
-// with one frame per image).
-constexpr std::uint64_t kMaxBufferedFrame = 8 << 20;
 constexpr std::size_t kReadPiece = 4 << 20;
 
 std::size_t round_up(std::uint64_t n) {
@@ -34,10 +31,11 @@ AlignedBuffer::~AlignedBuffer() {
 }
 
 FramePipeline::FramePipeline(partitions::BlockTarget& target, const protocol::ManifestImage& image,
-                             unsigned workers, std::uint64_t memory_limit)
-    : target_(target), image_(image) {
+                             unsigned workers, std::uint64_t memory_limit, int window_log_max)
+    : target_(target), image_(image), window_log_max_(window_log_max) {
   for (const auto& f : image.frames) {
-    if (f.uncompressed_size > kMaxBufferedFrame || f.size > kMaxBufferedFrame) continue;
+    if (f.uncompressed_size > protocol::kMaxBufferedFrame || f.size > protocol::kMaxBufferedFrame)
+      continue;
     max_compressed_ = std::max(max_compressed_, f.size);
     max_uncompressed_ = std::max(max_uncompressed_, f.uncompressed_size);
   }
@@ -85,7 +83,7 @@ void FramePipeline::submit(std::size_t index, AlignedBuffer* buffer) {
 }
 
 void FramePipeline::work() {
-  protocol::FrameDecoder decoder;
+  protocol::FrameDecoder decoder(window_log_max_);
   AlignedBuffer out(max_uncompressed_);
   for (;;) {
     Job job;

@@ -39,7 +39,7 @@ class AlignedBuffer {
 class FramePipeline {
  public:
   FramePipeline(partitions::BlockTarget& target, const protocol::ManifestImage& image,
-                unsigned workers, std::uint64_t memory_limit);
+                unsigned workers, std::uint64_t memory_limit, int window_log_max);
   ~FramePipeline();
   FramePipeline(const FramePipeline&) = delete;
   FramePipeline& operator=(const FramePipeline&) = delete;
@@ -63,6 +63,7 @@ class FramePipeline {
   partitions::BlockTarget& target_;
   const protocol::ManifestImage& image_;
   std::uint64_t max_compressed_ = 0, max_uncompressed_ = 0;
+  int window_log_max_;
   std::vector<std::unique_ptr<AlignedBuffer>> buffers_;
   std::vector<AlignedBuffer*> free_;
   struct Job {

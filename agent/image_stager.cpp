@@ -1,13 +1,12 @@
 #include "agent/image_stager.hpp"
 
-#include <zstd.h>
-
 #include <cstring>
 #include <map>
 #include <unordered_map>
 
 #include "abup/digest.hpp"
 #include "agent/frame_pipeline.hpp"
+#include "update-protocol/image.hpp"
 
 namespace abup::agent {
 namespace {
@@ -64,63 +63,6 @@ Result<Sha256> hash_local(Read&& read, std::uint64_t offset, std::uint64_t len,
   h.finish(d);
   return d;
 }
-
-// Streams one frame too large to buffer: verified as a whole at its end (its bytes land on the
-// inactive target before that, which is fine: nothing is armed before the read-back).
-class StreamingFrame {
- public:
-  StreamingFrame(partitions::BlockTarget& t, const Frame& f, std::string what)
-      : target_(t), frame_(f), what_(std::move(what)), out_(1 << 20) {
-    ZSTD_DCtx_setParameter(dctx_, ZSTD_d_windowLogMax, 31);
-  }
-  ~StreamingFrame() { ZSTD_freeDCtx(dctx_); }
-  Status feed(std::span<const std::uint8_t> piece) {
-    sha_.update(piece);
-    ZSTD_inBuffer in{piece.data(), piece.size(), 0};
-    while (in.pos < in.size) {
-      if (done_) return make_error(Errc::invalid_input, what_ + ": trailing bytes after the frame");
-      ZSTD_outBuffer o{out_.data(), out_.size(), 0};
-      auto r = ZSTD_decompressStream(dctx_, &o, &in);
-      if (ZSTD_isError(r))
-        return make_error(Errc::invalid_input, what_ + ": zstd: " + ZSTD_getErrorName(r));
-      if (produced_ + o.pos > frame_.uncompressed_size)
-        return make_error(Errc::invalid_input,
-                          what_ + ": frame decompresses past its declared size");
-      ABUP_CHECK(target_.write_at(frame_.uncompressed_offset + produced_, {out_.data(), o.pos}));
-      xxh_.update({out_.data(), o.pos});
-      produced_ += o.pos;
-      if (r == 0) done_ = true;
-    }
-    return {};
-  }
-  Status finish() {
-    Sha256 d;
-    sha_.finish(d);
-    if (d != frame_.sha256)
-      return make_error(Errc::untrusted,
-                        what_ + ": compressed frame SHA-256 does not match the signed manifest");
-    if (!done_ || produced_ != frame_.uncompressed_size)
-      return make_error(Errc::invalid_input, what_ + ": frame decodes to " +
-                                                 std::to_string(produced_) +
-                                                 " bytes, the manifest says " +
-                                                 std::to_string(frame_.uncompressed_size));
-    if (xxh_.finish() != frame_.chunk_xxh3)
-      return make_error(Errc::untrusted,
-                        what_ + ": decoded chunk digest does not match the signed manifest");
-    return {};
-  }
-
- private:
-  partitions::BlockTarget& target_;
-  const Frame& frame_;
-  std::string what_;
-  ZSTD_DCtx* dctx_ = ZSTD_createDCtx();
-  Sha2 sha_{Sha2::Kind::sha256};
-  Xxh128Stream xxh_;
-  std::vector<std::uint8_t> out_;
-  std::uint64_t produced_ = 0;
-  bool done_ = false;
-};
 
 }  // namespace
 
@@ -243,7 +185,7 @@ Status ImageStager::write_local(const ReuseSource& reuse) {
 }
 
 Status ImageStager::download(unsigned workers, std::uint64_t memory_limit) {
-  FramePipeline pipeline(target_, img_, workers, memory_limit);
+  FramePipeline pipeline(target_, img_, workers, memory_limit, window_log_max_);
   std::uint64_t streamed = 0;
   for (std::size_t i = 0; i < img_.frames.size();) {
     if (actions_[i] != Action::download) {
@@ -279,7 +221,7 @@ Status ImageStager::stream_request(std::size_t first, std::size_t last, FramePip
   std::size_t cur = first;
   std::uint64_t filled = 0;
   AlignedBuffer* buf = nullptr;
-  std::unique_ptr<StreamingFrame> streaming;
+  std::unique_ptr<protocol::FrameStream> streaming;
   auto sink = [&](std::span<const std::uint8_t> piece) -> Status {
     while (!piece.empty()) {
       const auto& f = img_.frames[cur];
@@ -292,8 +234,11 @@ Status ImageStager::stream_request(std::size_t first, std::size_t last, FramePip
         std::memcpy(buf->data() + filled, piece.data(), n);
       } else {
         if (!streaming)
-          streaming = std::make_unique<StreamingFrame>(target_, f,
-                                                       img_.path + " frame " + std::to_string(cur));
+          streaming = std::make_unique<protocol::FrameStream>(
+              f, img_.path + " frame " + std::to_string(cur), window_log_max_,
+              [this, &f](std::uint64_t off, std::span<const std::uint8_t> out) {
+                return target_.write_at(f.uncompressed_offset + off, out);
+              });
         ABUP_CHECK(streaming->feed(piece.first(n)));
       }
       filled += n;

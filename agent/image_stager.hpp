@@ -41,13 +41,14 @@ class ImageStager {
  public:
   ImageStager(const protocol::ManifestImage& image, std::uint64_t data_offset,
               partitions::BlockTarget& target, protocol::Source& source, ProgressReporter& progress,
-              StageSummary& summary)
+              StageSummary& summary, int window_log_max)
       : img_(image),
         base_(data_offset),
         target_(target),
         source_(source),
         progress_(progress),
-        sum_(summary) {}
+        sum_(summary),
+        window_log_max_(window_log_max) {}
 
   // Decides per chunk: zero, already on the target (only when `resume`: re-hashed with SHA-256),
   // reuse from `reuse`, or download.
@@ -70,6 +71,7 @@ class ImageStager {
   protocol::Source& source_;
   ProgressReporter& progress_;
   StageSummary& sum_;
+  int window_log_max_;
   std::vector<Action> actions_;
   std::vector<std::uint64_t> reuse_from_;
 };

@@ -123,7 +123,8 @@ Result<StageSummary> stage(const StageOptions& o) {
 
   std::vector<ImageStager> stagers;
   for (const auto& j : jobs)
-    stagers.emplace_back(*j.image, image.data_offset(*j.image), *j.target, *source, progress, sum);
+    stagers.emplace_back(*j.image, image.data_offset(*j.image), *j.target, *source, progress, sum,
+                         protocol::window_log_limit(image.archive.metadata));
   progress.phase("plan", resume ? sum.image_bytes : 0);
   for (std::size_t i = 0; i < jobs.size(); ++i)
     if (auto st = stagers[i].plan(resume, jobs[i].reuse ? reuse : ReuseSource{}); !st)

@@ -1,6 +1,9 @@
 #include "update-protocol/image.hpp"
 
 #include <zstd.h>
+#include <zstd_errors.h>
+
+#include <algorithm>
 
 #include "abup/hex.hpp"
 
@@ -65,9 +68,76 @@ Result<VerifiedImage> open_verified_image(Source& origin, const VerifyOptions& o
   return v;
 }
 
-FrameDecoder::FrameDecoder() : dctx_(ZSTD_createDCtx()) {
-  // Frames are independent and at most a few MiB of window; cap what a hostile frame may ask.
-  ZSTD_DCtx_setParameter(static_cast<ZSTD_DCtx*>(dctx_), ZSTD_d_windowLogMax, 27);
+namespace {
+
+Error zstd_error(const std::string& what, std::size_t code) {
+  std::string msg = what + ": zstd: " + ZSTD_getErrorName(code);
+  if (ZSTD_getErrorCode(code) == ZSTD_error_frameParameter_windowTooLarge)
+    msg +=
+        " (the frame's window is larger than metadata.json's compression.maxWindowLog allows; "
+        "images made with zstd --long must declare it)";
+  return make_error(Errc::invalid_input, msg);
+}
+
+}  // namespace
+
+int window_log_limit(const CosiMetadata& metadata) {
+  return metadata.max_window_log ? std::clamp(metadata.max_window_log, 27, 30) : 27;
+}
+
+FrameDecoder::FrameDecoder(int window_log_max) : dctx_(ZSTD_createDCtx()) {
+  // Cap what a frame may ask for before its SHA-256 is known to match.
+  ZSTD_DCtx_setParameter(static_cast<ZSTD_DCtx*>(dctx_), ZSTD_d_windowLogMax, window_log_max);
+}
+
+FrameStream::FrameStream(const Frame& frame, std::string what, int window_log_max, Output out)
+    : frame_(frame),
+      what_(std::move(what)),
+      out_(std::move(out)),
+      dctx_(ZSTD_createDCtx()),
+      buf_(1 << 20) {
+  ZSTD_DCtx_setParameter(static_cast<ZSTD_DCtx*>(dctx_), ZSTD_d_windowLogMax, window_log_max);
+}
+
+FrameStream::~FrameStream() {
+  ZSTD_freeDCtx(static_cast<ZSTD_DCtx*>(dctx_));
+}
+
+Status FrameStream::feed(std::span<const std::uint8_t> piece) {
+  sha_.update(piece);
+  ZSTD_inBuffer in{piece.data(), piece.size(), 0};
+  while (in.pos < in.size) {
+    if (done_) return make_error(Errc::invalid_input, what_ + ": trailing bytes after the frame");
+    ZSTD_outBuffer o{buf_.data(), buf_.size(), 0};
+    auto r = ZSTD_decompressStream(static_cast<ZSTD_DCtx*>(dctx_), &o, &in);
+    if (ZSTD_isError(r)) return zstd_error(what_, r);
+    if (produced_ + o.pos > frame_.uncompressed_size)
+      return make_error(Errc::invalid_input,
+                        what_ + ": frame decompresses past its declared size of " +
+                            std::to_string(frame_.uncompressed_size) + " bytes");
+    std::span<const std::uint8_t> chunk(buf_.data(), o.pos);
+    ABUP_CHECK(out_(produced_, chunk));
+    xxh_.update(chunk);
+    produced_ += o.pos;
+    if (r == 0) done_ = true;
+  }
+  return {};
+}
+
+Status FrameStream::finish() {
+  Sha256 d;
+  sha_.finish(d);
+  if (d != frame_.sha256)
+    return make_error(Errc::untrusted,
+                      what_ + ": compressed frame SHA-256 does not match the signed manifest");
+  if (!done_ || produced_ != frame_.uncompressed_size)
+    return make_error(Errc::invalid_input,
+                      what_ + ": frame decodes to " + std::to_string(produced_) +
+                          " bytes, the manifest says " + std::to_string(frame_.uncompressed_size));
+  if (xxh_.finish() != frame_.chunk_xxh3)
+    return make_error(Errc::untrusted,
+                      what_ + ": decoded chunk digest does not match the signed manifest");
+  return {};
 }
 FrameDecoder::~FrameDecoder() {
   ZSTD_freeDCtx(static_cast<ZSTD_DCtx*>(dctx_));
@@ -96,8 +166,7 @@ Status FrameDecoder::decode(std::span<const std::uint8_t> compressed, const Fram
   ZSTD_outBuffer o{out.data(), out.size(), 0};
   for (;;) {
     size_t r = ZSTD_decompressStream(d, &o, &in);
-    if (ZSTD_isError(r))
-      return fail(Errc::invalid_input, std::string("zstd: ") + ZSTD_getErrorName(r));
+    if (ZSTD_isError(r)) return zstd_error(what, r);
     if (r == 0) break;  // frame complete
     if (o.pos == o.size) {
       // Output full but the frame is not done: it decodes past its declared size.

@@ -3,6 +3,7 @@
 // of manifest to metadata.json, and the version/arch/expiry policy.
 #pragma once
 
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -41,12 +42,45 @@ struct VerifyOptions {
 // every manifest image present with matching path, mount point and sizes.
 [[nodiscard]] Status check_manifest_binding(const Manifest& manifest, const CosiArchive& archive);
 
+// The largest zstd window a decoder accepts for this image: the signed metadata's
+// compression.maxWindowLog (metadata.json is pinned by the manifest), else 27 (128 MiB), and
+// never above 30 (what COSI producers use with --long).
+[[nodiscard]] int window_log_limit(const CosiMetadata& metadata);
+
+// Frames larger than this are decoded as a stream (bounded memory) rather than in one piece.
+inline constexpr std::uint64_t kMaxBufferedFrame = 8 << 20;
+
+// Decodes one frame as a stream, handing out the decoded bytes in order as they come (offset
+// within the chunk); checks SHA-256 of the compressed bytes, the exact size and XXH3-128 at
+// finish(). Used for frames too large to buffer (single-frame images from other tools).
+class FrameStream {
+ public:
+  using Output = std::function<Status(std::uint64_t offset, std::span<const std::uint8_t>)>;
+  FrameStream(const Frame& frame, std::string what, int window_log_max, Output out);
+  ~FrameStream();
+  FrameStream(const FrameStream&) = delete;
+  FrameStream& operator=(const FrameStream&) = delete;
+  [[nodiscard]] Status feed(std::span<const std::uint8_t> compressed);
+  [[nodiscard]] Status finish();
+
+ private:
+  const Frame& frame_;
+  std::string what_;
+  Output out_;
+  void* dctx_;
+  Sha2 sha_{Sha2::Kind::sha256};
+  Xxh128Stream xxh_;
+  std::vector<std::uint8_t> buf_;
+  std::uint64_t produced_ = 0;
+  bool done_ = false;
+};
+
 // Decodes one frame as the manifest describes it: SHA-256 of `compressed` must match, the
 // frame must decompress to exactly uncompressed_size bytes into `out` (sized to it), and the
 // XXH3-128 of the result must match. Errors name the image and frame.
 class FrameDecoder {
  public:
-  FrameDecoder();
+  explicit FrameDecoder(int window_log_max = 27);
   ~FrameDecoder();
   FrameDecoder(const FrameDecoder&) = delete;
   FrameDecoder& operator=(const FrameDecoder&) = delete;

@@ -373,16 +373,28 @@ int cmd_verify(const std::vector<std::string>& argv) {
   if (!v) return fail(v.error());
   std::uint64_t frames = 0;
   if (!args->has("shallow")) {
-    FrameDecoder dec;
+    const int window = window_log_limit(v->archive.metadata);
+    FrameDecoder dec(window);
     std::vector<std::uint8_t> in, out;
     for (const auto& img : v->manifest.images) {
       auto base = v->data_offset(img);
       for (std::size_t i = 0; i < img.frames.size(); ++i) {
         const auto& f = img.frames[i];
-        in.resize(f.size);
-        out.resize(f.uncompressed_size);
-        if (auto st = (*src)->read_at(base + f.offset, in); !st) return fail(st.error());
-        auto st = dec.decode(in, f, out, img.path + " frame " + std::to_string(i));
+        const std::string what = img.path + " frame " + std::to_string(i);
+        Status st;
+        if (f.size <= kMaxBufferedFrame && f.uncompressed_size <= kMaxBufferedFrame) {
+          in.resize(f.size);
+          out.resize(f.uncompressed_size);
+          st = (*src)->read_at(base + f.offset, in);
+          if (st) st = dec.decode(in, f, out, what);
+        } else {
+          // Large frames (images from other tools): streamed, memory bounded.
+          FrameStream stream(f, what, window,
+                             [](std::uint64_t, std::span<const std::uint8_t>) { return Status{}; });
+          st = (*src)->read_range(base + f.offset, f.size,
+                                  [&](std::span<const std::uint8_t> p) { return stream.feed(p); });
+          if (st) st = stream.finish();
+        }
         if (!st) return fail(st.error());
         ++frames;
       }

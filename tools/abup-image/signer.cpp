@@ -17,7 +17,7 @@ namespace abup::image {
 using namespace abup::protocol;
 
 Result<ManifestImage> scan_frames(const std::string& path, std::uint64_t data_offset,
-                                  std::uint64_t size) {
+                                  std::uint64_t size, std::string_view expected_sha384) {
   ABUP_TRY(auto src, open_file_source(path));
   ZSTD_DCtx* d = ZSTD_createDCtx();
   ZSTD_DCtx_setParameter(d, ZSTD_d_windowLogMax, 31);
@@ -31,9 +31,11 @@ Result<ManifestImage> scan_frames(const std::string& path, std::uint64_t data_of
   auto frame_sha = std::make_unique<Sha2>(Sha2::Kind::sha256);
   auto chunk_sha = std::make_unique<Sha2>(Sha2::Kind::sha256);
   auto chunk_xxh = std::make_unique<Xxh128Stream>();
+  Sha2 whole(Sha2::Kind::sha384);
   std::uint64_t consumed = 0, frame_start = 0, produced = 0, frame_produced = 0;
   bool in_frame = false;
   auto sink = [&](std::span<const std::uint8_t> piece) -> Status {
+    whole.update(piece);
     ZSTD_inBuffer in{piece.data(), piece.size(), 0};
     while (in.pos < in.size) {
       ZSTD_outBuffer o{out.data(), out.size(), 0};
@@ -76,13 +78,32 @@ Result<ManifestImage> scan_frames(const std::string& path, std::uint64_t data_of
   if (in_frame || img.frames.empty())
     return make_error(Errc::invalid_input, "zstd stream ends inside a frame (truncated image)");
   img.uncompressed_size = produced;
+  // Signing vouches for metadata.json: its SHA-384 must be that of these bytes, or stock COSI
+  // readers refuse an image that abup would accept.
+  Sha384 digest;
+  whole.finish(digest);
+  if (!expected_sha384.empty() && to_hex(digest) != expected_sha384)
+    return make_error(Errc::invalid_input, "SHA-384 of the compressed bytes is " + to_hex(digest) +
+                                               ", metadata.json says " +
+                                               std::string(expected_sha384) +
+                                               " (the image or metadata.json is damaged)");
   return img;
 }
 
 Result<std::string> ensure_manifest(const std::string& path, const ManifestDefaults& def) {
   ABUP_TRY(auto src, open_file_source(path));
   ABUP_TRY(auto archive, read_cosi(*src));
-  if (archive.manifest) return read_entry(*src, *archive.manifest, kMaxManifestSize);
+  if (archive.manifest) {
+    const bool overrides = !def.version.empty() || !def.min_version.empty() ||
+                           !def.variant.empty() || def.expires_at != 0;
+    if (overrides)
+      return make_error(Errc::invalid_input,
+                        path +
+                            " already has an abup manifest: --version, --min-version, "
+                            "--variant and --expires-* only apply when sign or digest creates "
+                            "it (pass them to `abup-image build`)");
+    return read_entry(*src, *archive.manifest, kMaxManifestSize);
+  }
   if (archive.signature)
     return make_error(Errc::invalid_input, path + ": has " + std::string(kSignatureEntry) +
                                                " but no " + std::string(kManifestEntry));
@@ -105,7 +126,7 @@ Result<std::string> ensure_manifest(const std::string& path, const ManifestDefau
   m.metadata_sha384 = to_hex(sha384(as_bytes(archive.metadata_json)));
   auto add = [&](const ImageFile& f, const std::string& mount, const std::string& type) -> Status {
     const auto* e = archive.entry(f);
-    auto img = scan_frames(path, e->data_offset, e->size);
+    auto img = scan_frames(path, e->data_offset, e->size, f.sha384);
     if (!img) return std::move(img).error().with_context(path + ": " + f.path);
     if (img->uncompressed_size != f.uncompressed_size)
       return make_error(Errc::invalid_input, path + ": " + f.path + " decompresses to " +

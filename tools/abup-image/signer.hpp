@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "abup/result.hpp"
@@ -28,9 +29,11 @@ struct ManifestDefaults {
 [[nodiscard]] Status add_signatures(const std::string& path,
                                     const std::vector<protocol::SignatureEntry>& sigs);
 
-// The frame table of one zstd stream (one or many frames), scanned with bounded memory.
+// The frame table of one zstd stream (one or many frames), scanned with bounded memory; an error
+// when expected_sha384 (lowercase hex, as metadata.json gives it) is not that of the stream.
 [[nodiscard]] Result<protocol::ManifestImage> scan_frames(const std::string& cosi_path,
                                                           std::uint64_t data_offset,
-                                                          std::uint64_t size);
+                                                          std::uint64_t size,
+                                                          std::string_view expected_sha384 = {});
 
 }  // namespace abup::image

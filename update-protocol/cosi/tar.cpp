@@ -115,8 +115,7 @@ Result<std::optional<TarHeader>> parse_tar_header(std::span<const std::uint8_t> 
   if (all_zero(b)) return std::optional<TarHeader>();
   auto magic = field(b, 257, 6);
   if (magic != "ustar" && magic != "ustar ")
-    return make_error(Errc::invalid_input,
-                      "not a ustar header (magic '" + std::string(magic) + "')");
+    return make_error(Errc::invalid_input, "not a ustar header (no 'ustar' magic at byte 257)");
   auto stored = parse_number(b, 148, 8);
   unsigned sum = 0;
   for (std::size_t i = 0; i < kTarBlock; ++i) sum += (i >= 148 && i < 156) ? ' ' : b[i];
@@ -158,7 +157,9 @@ Result<TarIndex> read_tar_index(Source& source) {
                             std::to_string(total) + ")");
     }
     ABUP_CHECK(source.read_at(off, block));
-    ABUP_TRY(auto parsed, parse_tar_header(block));
+    auto header = parse_tar_header(block);
+    if (!header) return std::move(header).error().with_context(where(off));
+    auto parsed = std::move(*header);
     if (!parsed) {
       index.end_offset = off;
       return index;
