@@ -48,6 +48,10 @@ struct Loader {
       if (value != "gptprio" && value != "uefi" && value != "grubenv")
         return bad("expected gptprio, uefi or grubenv");
       cfg.boot_backend = value;
+    } else if (id == "Boot.GrubEnv") {
+      cfg.grubenv = value;
+    } else if (id == "Reboot.Command") {
+      cfg.reboot_command = value;
     } else if (id == "Network.CAFile") {
       cfg.ca_file = value;
     } else if (id == "Network.ClientCertificate") {

@@ -26,6 +26,10 @@ struct Config {
   unsigned workers = 0;
   std::uint64_t memory_limit = 16 << 20;
   bool reuse = true;
+  // [Boot]
+  std::filesystem::path grubenv;  // empty: ROOT/boot/grub/grubenv
+  // [Reboot]
+  std::string reboot_command;  // run by `finalize --reboot`/`rollback --reboot` (sh -c)
 };
 
 // Loads `path` (missing = defaults) and its drop-in directory. Paths in values are taken as

@@ -12,8 +12,12 @@ namespace {
 constexpr const char* kUsage = R"(usage: abup COMMAND [OPTIONS]
 
 Commands:
-  stage    verify a signed image and write it to the inactive slot
-  status   show the slots, which one is booted, and what abup did to them
+  stage     verify a signed image and write it to the inactive slot
+  finalize  arm one try of the staged slot (then reboot)
+  commit    after the reboot: make the armed slot the default, or record its failure
+  rollback  arm one try of the previous slot
+  status    show the slots, the bootloader's view, and what abup did to them
+  history   the finished lifecycle operations
 
 Run `abup COMMAND --help` for the options of one command.
 )";
@@ -34,6 +38,10 @@ int main(int argc, char** argv) {
   using namespace abup::agent::cli;
   if (cmd == "stage") return cmd_stage(args);
   if (cmd == "status") return cmd_status(args);
+  if (cmd == "finalize") return cmd_finalize(args);
+  if (cmd == "commit") return cmd_commit(args);
+  if (cmd == "rollback") return cmd_rollback(args);
+  if (cmd == "history") return cmd_history(args);
   std::fprintf(stderr, "abup: unknown command '%s'\n%s", cmd.c_str(), kUsage);
   return 2;
 }

@@ -36,6 +36,52 @@ const SlotRecord* State::slot(const std::string& partuuid) const {
   return it == slots.end() ? nullptr : &it->second;
 }
 
+const FailedVersion* State::failed_version(const std::string& version) const {
+  for (const auto& f : failed_versions)
+    if (f.version == version) return &f;
+  return nullptr;
+}
+
+namespace {
+
+json pending_to_json(const PendingCommit& p) {
+  return {{"operationId", p.operation_id},
+          {"kind", p.kind},
+          {"targetSlot", std::string(1, p.target_slot)},
+          {"targetPartuuid", p.target_partuuid},
+          {"targetVersion", p.target_version},
+          {"previousPartuuid", p.previous_partuuid},
+          {"previousVersion", p.previous_version},
+          {"bootId", p.boot_id},
+          {"backend", p.backend},
+          {"armedAt", p.armed_at}};
+}
+
+std::optional<PendingCommit> pending_from_json(const json& j) {
+  if (!j.is_object()) return std::nullopt;
+  PendingCommit p;
+  p.operation_id = j.value("operationId", "");
+  p.kind = j.value("kind", "finalize");
+  auto slot = j.value("targetSlot", "");
+  if (slot != "A" && slot != "B") return std::nullopt;
+  p.target_slot = slot[0];
+  p.target_partuuid = j.value("targetPartuuid", "");
+  p.target_version = j.value("targetVersion", "");
+  p.previous_partuuid = j.value("previousPartuuid", "");
+  p.previous_version = j.value("previousVersion", "");
+  p.boot_id = j.value("bootId", "");
+  p.backend = j.value("backend", "");
+  p.armed_at = j.value("armedAt", "");
+  if (p.operation_id.empty() || p.target_partuuid.empty()) return std::nullopt;
+  return p;
+}
+
+}  // namespace
+
+json pending_json(const PendingCommit& p) {
+  return pending_to_json(p);
+}
+
 Result<State> StateStore::load() const {
   auto path = dir_ / "state.json";
   auto text = read_file(path);
@@ -67,6 +113,19 @@ Result<State> StateStore::load() const {
       st.slots[uuid] = std::move(r);
     }
   }
+  // Files written before the lifecycle commands have neither key.
+  if (auto p = doc.find("pending"); p != doc.end() && !p->is_null()) {
+    st.pending = pending_from_json(*p);
+    if (!st.pending) return bad("pending: expected operationId, targetSlot A|B, targetPartuuid");
+  }
+  if (auto f = doc.find("failedVersions"); f != doc.end()) {
+    if (!f->is_array()) return bad("failedVersions: expected an array");
+    for (const auto& e : *f) {
+      if (!e.is_object()) return bad("failedVersions: expected objects");
+      st.failed_versions.push_back({e.value("version", ""), e.value("code", ""),
+                                    e.value("operationId", ""), e.value("at", "")});
+    }
+  }
   return st;
 }
 
@@ -82,6 +141,15 @@ Status StateStore::save(const State& st) const {
     if (!r.source.empty()) j["source"] = r.source;
     if (!r.error.empty()) j["error"] = r.error;
     doc["slots"][uuid] = std::move(j);
+  }
+  if (st.pending) doc["pending"] = pending_to_json(*st.pending);
+  if (!st.failed_versions.empty()) {
+    doc["failedVersions"] = json::array();
+    for (const auto& f : st.failed_versions)
+      doc["failedVersions"].push_back({{"version", f.version},
+                                       {"code", f.code},
+                                       {"operationId", f.operation_id},
+                                       {"at", f.at}});
   }
   return atomic_write_file(dir_ / "state.json", doc.dump(2) + "\n", 0600);
 }

@@ -6,8 +6,10 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "abup/fs.hpp"
 #include "abup/result.hpp"
@@ -27,10 +29,34 @@ struct SlotRecord {
   std::string error;  // last failure, for status
 };
 
+// A slot armed for one try, waiting for `abup commit` after the reboot (DESIGN.md §9). Written
+// after the backend armed the slot and before success is reported; cleared by commit.
+struct PendingCommit {
+  std::string operation_id;
+  std::string kind;  // "finalize" | "rollback"
+  char target_slot = 'B';
+  std::string target_partuuid, target_version;
+  std::string previous_partuuid, previous_version;  // the slot booted at arming
+  std::string boot_id;                              // at arming: a different one means a reboot
+  std::string backend;
+  std::string armed_at;
+};
+
+// A version whose slot did not boot: kept so it is not armed again blindly.
+struct FailedVersion {
+  std::string version;
+  std::string code;  // "TargetBootFailed"
+  std::string operation_id;
+  std::string at;
+};
+
 struct State {
   std::map<std::string, SlotRecord> slots;  // by PARTUUID
+  std::optional<PendingCommit> pending;
+  std::vector<FailedVersion> failed_versions;
 
   [[nodiscard]] const SlotRecord* slot(const std::string& partuuid) const;
+  [[nodiscard]] const FailedVersion* failed_version(const std::string& version) const;
 };
 
 class StateStore {
@@ -51,5 +77,7 @@ class StateStore {
 };
 
 [[nodiscard]] std::string now_utc();
+// The pending commit as state.json and `abup status --json` spell it.
+[[nodiscard]] nlohmann::json pending_json(const PendingCommit& pending);
 
 }  // namespace abup::agent

@@ -161,31 +161,21 @@ Status FrameDecoder::decode(std::span<const std::uint8_t> compressed, const Fram
     return fail(Errc::invalid_input, "frame declares " + std::to_string(content) +
                                          " bytes, the manifest " +
                                          std::to_string(frame.uncompressed_size));
-  ZSTD_DCtx_reset(d, ZSTD_reset_session_only);
-  ZSTD_inBuffer in{compressed.data(), compressed.size(), 0};
-  ZSTD_outBuffer o{out.data(), out.size(), 0};
-  for (;;) {
-    size_t r = ZSTD_decompressStream(d, &o, &in);
-    if (ZSTD_isError(r)) return zstd_error(what, r);
-    if (r == 0) break;  // frame complete
-    if (o.pos == o.size) {
-      // Output full but the frame is not done: it decodes past its declared size.
-      std::uint8_t extra;
-      ZSTD_outBuffer probe{&extra, 1, 0};
-      size_t r2 = ZSTD_decompressStream(d, &probe, &in);
-      if (ZSTD_isError(r2) || probe.pos > 0 || r2 != 0)
-        return fail(Errc::invalid_input, "frame decompresses past its declared size of " +
-                                             std::to_string(frame.uncompressed_size) + " bytes");
-      break;
-    }
-    if (in.pos == in.size)
-      return fail(Errc::invalid_input, "frame is truncated (decoded " + std::to_string(o.pos) +
-                                           " of " + std::to_string(out.size()) + " bytes)");
+  // One-shot decoding straight into the chunk buffer: no window buffer of zstd's own, so a
+  // worker needs only the chunk's memory. One frame exactly: a second frame or trailing bytes
+  // are caught by the size check of the first frame.
+  if (ZSTD_findFrameCompressedSize(compressed.data(), compressed.size()) != compressed.size())
+    return fail(Errc::invalid_input, "not exactly one zstd frame (truncated or trailing bytes)");
+  size_t r = ZSTD_decompressDCtx(d, out.data(), out.size(), compressed.data(), compressed.size());
+  if (ZSTD_isError(r)) {
+    if (ZSTD_getErrorCode(r) == ZSTD_error_dstSize_tooSmall)
+      return fail(Errc::invalid_input, "frame decompresses past its declared size of " +
+                                           std::to_string(frame.uncompressed_size) + " bytes");
+    return zstd_error(what, r);
   }
-  if (o.pos != out.size())
-    return fail(Errc::invalid_input, "frame decompresses to " + std::to_string(o.pos) +
+  if (r != out.size())
+    return fail(Errc::invalid_input, "frame decompresses to " + std::to_string(r) +
                                          " bytes, the manifest says " + std::to_string(out.size()));
-  if (in.pos != in.size) return fail(Errc::invalid_input, "trailing bytes after the zstd frame");
   if (xxh128(out) != frame.chunk_xxh3)
     return fail(Errc::untrusted, "decoded chunk digest does not match the signed manifest");
   return {};

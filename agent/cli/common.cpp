@@ -1,6 +1,8 @@
 #include "agent/cli/common.hpp"
 
 #include <cstdio>
+#include <cstdlib>
+#include <nlohmann/json.hpp>
 
 namespace abup::agent::cli {
 
@@ -23,11 +25,70 @@ std::vector<OptionSpec> transport_options() {
   };
 }
 
-Result<Common> load_common(const Args& args) {
+std::vector<OptionSpec> backend_options() {
+  return {
+      {"boot-backend", true, false,
+       "gptprio|grubenv|uefi  boot backend (default: [Update] BootBackend=, gptprio)"},
+      {"grubenv", true, false,
+       "PATH  GRUB environment block (grubenv; default [Boot] GrubEnv=, ROOT/boot/grub/grubenv)"},
+  };
+}
+
+std::vector<OptionSpec> reboot_options() {
+  return {
+      {"reboot", false, false, "reboot once armed (runs the reboot command)"},
+      {"reboot-command", true, false, "CMD  how to reboot (default: [Reboot] Command=)"},
+  };
+}
+
+Result<LifecycleOptions> lifecycle_options(const Args& args, const Common& c) {
+  LifecycleOptions o;
+  o.disk = c.disk;
+  o.root = c.root;
+  o.state_dir = c.state_dir;
+  o.backend = args.get_or("boot-backend", c.config.boot_backend);
+  if (o.backend != "gptprio" && o.backend != "grubenv" && o.backend != "uefi")
+    return make_error(Errc::invalid_input,
+                      "--boot-backend: expected gptprio, grubenv or uefi, got '" + o.backend + "'");
+  o.grubenv = args.has("grubenv") ? std::filesystem::path(*args.get("grubenv")) : c.config.grubenv;
+  return o;
+}
+
+int reboot_after_arming(const Args& args, const Config& config) {
+  const std::string cmd = args.get_or("reboot-command", config.reboot_command);
+  if (cmd.empty()) {
+    std::fprintf(stderr,
+                 "abup: --reboot: no reboot command configured ([Reboot] Command= or "
+                 "--reboot-command); the slot stays armed: reboot the machine yourself\n");
+    return 1;
+  }
+  std::fflush(stdout);
+  const int rc = std::system(cmd.c_str());
+  if (rc != 0) {
+    std::fprintf(stderr, "abup: reboot command '%s' failed (status %d); the slot stays armed\n",
+                 cmd.c_str(), rc);
+    return 1;
+  }
+  return 0;
+}
+
+void print_outcome(const Outcome& outcome, bool json) {
+  for (const auto& w : outcome.warnings) std::fprintf(stderr, "abup: %s\n", w.c_str());
+  if (json) {
+    auto j = outcome_json(outcome);
+    j["message"] = outcome.message;
+    std::printf("%s\n", j.dump(2).c_str());
+  } else {
+    std::printf("%s\n", outcome.message.c_str());
+  }
+  std::fflush(stdout);
+}
+
+Result<Common> load_common(const Args& args, bool need_disk) {
   Common c;
   c.root = args.get_or("root", "/");
   c.disk = args.get_or("disk", "");
-  if (c.disk.empty())
+  if (c.disk.empty() && need_disk)
     return make_error(Errc::invalid_input,
                       "--disk PATH is required (finding the boot disk by itself comes with the "
                       "boot lifecycle work)");
@@ -46,6 +107,11 @@ protocol::TransportOptions transport(const Args& args, const Config& config) {
   t.client_key = args.get_or("client-key", config.client_key);
   t.allow_http = args.has("allow-http") || config.allow_http;
   return t;
+}
+
+int report(const Error& e, int status) {
+  std::fprintf(stderr, "abup: %s\n", e.message.c_str());
+  return status;
 }
 
 int report(const Error& e) {

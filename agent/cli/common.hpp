@@ -8,6 +8,7 @@
 #include "abup/args.hpp"
 #include "abup/result.hpp"
 #include "agent/config.hpp"
+#include "agent/lifecycle.hpp"
 #include "update-protocol/http/client.hpp"
 
 namespace abup::agent::cli {
@@ -24,14 +25,33 @@ struct Common {
   Config config;
 };
 
+// Options of the commands that read or drive the boot backend: --boot-backend, --grubenv.
+[[nodiscard]] std::vector<OptionSpec> backend_options();
+// --reboot, --reboot-command (finalize, rollback).
+[[nodiscard]] std::vector<OptionSpec> reboot_options();
+
 // Reads the common options and the configuration (command-line options override it).
-[[nodiscard]] Result<Common> load_common(const Args& args);
+// need_disk: whether --disk is required (history reads only the state directory).
+[[nodiscard]] Result<Common> load_common(const Args& args, bool need_disk = true);
+// Where the lifecycle acts, from the common and backend options.
+[[nodiscard]] Result<LifecycleOptions> lifecycle_options(const Args& args, const Common& common);
+// After a successful arming with --reboot: runs the configured reboot command. Without one,
+// says so and returns 1 (the slot stays armed; asking logind over D-Bus is later work).
+int reboot_after_arming(const Args& args, const Config& config);
+// Prints the outcome's warnings on stderr, then the outcome on stdout (as JSON or one line).
+void print_outcome(const Outcome& outcome, bool json);
 [[nodiscard]] protocol::TransportOptions transport(const Args& args, const Config& config);
 
-// Prints "abup: message" and returns the exit status for the error.
+// Prints "abup: message" and returns the exit status for the error (2 for invalid input, else
+// 1; or `status` when given).
 int report(const Error& error);
+int report(const Error& error, int status);
 
 int cmd_stage(const std::vector<std::string>& argv);
 int cmd_status(const std::vector<std::string>& argv);
+int cmd_finalize(const std::vector<std::string>& argv);
+int cmd_commit(const std::vector<std::string>& argv);
+int cmd_rollback(const std::vector<std::string>& argv);
+int cmd_history(const std::vector<std::string>& argv);
 
 }  // namespace abup::agent::cli

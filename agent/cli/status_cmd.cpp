@@ -3,6 +3,7 @@
 
 #include "agent/cli/common.hpp"
 #include "agent/host.hpp"
+#include "agent/lifecycle.hpp"
 #include "agent/state.hpp"
 #include "partitions/slots.hpp"
 
@@ -10,6 +11,8 @@ namespace abup::agent::cli {
 
 int cmd_status(const std::vector<std::string>& argv) {
   auto specs = common_options();
+  auto b = backend_options();
+  specs.insert(specs.end(), b.begin(), b.end());
   specs.push_back({"json", false, false, "machine-readable output"});
   auto args = Args::parse(argv, specs);
   if (!args) return report(args.error());
@@ -30,6 +33,22 @@ int cmd_status(const std::vector<std::string>& argv) {
   // replaced atomically, so it is always whole.
   auto state = StateStore(common->state_dir).load();
   if (!state) return report(state.error());
+  auto where = lifecycle_options(*args, *common);
+  if (!where) return report(where.error());
+  // The bootloader's view. Status must work without it (a missing grubenv, no efivars): the
+  // backend's error is reported in a field instead.
+  std::optional<partitions::boot::BootView> view;
+  std::string backend_error;
+  if (auto backend = open_backend(*where, *pair); !backend) {
+    backend_error = backend.error().message;
+  } else if (auto v = (*backend)->read(); !v) {
+    backend_error = v.error().message;
+  } else {
+    view = std::move(*v);
+  }
+  auto slot_json = [](std::optional<char> s) {
+    return s ? nlohmann::json(std::string(1, *s)) : nlohmann::json(nullptr);
+  };
 
   nlohmann::json slots = nlohmann::json::array();
   for (const auto* s : {&pair->a, &pair->b}) {
@@ -54,23 +73,62 @@ int cmd_status(const std::vector<std::string>& argv) {
                         {"state", st},
                         {"version", version},
                         {"sizeBytes", s->size}};
+    if (view && view->slots.count(s->name)) {
+      const auto& b = view->slots.at(s->name);
+      j["good"] = b.good;
+      j["tries"] = b.tries;
+      j["priority"] = b.priority;
+    }
     if (!updated.empty()) j["updatedAt"] = updated;
     if (!error.empty()) j["error"] = error;
     slots.push_back(std::move(j));
   }
+  nlohmann::json pending = state->pending ? pending_json(*state->pending) : nlohmann::json(nullptr);
   if (args->has("json")) {
-    nlohmann::json out = {{"disk", common->disk}, {"slots", slots}};
+    nlohmann::json out = {{"disk", common->disk},
+                          {"slots", slots},
+                          {"booted", slot_json(*booted)},
+                          {"backend", where->backend},
+                          {"next", slot_json(view ? view->next : std::nullopt)},
+                          {"default", slot_json(view ? view->default_slot : std::nullopt)},
+                          {"pending", pending}};
+    if (view) out["backendDetail"] = view->detail;
+    if (!backend_error.empty()) out["backendError"] = backend_error;
+    if (!state->failed_versions.empty()) {
+      out["failedVersions"] = nlohmann::json::array();
+      for (const auto& f : state->failed_versions)
+        out["failedVersions"].push_back(
+            {{"version", f.version}, {"code", f.code}, {"operationId", f.operation_id}});
+    }
     std::printf("%s\n", out.dump(2).c_str());
     return 0;
   }
   std::printf("disk %s%s\n", common->disk.c_str(), *booted ? "" : " (booted slot unknown)");
   for (const auto& s : slots) {
+    std::string boot = "";
+    if (s.contains("good"))
+      boot = std::string(s["good"].get<bool>() ? "good" : "not good") + ", tries " +
+             std::to_string(s["tries"].get<int>());
     std::printf(
-        "  %s %-6s %s  %-9s %s%s\n", s["booted"].get<bool>() ? "*" : " ",
+        "  %s %-6s %s  %-9s %-14s %s%s\n", s["booted"].get<bool>() ? "*" : " ",
         s["label"].get<std::string>().c_str(), s["partuuid"].get<std::string>().c_str(),
         s["state"].get<std::string>().c_str(),
         s["version"].get<std::string>().empty() ? "-" : s["version"].get<std::string>().c_str(),
+        boot.c_str(),
         s.contains("error") ? ("  error: " + s["error"].get<std::string>()).c_str() : "");
+  }
+  if (view) {
+    auto name = [](std::optional<char> c) { return c ? std::string(1, *c) : std::string("none"); };
+    std::printf("boot (%s): next %s, default %s; %s\n", where->backend.c_str(),
+                name(view->next).c_str(), name(view->default_slot).c_str(), view->detail.c_str());
+  } else {
+    std::printf("boot (%s): cannot read: %s\n", where->backend.c_str(), backend_error.c_str());
+  }
+  if (state->pending) {
+    const auto& p = *state->pending;
+    std::printf("pending %s %s: slot %c, %s -> %s, armed %s; run `abup commit` after the reboot\n",
+                p.kind.c_str(), p.operation_id.c_str(), p.target_slot, p.previous_version.c_str(),
+                p.target_version.c_str(), p.armed_at.c_str());
   }
   return 0;
 }

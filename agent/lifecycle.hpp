@@ -1,0 +1,82 @@
+// The slot lifecycle after a stage (DESIGN.md §3.4, §8, §9): finalize arms one try of the staged
+// slot, commit (run at boot) promotes it or records that the bootloader fell back, rollback arms
+// the previous slot. The service core knows no transport: the CLI (and later the daemon and
+// D-Bus) adapt these functions. Each one takes the state lock, acts on the boot backend, then
+// persists the outcome before returning it; a kill between two persisted steps is recovered by
+// running the same command again.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <nlohmann/json_fwd.hpp>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "abup/result.hpp"
+#include "partitions/boot/backend.hpp"
+#include "partitions/slots.hpp"
+
+namespace abup::agent {
+
+struct LifecycleOptions {
+  std::string disk;
+  std::filesystem::path root = "/";
+  std::filesystem::path state_dir;
+  std::string backend = "gptprio";  // gptprio | grubenv | uefi
+  std::filesystem::path grubenv;    // empty: ROOT/boot/grub/grubenv
+  std::filesystem::path efivars;    // empty: ROOT/sys/firmware/efi/efivars
+};
+
+struct FinalizeOptions {
+  LifecycleOptions where;
+  std::string version;                // when set, the staged version must be this one
+  std::string operation_id;           // generated when empty
+  bool allow_failed_version = false;  // arm a version that already failed to boot here
+};
+
+struct RollbackOptions {
+  LifecycleOptions where;
+  std::string operation_id;  // generated when empty
+  bool force = false;        // arm the other slot even if abup never saw it committed
+};
+
+// Outcome codes, as history.jsonl and `--json` spell them.
+inline constexpr std::string_view kArmed = "Armed";
+inline constexpr std::string_view kCommitted = "Committed";
+inline constexpr std::string_view kNothingPending = "NothingPending";
+inline constexpr std::string_view kNotRebooted = "NotRebooted";
+inline constexpr std::string_view kTargetBootFailed = "TargetBootFailed";
+
+struct Outcome {
+  std::string kind;  // finalize | commit | rollback
+  std::string code;  // one of the k* codes above
+  std::string operation_id;
+  char from_slot = 0, to_slot = 0;  // 0 when unknown
+  std::string from_partuuid, to_partuuid;
+  std::string from_version, to_version;
+  std::string time;
+  std::string message;                // one line for humans
+  std::vector<std::string> warnings;  // printed on stderr by the CLI
+};
+
+[[nodiscard]] Result<Outcome> finalize(const FinalizeOptions& options);
+[[nodiscard]] Result<Outcome> commit(const LifecycleOptions& options);
+[[nodiscard]] Result<Outcome> rollback(const RollbackOptions& options);
+
+// The configured backend over `pair` (which must outlive it).
+[[nodiscard]] Result<std::unique_ptr<partitions::boot::Backend>> open_backend(
+    const LifecycleOptions& options, const partitions::SlotPair& pair, std::string_view name = {});
+
+[[nodiscard]] nlohmann::json outcome_json(const Outcome& outcome);
+
+// <state-dir>/history.jsonl: one JSON object per line and finished operation (time,
+// operationId, kind, fromSlot, toSlot, fromVersion, toVersion, fromPartuuid, toPartuuid,
+// outcome). Appended with O_APPEND and fsync; a line already there for the same operation, kind
+// and outcome is not written twice (a re-run after a kill). Unparsable (torn) lines are skipped
+// when read.
+[[nodiscard]] Status append_history(const std::filesystem::path& state_dir, const Outcome& outcome);
+[[nodiscard]] Result<std::vector<nlohmann::json>> read_history(
+    const std::filesystem::path& state_dir);
+
+}  // namespace abup::agent

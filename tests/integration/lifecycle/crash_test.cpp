@@ -1,0 +1,90 @@
+// SIGKILL between the persisted steps of finalize and commit (ABUP_FAULT=<point>:1), then the
+// same command again: the end state is the one an uninterrupted run gives, with one history line
+// per operation step.
+#include <doctest/doctest.h>
+
+#include "node.hpp"
+
+using namespace abup::test;
+using nlohmann::json;
+
+namespace {
+
+constexpr const char* kNew = "202607.02.0";
+
+std::size_t history_lines(const Node& n, const std::string& kind) {
+  auto text = n.history_text();
+  std::size_t count = 0, pos = 0;
+  while ((pos = text.find("\"kind\":\"" + kind + "\"", pos)) != std::string::npos) {
+    ++count;
+    ++pos;
+  }
+  return count;
+}
+
+void killed_finalize(const std::string& backend, const std::string& point) {
+  CAPTURE(point);
+  Node n(backend);
+  n.stage(kNew);
+  auto k = n.abup("finalize", "", "ABUP_FAULT=" + point + ":1");
+  INFO(k.out);
+  REQUIRE(k.exit_code == 137);
+  // Whole state either way; the bootloader already holds the one try.
+  auto st = n.status();
+  CHECK(st["next"] == "B");
+  auto again = n.abup("finalize");
+  INFO(again.out);
+  REQUIRE(again.exit_code == 0);
+  st = n.status();
+  CHECK(st["slots"][1]["state"] == "armed");
+  CHECK(st["pending"]["targetVersion"] == kNew);
+  CHECK(history_lines(n, "finalize") == 1);
+  REQUIRE(n.reboot() == 'B');
+  auto c = n.abup("commit");
+  INFO(c.out);
+  CHECK(c.exit_code == 0);
+  CHECK(n.status()["slots"][1]["good"] == true);
+}
+
+void killed_commit(const std::string& backend, const std::string& point, bool fall_back) {
+  CAPTURE(point);
+  CAPTURE(fall_back);
+  Node n(backend);
+  n.stage(kNew);
+  REQUIRE(n.abup("finalize").exit_code == 0);
+  if (fall_back)
+    n.reboot_into('A', kRunning);
+  else
+    REQUIRE(n.reboot() == 'B');
+  auto k = n.abup("commit", "", "ABUP_FAULT=" + point + ":1");
+  INFO(k.out);
+  REQUIRE(k.exit_code == 137);
+  CHECK(n.status()["pending"].is_object());  // the state write comes last
+  auto again = n.abup("commit");
+  INFO(again.out);
+  REQUIRE(again.exit_code == (fall_back ? 3 : 0));
+  auto st = n.status();
+  CHECK(st["pending"].is_null());
+  CHECK(st["slots"][1]["state"] == (fall_back ? "failed" : "committed"));
+  CHECK(st["slots"][1]["good"] == !fall_back);
+  CHECK(st["default"] == (fall_back ? "A" : "B"));
+  CHECK(history_lines(n, "commit") == 1);
+  CHECK(n.abup("commit").exit_code == 0);  // nothing left to do
+}
+
+}  // namespace
+
+TEST_CASE("gptprio: killed during finalize, finalize again") {
+  for (const char* p : {"finalize-armed", "finalize-saved"}) killed_finalize("gptprio", p);
+}
+TEST_CASE("grubenv: killed during finalize, finalize again") {
+  for (const char* p : {"finalize-armed", "finalize-saved"}) killed_finalize("grubenv", p);
+}
+TEST_CASE("gptprio: killed during commit, commit again") {
+  for (bool fb : {false, true})
+    for (const char* p : {"commit-backend", "commit-history"}) killed_commit("gptprio", p, fb);
+}
+TEST_CASE("grubenv: killed during commit, commit again") {
+  for (bool fb : {false, true})
+    for (const char* p : {"commit-backend", "commit-history"}) killed_commit("grubenv", p, fb);
+}

@@ -1,0 +1,322 @@
+// The slot lifecycle with the real binary and the real boot metadata: stage, finalize, a
+// simulated reboot (new boot id, the command line naming the slot the bootloader picks), commit;
+// the bootloader falling back; rollback; refusals that write nothing. Checked against cgpt and
+// grub-editenv, not against abup's own reading.
+#include <doctest/doctest.h>
+
+#include "node.hpp"
+
+using namespace abup::test;
+using nlohmann::json;
+
+namespace {
+
+constexpr const char* kNew = "202607.02.0";
+
+json outcome(const RunResult& r) {
+  auto brace = r.out.find('{');
+  REQUIRE_MESSAGE(brace != std::string::npos, r.out);
+  return json::parse(r.out.substr(brace, r.out.rfind('}') - brace + 1));
+}
+
+std::size_t lines(const std::string& text) {
+  return static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n'));
+}
+
+// What the bootloader metadata says about the armed slot B, read by the real tools.
+void check_armed_b(const Node& n) {
+  if (n.backend() == "gptprio") {
+    CHECK(n.cgpt(kPartUsrB, "-T") == "1");
+    CHECK(n.cgpt(kPartUsrB, "-S") == "0");
+    CHECK(std::stoi(n.cgpt(kPartUsrB, "-P")) > std::stoi(n.cgpt(kPartUsrA, "-P")));
+    CHECK(n.cgpt(kPartUsrA, "-S") == "1");
+  } else {
+    auto env = n.grub_list();
+    INFO(env);
+    CHECK(env.find("ORDER=B A") != std::string::npos);
+    CHECK(env.find("B_OK=0") != std::string::npos);
+    CHECK(env.find("B_TRY=1") != std::string::npos);
+    CHECK(env.find("A_OK=1") != std::string::npos);
+  }
+}
+
+void check_committed(const Node& n, char slot) {
+  const int part = slot == 'A' ? kPartUsrA : kPartUsrB;
+  if (n.backend() == "gptprio") {
+    CHECK(n.cgpt(part, "-S") == "1");
+    CHECK(n.cgpt(part, "-T") == "0");
+    CHECK(std::stoi(n.cgpt(part, "-P")) >
+          std::stoi(n.cgpt(part == kPartUsrA ? kPartUsrB : kPartUsrA, "-P")));
+  } else {
+    auto env = n.grub_list();
+    INFO(env);
+    CHECK(env.find(std::string(1, slot) + "_OK=1") != std::string::npos);
+    CHECK(env.find(std::string(1, slot) + "_TRY=0") != std::string::npos);
+  }
+}
+
+// stage → finalize → reboot into B → commit; returns with B booted and committed.
+void update_to_b(Node& n) {
+  n.stage(kNew);
+  auto f = n.abup("finalize", "--json --operation-id op-1");
+  INFO(f.out);
+  REQUIRE(f.exit_code == 0);
+  REQUIRE(n.reboot() == 'B');
+  auto c = n.abup("commit");
+  INFO(c.out);
+  REQUIRE(c.exit_code == 0);
+}
+
+void whole_cycle(const std::string& backend) {
+  Node n(backend);
+  n.stage(kNew);
+  auto f = n.abup("finalize", "--json --operation-id op-1");
+  INFO(f.out);
+  REQUIRE(f.exit_code == 0);
+  auto fo = outcome(f);
+  CHECK(fo["outcome"] == "Armed");
+  CHECK(fo["toSlot"] == "B");
+  CHECK(fo["toVersion"] == kNew);
+  CHECK(fo["fromVersion"] == kRunning);
+  check_armed_b(n);
+  auto st = n.status();
+  CHECK(st["slots"][1]["state"] == "armed");
+  CHECK(st["slots"][1]["good"] == false);
+  CHECK(st["next"] == "B");
+  CHECK(st["default"] == "A");
+  CHECK(st["booted"] == "A");
+  CHECK(st["pending"]["operationId"] == "op-1");
+  CHECK(st["pending"]["targetVersion"] == kNew);
+
+  // Before the reboot: nothing changes.
+  const auto before = n.state_text();
+  auto early = n.abup("commit");
+  INFO(early.out);
+  CHECK(early.exit_code == 2);
+  CHECK(n.state_text() == before);
+  check_armed_b(n);
+
+  REQUIRE(n.reboot() == 'B');
+  auto c = n.abup("commit", "--json");
+  INFO(c.out);
+  REQUIRE(c.exit_code == 0);
+  CHECK(outcome(c)["outcome"] == "Committed");
+  check_committed(n, 'B');
+  st = n.status();
+  CHECK(st["booted"] == "B");
+  CHECK(st["next"] == "B");
+  CHECK(st["default"] == "B");
+  CHECK(st["pending"].is_null());
+  CHECK(st["slots"][1]["state"] == "committed");
+  CHECK(st["slots"][1]["version"] == kNew);
+  CHECK(st["slots"][1]["good"] == true);
+  CHECK(st["slots"][0]["state"] == "committed");
+  CHECK(st["slots"][0]["version"] == kRunning);
+  // The existing fields are kept.
+  for (const char* k : {"label", "partuuid", "booted", "state", "version", "name", "sizeBytes"})
+    CHECK(st["slots"][1].contains(k));
+
+  auto again = n.abup("commit", "--json");
+  CHECK(again.exit_code == 0);
+  CHECK(outcome(again)["outcome"] == "NothingPending");
+
+  auto h = run(abup_bin() + " history --json --root " + shell_quote(n.root().string()));
+  REQUIRE(h.exit_code == 0);
+  auto hist = json::parse(h.out);
+  REQUIRE(hist.size() == 2);
+  CHECK(hist[0]["kind"] == "finalize");
+  CHECK(hist[0]["outcome"] == "Armed");
+  CHECK(hist[1]["kind"] == "commit");
+  CHECK(hist[1]["outcome"] == "Committed");
+  CHECK(hist[1]["operationId"] == "op-1");
+  CHECK(hist[1]["fromSlot"] == "A");
+  CHECK(hist[1]["toSlot"] == "B");
+  CHECK(hist[1]["toVersion"] == kNew);
+}
+
+void failed_boot(const std::string& backend) {
+  Node n(backend);
+  n.stage(kNew);
+  REQUIRE(n.abup("finalize").exit_code == 0);
+  // The new slot did not come up: the bootloader fell back to A.
+  n.reboot_into('A', kRunning);
+  auto c = n.abup("commit", "--json");
+  INFO(c.out);
+  REQUIRE(c.exit_code == 3);
+  CHECK(outcome(c)["outcome"] == "TargetBootFailed");
+  auto st = n.status();
+  CHECK(st["slots"][1]["state"] == "failed");
+  CHECK(st["slots"][1]["version"] == kNew);
+  CHECK(st["slots"][1]["good"] == false);
+  CHECK(st["slots"][1]["error"].get<std::string>().find("TargetBootFailed") != std::string::npos);
+  CHECK(st["failedVersions"][0]["version"] == kNew);
+  CHECK(st["next"] == "A");
+  CHECK(st["pending"].is_null());
+  if (backend == "gptprio") {
+    CHECK(n.cgpt(kPartUsrB, "-P") == "0");
+    CHECK(n.cgpt(kPartUsrB, "-T") == "0");
+    CHECK(n.cgpt(kPartUsrB, "-S") == "0");
+  } else {
+    auto env = n.grub_list();
+    CHECK(env.find("B_OK=0") != std::string::npos);
+    CHECK(env.find("B_TRY=0") != std::string::npos);
+  }
+  CHECK(lines(n.history_text()) == 2);
+
+  // The failed version is not armed again blindly.
+  n.stage(kNew);
+  const auto state = n.state_text();
+  auto again = n.abup("finalize");
+  CHECK(again.exit_code == 1);
+  CHECK(again.out.find("already failed") != std::string::npos);
+  CHECK(n.state_text() == state);
+  CHECK(n.abup("finalize", "--allow-failed-version").exit_code == 0);
+}
+
+void rollback_cycle(const std::string& backend) {
+  Node n(backend);
+  update_to_b(n);
+  auto r = n.abup("rollback", "--json");
+  INFO(r.out);
+  REQUIRE(r.exit_code == 0);
+  auto ro = outcome(r);
+  CHECK(ro["kind"] == "rollback");
+  CHECK(ro["toSlot"] == "A");
+  CHECK(ro["toVersion"] == kRunning);
+  auto st = n.status();
+  CHECK(st["next"] == "A");
+  CHECK(st["default"] == "B");
+  CHECK(st["pending"]["kind"] == "rollback");
+  REQUIRE(n.reboot() == 'A');
+  auto c = n.abup("commit", "--json");
+  INFO(c.out);
+  REQUIRE(c.exit_code == 0);
+  CHECK(outcome(c)["outcome"] == "Committed");
+  check_committed(n, 'A');
+  st = n.status();
+  CHECK(st["booted"] == "A");
+  CHECK(st["default"] == "A");
+  CHECK(st["slots"][0]["version"] == kRunning);
+  CHECK(st["slots"][1]["state"] == "committed");
+  CHECK(st["slots"][1]["version"] == kNew);
+  CHECK(st["slots"][0]["state"] == "committed");
+  CHECK(st["slots"][0]["good"] == true);
+  CHECK(lines(n.history_text()) == 4);
+}
+
+std::string boot_metadata(const Node& n) {
+  return run_ok("cgpt show " + shell_quote(n.disk().string())) + n.grub_list();
+}
+
+void refusals(const std::string& backend) {
+  Node n(backend);
+  const auto meta = boot_metadata(n);
+  auto r = n.abup("rollback");
+  INFO(r.out);
+  CHECK(r.exit_code == 1);
+  CHECK(r.out.find("nothing to roll back to") != std::string::npos);
+  auto f = n.abup("finalize");
+  INFO(f.out);
+  CHECK(f.exit_code == 1);
+  CHECK(f.out.find("nothing staged") != std::string::npos);
+  CHECK(n.state_text().empty());
+  CHECK(n.history_text().empty());
+  CHECK(boot_metadata(n) == meta);
+
+  n.stage(kNew);
+  const auto state = n.state_text();
+  auto v = n.abup("finalize", "--version 202612.01.0");
+  CHECK(v.exit_code == 1);
+  CHECK(v.out.find("not the requested") != std::string::npos);
+  CHECK(n.state_text() == state);
+  CHECK(boot_metadata(n) == meta);
+
+  // --reboot without a reboot command: armed, said so, non-zero.
+  auto nr = n.abup("finalize", "--reboot");
+  CHECK(nr.exit_code == 1);
+  CHECK(nr.out.find("no reboot command") != std::string::npos);
+  CHECK(n.status()["slots"][1]["state"] == "armed");
+  // A second finalize while armed is the same operation, and the reboot command runs.
+  auto marker = n.root() / "rebooted";
+  auto wr = n.abup("finalize", "--reboot --reboot-command " +
+                                   shell_quote("touch " + shell_quote(marker.string())));
+  INFO(wr.out);
+  CHECK(wr.exit_code == 0);
+  CHECK(std::filesystem::exists(marker));
+  CHECK(lines(n.history_text()) == 1);
+  // Status keeps working when the backend cannot be read.
+  std::filesystem::remove(n.grubenv());
+  auto s = run(abup_bin() + " status --json --boot-backend grubenv --disk " +
+               shell_quote(n.disk().string()) + " --root " + shell_quote(n.root().string()));
+  INFO(s.out);
+  REQUIRE(s.exit_code == 0);
+  auto sj = json::parse(s.out);
+  CHECK(sj["backendError"].is_string());
+  CHECK(sj["next"].is_null());
+  CHECK(sj["slots"][1]["state"] == "armed");
+}
+
+void forced_rollback(const std::string& backend) {
+  Node n(backend);
+  auto r = n.abup("rollback", "--force --json");
+  INFO(r.out);
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.out.find("WARNING: --force") != std::string::npos);
+  CHECK(n.status()["pending"]["kind"] == "rollback");
+}
+
+}  // namespace
+
+TEST_CASE("gptprio: stage, finalize, reboot, commit") {
+  whole_cycle("gptprio");
+}
+TEST_CASE("grubenv: stage, finalize, reboot, commit") {
+  whole_cycle("grubenv");
+}
+TEST_CASE("gptprio: the new slot fails to boot, the fall-back is recorded") {
+  failed_boot("gptprio");
+}
+TEST_CASE("grubenv: the new slot fails to boot, the fall-back is recorded") {
+  failed_boot("grubenv");
+}
+TEST_CASE("gptprio: rollback, reboot, commit on the old slot") {
+  rollback_cycle("gptprio");
+}
+TEST_CASE("grubenv: rollback, reboot, commit on the old slot") {
+  rollback_cycle("grubenv");
+}
+TEST_CASE("gptprio: refusals write nothing") {
+  refusals("gptprio");
+}
+TEST_CASE("grubenv: refusals write nothing") {
+  refusals("grubenv");
+}
+TEST_CASE("gptprio: rollback --force arms a slot never committed, loudly") {
+  forced_rollback("gptprio");
+}
+
+TEST_CASE("uefi: stage, finalize, reboot, commit over an efivars directory") {
+  Node n("uefi");
+  std::filesystem::create_directories(n.root() / "sys/firmware/efi/efivars");
+  n.stage(kNew);
+  auto f = n.abup("finalize");
+  INFO(f.out);
+  REQUIRE(f.exit_code == 0);
+  auto st = n.status();
+  INFO(st.dump());
+  CHECK(st["next"] == "B");
+  CHECK(std::filesystem::exists(n.root() / "sys/firmware/efi/efivars" /
+                                "BootNext-8be4df61-93ca-11d0-aa4b-00aa004d9e1d"));
+  CHECK(n.abup("commit").exit_code == 2);
+  // The firmware consumes BootNext (one-shot) when it boots the armed entry.
+  std::filesystem::remove(n.root() / "sys/firmware/efi/efivars" /
+                          "BootNext-8be4df61-93ca-11d0-aa4b-00aa004d9e1d");
+  n.reboot_into('B', kNew);
+  auto c = n.abup("commit");
+  INFO(c.out);
+  REQUIRE(c.exit_code == 0);
+  st = n.status();
+  INFO(st.dump());
+  CHECK(st["default"] == "B");
+  CHECK(st["slots"][1]["state"] == "committed");
+}

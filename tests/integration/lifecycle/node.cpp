@@ -1,0 +1,96 @@
+#include "node.hpp"
+
+#include <doctest/doctest.h>
+
+#include <random>
+
+namespace abup::test {
+namespace {
+
+std::string q(const std::filesystem::path& p) {
+  return shell_quote(p.string());
+}
+
+std::string trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+std::string new_boot_id() {
+  std::random_device rd;
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%08x-%04x-%04x-%04x-%04x%08x\n", rd(), rd() & 0xffff,
+                rd() & 0xffff, rd() & 0xffff, rd() & 0xffff, rd());
+  return buf;
+}
+
+}  // namespace
+
+Node::Node(std::string backend) : backend_(std::move(backend)) {
+  run_ok("set -e; cd " + q(tmp_.path()) +
+         "; mkdir -p tree/bin keys images; head -c 300000 /dev/urandom > tree/bin/tool;"
+         " truncate -s 8M usr.img; mkfs.ext4 -q -F -d tree usr.img;"
+         " openssl genpkey -algorithm ed25519 -out signer.pem 2>/dev/null;"
+         " openssl pkey -in signer.pem -pubout -out keys/signer.pem");
+  make_flatcar_disk(disk(), DiskLayout{16, false, false});
+  make_root(root(), 'A', kRunning);
+  // An installed system's block: A is the good, first slot.
+  std::filesystem::create_directories(grubenv().parent_path());
+  run_ok("grub-editenv " + q(grubenv()) + " create && grub-editenv " + q(grubenv()) +
+         " set 'ORDER=A B' A_OK=1 A_TRY=0 B_OK=0 B_TRY=0");
+}
+
+void Node::stage(const std::string& version) {
+  auto img = tmp_ / "images" / (version + ".cosi");
+  run_ok(abup_image_bin() + " build --usr " + q(tmp_ / "usr.img") + " --version " + version +
+         " --frame-size 1M --out " + q(img) + " && " + abup_image_bin() + " sign --key " +
+         q(tmp_ / "signer.pem") + " " + q(img));
+  run_ok(abup_bin() + " stage --no-progress --disk " + q(disk()) + " --root " + q(root()) +
+         " --keyring " + q(tmp_ / "keys") + " --source " + q(img));
+}
+
+RunResult Node::abup(const std::string& cmd, const std::string& extra,
+                     const std::string& env) const {
+  return run(env + (env.empty() ? "" : " ") + abup_bin() + " " + cmd + " --disk " + q(disk()) +
+             " --root " + q(root()) + " --boot-backend " + backend_ + " " + extra);
+}
+
+nlohmann::json Node::status() const {
+  auto r = abup("status", "--json");
+  INFO(r.out);
+  REQUIRE(r.exit_code == 0);
+  return nlohmann::json::parse(r.out);
+}
+
+void Node::reboot_into(char slot, const std::string& version) {
+  make_root(root(), slot, version);  // new boot id, cmdline, os-release; keeps var/ and boot/
+  write_file(root() / "proc/sys/kernel/random/boot_id", new_boot_id());
+}
+
+char Node::reboot() {
+  auto st = status();
+  REQUIRE(st["next"].is_string());
+  char next = st["next"].get<std::string>()[0];
+  reboot_into(next, st["slots"][next - 'A']["version"].get<std::string>());
+  return next;
+}
+
+std::string Node::cgpt(int partition, const char* flag) const {
+  return trim(run_ok("cgpt show -i " + std::to_string(partition) + " " + flag + " " + q(disk())));
+}
+
+std::string Node::grub_list() const {
+  return run_ok("grub-editenv " + q(grubenv()) + " list");
+}
+
+std::string Node::state_text() const {
+  auto p = state_dir() / "state.json";
+  return std::filesystem::exists(p) ? read_file(p) : "";
+}
+
+std::string Node::history_text() const {
+  auto p = state_dir() / "history.jsonl";
+  return std::filesystem::exists(p) ? read_file(p) : "";
+}
+
+}  // namespace abup::test

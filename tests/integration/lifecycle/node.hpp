@@ -1,0 +1,50 @@
+// A node for lifecycle tests: a Flatcar-layout disk (sgdisk, cgpt), a running-system tree booted
+// from USR-A, a GRUB environment block made by grub-editenv, signed images built by the real
+// abup-image; abup runs as the real binary with the chosen boot backend.
+#pragma once
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "support/disk.hpp"
+#include "support/util.hpp"
+
+namespace abup::test {
+
+inline constexpr const char* kRunning = "202601.01.0";
+
+class Node {
+ public:
+  explicit Node(std::string backend);
+
+  std::filesystem::path disk() const { return tmp_ / "disk.img"; }
+  std::filesystem::path root() const { return tmp_ / "root"; }
+  std::filesystem::path state_dir() const { return root() / "var/lib/abup"; }
+  std::filesystem::path grubenv() const { return root() / "boot/grub/grubenv"; }
+  const std::string& backend() const { return backend_; }
+
+  // Builds, signs and stages an image of `version` (on the slot not booted).
+  void stage(const std::string& version);
+  // `abup CMD --disk --root --boot-backend EXTRA`, with an optional environment prefix.
+  RunResult abup(const std::string& cmd, const std::string& extra = "",
+                 const std::string& env = "") const;
+  nlohmann::json status() const;  // `abup status --json`
+  // A reboot: a new boot id, and the kernel command line naming `slot` (and os-release its
+  // version).
+  void reboot_into(char slot, const std::string& version);
+  // The reboot the bootloader does: into what `abup status --json` says boots next, running
+  // the version status gives that slot.
+  char reboot();
+
+  std::string cgpt(int partition, const char* flag) const;  // cgpt show -i N -P|-T|-S
+  std::string grub_list() const;                            // grub-editenv FILE list
+  std::string state_text() const;                           // state.json ("" when absent)
+  std::string history_text() const;                         // history.jsonl ("" when absent)
+
+ private:
+  TempDir tmp_;
+  std::string backend_;
+};
+
+}  // namespace abup::test
