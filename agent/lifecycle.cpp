@@ -15,6 +15,7 @@
 #include "abup/hex.hpp"
 #include "agent/host.hpp"
 #include "agent/state.hpp"
+#include "partitions/gpt.hpp"
 #include "update-protocol/manifest/manifest.hpp"
 
 namespace abup::agent {
@@ -24,16 +25,9 @@ namespace boot = partitions::boot;
 
 namespace {
 
+// An RFC 4122 version-4 UUID, as AKS operation ids are.
 std::string new_operation_id() {
-  std::random_device rd;
-  std::string hex;
-  for (int i = 0; i < 4; ++i) {
-    char buf[9];
-    std::snprintf(buf, sizeof buf, "%08x", static_cast<unsigned>(rd()));
-    hex += buf;
-  }
-  return hex.substr(0, 8) + "-" + hex.substr(8, 4) + "-" + hex.substr(12, 4) + "-" +
-         hex.substr(16, 4) + "-" + hex.substr(20);
+  return partitions::Guid::random().str();
 }
 
 // What every lifecycle command reads first: the slots, the booted one, the running system.
