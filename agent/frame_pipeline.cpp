@@ -46,7 +46,7 @@ FramePipeline::FramePipeline(partitions::BlockTarget& target, const protocol::Ma
   std::uint64_t decode = workers * max_uncompressed_;
   std::uint64_t left = memory_limit > decode ? memory_limit - decode : 0;
   std::size_t n = max_compressed_ ? static_cast<std::size_t>(left / max_compressed_) : 0;
-  n = std::clamp<std::size_t>(n, workers + 1, 64);
+  n = std::clamp<std::size_t>(n, workers, 64);
   for (std::size_t i = 0; i < n && max_compressed_; ++i) {
     buffers_.push_back(std::make_unique<AlignedBuffer>(max_compressed_));
     free_.push_back(buffers_.back().get());
@@ -96,25 +96,30 @@ void FramePipeline::work() {
     }
     const auto& f = image_.frames[job.index];
     Status st;
+    bool skip;
     {
-      bool skip;
       {
         std::lock_guard lock(mu_);
         skip = error_.has_value();
       }
-      if (!skip) {
+      if (!skip)
         st = decoder.decode({job.buffer->data(), f.size}, f, out.span(f.uncompressed_size),
                             image_.path + " frame " + std::to_string(job.index));
-        if (st) st = target_.write_at(f.uncompressed_offset, out.span(f.uncompressed_size));
-        if (st) target_.start_writeback(f.uncompressed_offset, f.uncompressed_size);
+      // The compressed bytes are done with: hand the buffer back before the write, so that the
+      // download thread can refill it while this worker writes (fewer buffers for full speed).
+      {
+        std::lock_guard lock(mu_);
+        free_.push_back(job.buffer);
       }
+      cv_.notify_all();
+      if (!skip && st) st = target_.write_at(f.uncompressed_offset, out.span(f.uncompressed_size));
+      if (!skip && st) target_.start_writeback(f.uncompressed_offset, f.uncompressed_size);
     }
     {
       std::lock_guard lock(mu_);
       if (!st && !error_) error_ = st.error();
-      if (st) written_ += f.uncompressed_size;
-      if (st) fault_point("chunk-written");
-      free_.push_back(job.buffer);
+      if (st && !skip) written_ += f.uncompressed_size;
+      if (st && !skip) fault_point("chunk-written");
       --in_flight_;
     }
     cv_.notify_all();
