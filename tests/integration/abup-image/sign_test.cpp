@@ -56,10 +56,10 @@ void external_flow(const KeyKind& kind) {
                                q(b / "tbs.bin") + " " + q(cosi));
   auto manifest = tar_member(cosi, "abup/manifest.json");
   // What is to be signed: the manifest itself for Ed25519, else its SHA-256/SHA-384.
-  if (kind.name == kEd25519.name) {
+  if (std::string_view(kind.name) == kEd25519.name) {
     CHECK(read_file(b / "tbs.bin") == manifest);
   } else {
-    const std::string sum = kind.name == kP384.name ? "sha384sum" : "sha256sum";
+    const std::string sum = std::string_view(kind.name) == kP384.name ? "sha384sum" : "sha256sum";
     auto hex = run_ok("od -An -tx1 -v " + q(b / "tbs.bin") + " | tr -d ' \\n'");
     auto expected = run_ok("tar -xOf " + q(cosi) + " abup/manifest.json | " + sum);
     CHECK(hex == expected.substr(0, expected.find(' ')));
