@@ -272,23 +272,6 @@ Result<std::string> need_string(const nlohmann::json& entry, const char* field,
   return it->get<std::string>();
 }
 
-// Standard padded base64 (RFC 4648 §4; line breaks and spaces allowed). Checked here because
-// abup::base64_decode is lenient about '=' inside the text.
-bool strict_base64(std::string_view text) {
-  std::size_t n = 0, pad = 0;
-  for (char c : text) {
-    if (c == '\n' || c == '\r' || c == ' ') continue;
-    bool alnum = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-    if (c == '=') {
-      ++pad;
-    } else if (pad != 0 || !(alnum || c == '+' || c == '/')) {
-      return false;
-    }
-    ++n;
-  }
-  return n % 4 == 0 && pad <= 2;
-}
-
 Result<SignatureEntry> parse_entry(const nlohmann::json& entry, const std::string& where) {
   if (!entry.is_object())
     return make_error(Errc::invalid_input,
@@ -297,7 +280,7 @@ Result<SignatureEntry> parse_entry(const nlohmann::json& entry, const std::strin
   ABUP_TRY(out.keyid, need_string(entry, "keyid", where));
   ABUP_TRY(out.alg, need_string(entry, "alg", where));
   ABUP_TRY(auto sig, need_string(entry, "sig", where));
-  auto decoded = strict_base64(sig) ? base64_decode(sig) : std::nullopt;
+  auto decoded = base64_decode(sig);  // strict: standard alphabet, padding only at the end
   if (!decoded) return make_error(Errc::invalid_input, where + ".sig: not valid base64");
   if (decoded->empty()) return make_error(Errc::invalid_input, where + ".sig: empty");
   out.sig = std::move(*decoded);
