@@ -1,0 +1,77 @@
+// Omaha 3.0 as Nebraska speaks it (reference/omaha.md, DESIGN.md §7): the update check, the
+// answer, and progress events. Pure builders and parsers (fuzzable) plus two calls over
+// http_request. The server is always the full endpoint URL, POSTed to as is (text/xml).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "abup/result.hpp"
+#include "update-protocol/http/client.hpp"
+
+namespace abup::protocol::omaha {
+
+// Who asks: one node, one app.
+struct Identity {
+  std::string server;  // full endpoint URL, e.g. https://host/v1/update
+  std::string app_id;
+  std::string track;
+  std::string version;     // running version; sent normalized (normalize_version)
+  std::string arch;        // amd64 | aarch64 (normalized from uname/os-release names)
+  std::string machine_id;  // as sent (see machine_id_for)
+  std::string boot_id;
+  std::string board;  // empty: "<arch>-usr"
+};
+
+// Nebraska accepts only 13/1, 14/1, 800/1, 3/2 (+ previous_version), 3/0 (+ error_code), 3/1.
+struct Event {
+  int type = 0;
+  int result = 0;
+  std::optional<int> error_code;
+  std::string previous_version;  // sent normalized
+};
+inline constexpr int kErrorFellBack = 44;
+
+struct Offer {
+  std::string version;  // <manifest version>, as given
+  std::string url;      // first codebase (with '/' added) resolved against the first package name
+  std::uint64_t size = 0;    // 0 = unknown
+  std::string package_hash;  // package `hash` as given (base64), may be empty
+  std::string sha256;        // postinstall action `sha256` (base64 of the whole file), may be empty
+};
+
+struct CheckResult {
+  enum class Kind { no_update, update, not_now };  // not_now: app status other than "ok"
+  Kind kind = Kind::no_update;
+  std::optional<Offer> offer;         // set for Kind::update
+  std::string app_status;             // the app's status attribute as given
+  std::size_t events_acknowledged = 0;  // <event status="ok"/> in the reply
+};
+
+// Leading zeros stripped per numeric component ("202607.02.0" -> "202607.2.0"); a semver
+// pre-release suffix kept as is.
+[[nodiscard]] std::string normalize_version(std::string_view version);
+// Flatcar sends /etc/machine-id as is; Microsoft's agent a UUID made of the first 16 bytes of
+// SHA-384 over it (hashed = true).
+[[nodiscard]] std::string machine_id_for(std::string_view raw_machine_id, bool hashed);
+
+// Request documents. With update_check, the events are batched with <ping/> and <updatecheck/>;
+// without, it is an event-only request.
+[[nodiscard]] std::string request_xml(const Identity& who, const std::vector<Event>& events,
+                                      bool update_check);
+// Parses a reply (a real XML parser: attribute order and unknown elements do not matter; what
+// is needed is checked strictly, every failure names what is wrong). `app_id` must match.
+[[nodiscard]] Result<CheckResult> parse_response(std::string_view xml, std::string_view app_id);
+
+// POSTs request_xml(who, events, true). Errc::network for transport failures and 5xx (the
+// caller backs off), Errc::invalid_input for a malformed reply.
+[[nodiscard]] Result<CheckResult> check(const Identity& who, const std::vector<Event>& events,
+                                        const TransportOptions& transport);
+// POSTs an event-only request; an error unless every event was acknowledged.
+[[nodiscard]] Status send_events(const Identity& who, const std::vector<Event>& events,
+                                 const TransportOptions& transport);
+
+}  // namespace abup::protocol::omaha
