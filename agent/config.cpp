@@ -33,8 +33,93 @@ struct Loader {
                    std::to_string(max));
       return n;
     };
+    auto as_bool = [&](bool& out) -> Status {
+      auto b = parse_bool(value);
+      if (!b) return bad("expected yes or no");
+      out = *b;
+      return {};
+    };
+    auto as_span = [&](std::chrono::seconds& out, std::chrono::seconds min) -> Status {
+      auto t = parse_timespan(value);
+      if (!t) return bad(t.error().message);
+      if (*t < min) return bad("must be at least " + std::to_string(min.count()) + "s");
+      out = *t;
+      return {};
+    };
+    auto as_url = [&](std::string& out, bool allow_empty) -> Status {
+      if (value.empty() ? !allow_empty
+                        : value.rfind("https://", 0) != 0 && value.rfind("http://", 0) != 0)
+        return bad("expected an http:// or https:// URL");
+      out = value;
+      return {};
+    };
+    // Repeatable list settings: each value appends; an empty value resets (systemd style).
+    auto as_list = [&](std::vector<std::string>& out) {
+      if (value.empty())
+        out.clear();
+      else
+        out.push_back(value);
+    };
     std::string id = section + "." + key;
-    if (id == "Update.Keyring") {
+    if (id == "Update.Mode") {
+      if (value != "aks" && value != "autonomous") return bad("expected aks or autonomous");
+      cfg.mode = value;
+    } else if (id == "Update.Server") {
+      ABUP_CHECK(as_url(cfg.server, true));
+    } else if (id == "Update.AppId") {
+      if (value.empty()) return bad("must not be empty");
+      cfg.app_id = value;
+    } else if (id == "Update.Track") {
+      if (value.empty()) return bad("must not be empty");
+      cfg.track = value;
+    } else if (id == "Update.MachineID") {
+      if (value != "hashed" && value != "raw") return bad("expected hashed or raw");
+      cfg.machine_id_hashed = value == "hashed";
+    } else if (id == "Update.FirstCheck") {
+      ABUP_CHECK(as_span(cfg.first_check, std::chrono::seconds(0)));
+    } else if (id == "Update.CheckInterval") {
+      ABUP_CHECK(as_span(cfg.check_interval, std::chrono::seconds(60)));
+    } else if (id == "Update.CheckJitter") {
+      ABUP_CHECK(as_span(cfg.check_jitter, std::chrono::seconds(0)));
+    } else if (id == "Update.MaxBackoff") {
+      ABUP_CHECK(as_span(cfg.max_backoff, std::chrono::seconds(60)));
+    } else if (id == "Reboot.Strategy") {
+      if (value != "off" && value != "immediate" && value != "window" && value != "fleetlock")
+        return bad("expected off, immediate, window or fleetlock");
+      cfg.reboot_strategy = value;
+    } else if (id == "Reboot.Window") {
+      cfg.reboot_window = value;
+    } else if (id == "Reboot.FleetLockURL") {
+      ABUP_CHECK(as_url(cfg.fleetlock_url, true));
+    } else if (id == "Reboot.FleetLockGroup") {
+      if (value.empty()) return bad("must not be empty");
+      cfg.fleetlock_group = value;
+    } else if (id == "Kubernetes.Kubeconfig") {
+      cfg.kubeconfig = value;
+    } else if (id == "Kubernetes.NodeName") {
+      cfg.node_name = value;
+    } else if (id == "Kubernetes.AnnotationPrefix") {
+      bool ok = !value.empty() && value.size() <= 253 && value.front() != '.' &&
+                value.back() != '.' && value.front() != '-' && value.back() != '-';
+      for (char c : value)
+        ok = ok && ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.');
+      if (!ok) return bad("expected a DNS subdomain such as acl.azure.com");
+      cfg.annotation_prefix = value;
+    } else if (id == "Kubernetes.Heartbeat") {
+      ABUP_CHECK(as_span(cfg.heartbeat, std::chrono::seconds(1)));
+    } else if (id == "Health.Units") {
+      as_list(cfg.health_units);
+    } else if (id == "Health.Command") {
+      as_list(cfg.health_commands);
+    } else if (id == "Health.Timeout") {
+      ABUP_CHECK(as_span(cfg.health_timeout, std::chrono::seconds(1)));
+    } else if (id == "Metrics.Textfile") {
+      cfg.metrics_textfile = value;
+    } else if (id == "Metrics.Listen") {
+      cfg.metrics_listen = value;
+    } else if (id == "Network.Proxy") {
+      cfg.proxy = value;
+    } else if (id == "Update.Keyring") {
       if (!keyrings_set) cfg.keyrings.clear();
       keyrings_set = true;
       if (value.empty())
@@ -59,9 +144,7 @@ struct Loader {
     } else if (id == "Network.ClientKey") {
       cfg.client_key = value;
     } else if (id == "Network.AllowHTTP") {
-      auto b = parse_bool(value);
-      if (!b) return bad("expected yes or no");
-      cfg.allow_http = *b;
+      ABUP_CHECK(as_bool(cfg.allow_http));
     } else if (id == "Stage.Workers") {
       ABUP_TRY(auto n, as_int(0, 256));
       cfg.workers = static_cast<unsigned>(n);
@@ -69,9 +152,7 @@ struct Loader {
       ABUP_TRY(auto n, as_int(4, 4096));
       cfg.memory_limit = static_cast<std::uint64_t>(n) << 20;
     } else if (id == "Stage.Reuse") {
-      auto b = parse_bool(value);
-      if (!b) return bad("expected yes or no");
-      cfg.reuse = *b;
+      ABUP_CHECK(as_bool(cfg.reuse));
     }
     // Unknown keys are accepted: configuration written for a newer abup must not stop an
     // older one from starting. (Later work: warn about them in the journal.)
@@ -118,6 +199,40 @@ Result<bool> parse_bool(std::string_view t) {
   if (t == "yes" || t == "true" || t == "on" || t == "1" || t == "y" || t == "t") return true;
   if (t == "no" || t == "false" || t == "off" || t == "0" || t == "n" || t == "f") return false;
   return make_error(Errc::invalid_input, "'" + std::string(t) + "' is not a boolean");
+}
+
+Result<std::chrono::seconds> parse_timespan(std::string_view text) {
+  static constexpr std::pair<std::string_view, long long> kUnits[] = {
+      {"s", 1},       {"sec", 1},       {"second", 1},    {"seconds", 1}, {"m", 60},
+      {"min", 60},    {"minute", 60},   {"minutes", 60},  {"h", 3600},    {"hr", 3600},
+      {"hour", 3600}, {"hours", 3600},  {"d", 86400},     {"day", 86400}, {"days", 86400},
+      {"w", 604800},  {"week", 604800}, {"weeks", 604800}};
+  auto bad = [&] {
+    return make_error(Errc::invalid_input,
+                      "'" + std::string(text) + "' is not a time span (e.g. 90s, 5min, 1h 30min)");
+  };
+  long long total = 0;
+  std::size_t i = 0, terms = 0;
+  while (true) {
+    while (i < text.size() && text[i] == ' ') ++i;
+    if (i == text.size()) break;
+    long long n = 0;
+    auto [p, ec] = std::from_chars(text.data() + i, text.data() + text.size(), n);
+    if (ec != std::errc() || n < 0) return bad();
+    i = static_cast<std::size_t>(p - text.data());
+    while (i < text.size() && text[i] == ' ') ++i;
+    std::size_t u = i;
+    while (i < text.size() && text[i] >= 'a' && text[i] <= 'z') ++i;
+    std::string_view unit = text.substr(u, i - u);
+    long long mult = unit.empty() ? 1 : 0;
+    for (const auto& [name, m] : kUnits)
+      if (name == unit) mult = m;
+    if (mult == 0 || n > (1LL << 40) / mult) return bad();
+    total += n * mult;
+    ++terms;
+  }
+  if (terms == 0) return bad();
+  return std::chrono::seconds(total);
 }
 
 Result<Config> load_config(const std::filesystem::path& path, const std::filesystem::path& root) {

@@ -4,6 +4,7 @@
 // error naming the file, line and setting.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -14,12 +15,24 @@
 
 namespace abup::agent {
 
+inline constexpr std::string_view kFlatcarAppId = "{e96281a6-d1af-4bde-9a0a-97b76e56dc57}";
+
 struct Config {
   // [Update]
+  std::string mode = "autonomous";  // aks | autonomous
+  std::string server;               // full Omaha endpoint URL; empty: no update checks
+  std::string app_id{kFlatcarAppId};
+  std::string track = "stable";
+  bool machine_id_hashed = true;             // MachineID=hashed (Microsoft's agent) | raw (Flatcar)
+  std::chrono::seconds first_check{7 * 60};  // FirstCheck=: after start, +- CheckJitter
+  std::chrono::seconds check_interval{45 * 60};
+  std::chrono::seconds check_jitter{5 * 60};
+  std::chrono::seconds max_backoff{4 * 3600};   // errors and 5xx double the interval up to this
   std::vector<std::filesystem::path> keyrings;  // default: usr/share/abup/keys.d, etc/abup/keys.d
   int signature_threshold = 1;
   std::string boot_backend = "gptprio";
   // [Network]
+  std::string proxy;  // empty: the usual environment variables
   std::string ca_file, client_cert, client_key;
   bool allow_http = false;
   // [Stage]
@@ -29,7 +42,23 @@ struct Config {
   // [Boot]
   std::filesystem::path grubenv;  // empty: ROOT/boot/grub/grubenv
   // [Reboot]
-  std::string reboot_command;  // run by `finalize --reboot`/`rollback --reboot` (sh -c)
+  std::string reboot_strategy = "immediate";  // off | immediate | window | fleetlock
+  std::string reboot_window;  // "DAYS HH:MM LENGTH [TZ]", e.g. "Mon..Fri 02:00 3h UTC"
+  std::string fleetlock_url;  // base URL; /v1/pre-reboot and /v1/steady-state are appended
+  std::string fleetlock_group = "default";
+  std::string reboot_command;  // run instead of asking logind (sh -c)
+  // [Kubernetes]
+  std::filesystem::path kubeconfig = "/var/lib/kubelet/kubeconfig";
+  std::string node_name;  // empty: the lowercased host name
+  std::string annotation_prefix = "acl.azure.com";
+  std::chrono::seconds heartbeat{60};  // InProgress refresh
+  // [Health] (autonomous mode: gates the commit after a reboot)
+  std::vector<std::string> health_units;     // must be active
+  std::vector<std::string> health_commands;  // sh -c, must exit 0 within health_timeout
+  std::chrono::seconds health_timeout{60};
+  // [Metrics]
+  std::filesystem::path metrics_textfile;  // empty: no textfile (node-exporter collector)
+  std::string metrics_listen;              // empty: no endpoint; e.g. 127.0.0.1:9478
 };
 
 // Loads `path` (missing = defaults) and its drop-in directory. Paths in values are taken as
@@ -38,5 +67,7 @@ struct Config {
                                          const std::filesystem::path& root);
 // "yes/no, true/false, on/off, 1/0" as systemd spells them.
 [[nodiscard]] Result<bool> parse_bool(std::string_view text);
+// A systemd time span: "90", "90s", "5min", "1h 30min", "2d" (a bare number is seconds).
+[[nodiscard]] Result<std::chrono::seconds> parse_timespan(std::string_view text);
 
 }  // namespace abup::agent

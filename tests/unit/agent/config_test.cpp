@@ -1,0 +1,119 @@
+#include "agent/config.hpp"
+
+#include <doctest/doctest.h>
+
+#include "abup/fs.hpp"
+#include "support/util.hpp"
+
+using namespace abup;
+using namespace abup::agent;
+using abup::test::TempDir;
+
+namespace {
+
+Result<Config> load_text(const TempDir& dir, const std::string& text) {
+  auto path = dir.path() / "abup.conf";
+  REQUIRE(atomic_write_file(path, text));
+  return load_config(path, dir.path());
+}
+
+}  // namespace
+
+TEST_CASE("config: every setting has a default") {
+  TempDir dir;
+  auto cfg = load_config(dir.path() / "missing.conf", dir.path());
+  REQUIRE(cfg);
+  CHECK(cfg->mode == "autonomous");
+  CHECK(cfg->server.empty());
+  CHECK(cfg->app_id == kFlatcarAppId);
+  CHECK(cfg->track == "stable");
+  CHECK(cfg->reboot_strategy == "immediate");
+  CHECK(cfg->annotation_prefix == "acl.azure.com");
+  CHECK(cfg->kubeconfig == "/var/lib/kubelet/kubeconfig");
+  CHECK(cfg->check_interval == std::chrono::minutes(45));
+  REQUIRE(cfg->keyrings.size() == 2);
+  CHECK(cfg->keyrings[0] == dir.path() / "usr/share/abup/keys.d");
+}
+
+TEST_CASE("config: the daemon's settings, drop-ins override in lexical order") {
+  TempDir dir;
+  std::filesystem::create_directories(dir.path() / "abup.conf.d");
+  REQUIRE(atomic_write_file(dir.path() / "abup.conf.d/20-b.conf", "[Update]\nTrack=beta\n"));
+  REQUIRE(atomic_write_file(dir.path() / "abup.conf.d/10-a.conf", "[Update]\nTrack=alpha\n"));
+  REQUIRE(atomic_write_file(dir.path() / "abup.conf.d/ignored.txt", "[Update]\nTrack=x\n"));
+  auto cfg = load_text(dir, R"(# comment
+[Update]
+Mode=aks
+Server=https://nebraska.example.net/v1/update
+AppId={b0ec8f0d-1c13-4bf4-9efd-ea54464a7098}
+MachineID=raw
+CheckInterval=1h 30min
+[Reboot]
+Strategy=fleetlock
+FleetLockURL=http://127.0.0.1:8081
+Window=Mon..Fri 02:00 3h UTC
+[Kubernetes]
+NodeName=aks-nodepool1-0
+AnnotationPrefix=acl.example.com
+[Health]
+Units=containerd.service
+Units=kubelet.service
+Command=true
+Timeout=2min
+[Network]
+AllowHTTP=yes
+)");
+  REQUIRE(cfg);
+  CHECK(cfg->mode == "aks");
+  CHECK(cfg->server == "https://nebraska.example.net/v1/update");
+  CHECK(cfg->app_id == "{b0ec8f0d-1c13-4bf4-9efd-ea54464a7098}");
+  CHECK(cfg->track == "beta");
+  CHECK_FALSE(cfg->machine_id_hashed);
+  CHECK(cfg->check_interval == std::chrono::seconds(5400));
+  CHECK(cfg->reboot_strategy == "fleetlock");
+  CHECK(cfg->fleetlock_url == "http://127.0.0.1:8081");
+  CHECK(cfg->reboot_window == "Mon..Fri 02:00 3h UTC");
+  CHECK(cfg->node_name == "aks-nodepool1-0");
+  CHECK(cfg->annotation_prefix == "acl.example.com");
+  CHECK(cfg->health_units == std::vector<std::string>{"containerd.service", "kubelet.service"});
+  CHECK(cfg->health_commands == std::vector<std::string>{"true"});
+  CHECK(cfg->health_timeout == std::chrono::minutes(2));
+  CHECK(cfg->allow_http);
+}
+
+TEST_CASE("config: a malformed value names the file, line and setting") {
+  TempDir dir;
+  struct Case {
+    std::string text, expect;
+  };
+  for (const auto& c : std::vector<Case>{
+           {"[Update]\nMode=standalone\n", "abup.conf:2: [Update] Mode=standalone: expected aks"},
+           {"[Update]\n\nServer=nebraska/v1\n", "abup.conf:3: [Update] Server=nebraska/v1"},
+           {"[Reboot]\nStrategy=later\n", "Strategy=later: expected off, immediate"},
+           {"[Update]\nCheckInterval=10 parsecs\n", "CheckInterval=10 parsecs: '10 parsecs'"},
+           {"[Update]\nCheckInterval=5s\n", "must be at least 60s"},
+           {"[Kubernetes]\nAnnotationPrefix=ACL.Azure.com\n", "expected a DNS subdomain"},
+           {"[Network]\nAllowHTTP=maybe\n", "AllowHTTP=maybe: expected yes or no"},
+           {"[Update]\nMachineID=uuid\n", "expected hashed or raw"},
+           {"Mode=aks\n", "abup.conf:1: setting outside of a [Section]"},
+       }) {
+    CAPTURE(c.text);
+    auto cfg = load_text(dir, c.text);
+    REQUIRE_FALSE(cfg);
+    CHECK(cfg.error().code == Errc::invalid_input);
+    CHECK(cfg.error().message.find(c.expect) != std::string::npos);
+  }
+}
+
+TEST_CASE("config: time spans in systemd's spelling") {
+  CHECK(parse_timespan("90").value() == std::chrono::seconds(90));
+  CHECK(parse_timespan("90s").value() == std::chrono::seconds(90));
+  CHECK(parse_timespan("5min").value() == std::chrono::minutes(5));
+  CHECK(parse_timespan("1h 30min").value() == std::chrono::minutes(90));
+  CHECK(parse_timespan("2d").value() == std::chrono::hours(48));
+  CHECK_FALSE(parse_timespan(""));
+  CHECK_FALSE(parse_timespan("min"));
+  CHECK_FALSE(parse_timespan("-5s"));
+  CHECK_FALSE(parse_timespan("5 lightyears"));
+  CHECK_FALSE(parse_timespan("99999999999999w"));
+}
