@@ -74,7 +74,8 @@ class MetricsServer {
   void update(std::string text);  // thread-safe
   [[nodiscard]] std::uint16_t port() const;
   // Stops accepting and closes open connections; joins the thread of start_thread(). With
-  // start(), call it on the loop's thread (or once the loop has stopped).
+  // start(), call it on the loop's thread (or once the loop has stopped), and destroy the
+  // server before that io_context.
   void stop();
 
   struct Impl;
