@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Renders the Butane files here to Ignition JSON, for the subset of Butane they use.
 
-Debian ships no `butane`. This does what `butane --strict` does for these files (variant
+Debian ships no `butane`. This renders these files to configs equivalent to `butane --strict` (variant
 flatcar 1.1.0 -> Ignition spec 3.4.0): inline file contents become RFC 2397 data URLs
 (percent-encoded, uncompressed), YAML octal modes become decimal integers, units and drop-ins
 are copied. Anything else in a .bu is refused, so a config that needs real Butane says so.
