@@ -46,53 +46,34 @@ struct Canned {
   }
 };
 
-omaha::Identity who(const std::string& server) {
-  omaha::Identity w;
-  w.server = server;
-  w.app_id = kAppId;
-  w.track = "stable";
-  w.version = "202601.01.0";
-  w.arch = "amd64";
-  w.machine_id = "m";
-  w.boot_id = "b";
-  return w;
-}
-
-abup::protocol::TransportOptions plain_http() {
-  abup::protocol::TransportOptions t;
-  t.allow_http = true;
-  t.max_retries = 0;
-  return t;
-}
-
 }  // namespace
 
 TEST_CASE("canned replies: no update, update, app status error, malformed, updatecheck error") {
   Canned c;
   FaultServer server(c.dir.path());
 
-  auto none = omaha::check(who(server.url("noupdate.xml")), {}, plain_http());
+  auto none = omaha::check(test_identity(server.url("noupdate.xml")), {}, plain_http());
   REQUIRE(none.has_value());
   CHECK(none->kind == omaha::CheckResult::Kind::no_update);
 
-  auto update = omaha::check(who(server.url("update.xml")), {}, plain_http());
+  auto update = omaha::check(test_identity(server.url("update.xml")), {}, plain_http());
   REQUIRE(update.has_value());
   CHECK(update->kind == omaha::CheckResult::Kind::update);
   CHECK(update->offer->url == "https://cdn.example/acl/acl.cosi");
   CHECK(update->offer->size == 1234);
 
-  auto later = omaha::check(who(server.url("app-error.xml")), {}, plain_http());
+  auto later = omaha::check(test_identity(server.url("app-error.xml")), {}, plain_http());
   REQUIRE(later.has_value());
   CHECK(later->kind == omaha::CheckResult::Kind::not_now);
   CHECK(later->app_status == "error-updateInProgressOnInstance");
 
-  auto bad = omaha::check(who(server.url("malformed.xml")), {}, plain_http());
+  auto bad = omaha::check(test_identity(server.url("malformed.xml")), {}, plain_http());
   REQUIRE_FALSE(bad.has_value());
   CHECK(bad.error().code == Errc::invalid_input);
   CHECK(bad.error().message.find("not well-formed") != std::string::npos);
   CHECK(bad.error().message.find(server.url("malformed.xml")) != std::string::npos);
 
-  auto failed = omaha::check(who(server.url("check-error.xml")), {}, plain_http());
+  auto failed = omaha::check(test_identity(server.url("check-error.xml")), {}, plain_http());
   REQUIRE_FALSE(failed.has_value());
   CHECK(failed.error().message.find("error-internal") != std::string::npos);
 
@@ -107,23 +88,25 @@ TEST_CASE("5xx and a server that is not there are Errc::network, other statuses 
   FaultServer server(c.dir.path());
   for (const char* code : {"500", "502", "503"}) {
     CAPTURE(code);
-    auto r = omaha::check(who(server.url(std::string("status/") + code + "/x")), {}, plain_http());
+    auto r = omaha::check(test_identity(server.url(std::string("status/") + code + "/x")), {},
+                          plain_http());
     REQUIRE_FALSE(r.has_value());
     CHECK(r.error().code == Errc::network);
     CHECK(r.error().message.find(std::string("HTTP ") + code) != std::string::npos);
   }
-  auto missing = omaha::check(who(server.url("status/404/x")), {}, plain_http());
+  auto missing = omaha::check(test_identity(server.url("status/404/x")), {}, plain_http());
   REQUIRE_FALSE(missing.has_value());
   CHECK(missing.error().code != Errc::network);
   CHECK(missing.error().message.find("full Omaha endpoint") != std::string::npos);
 
-  auto down = omaha::check(who("http://127.0.0.1:" + std::to_string(free_port()) + "/v1/update"),
-                           {}, plain_http());
+  auto down =
+      omaha::check(test_identity("http://127.0.0.1:" + std::to_string(free_port()) + "/v1/update"),
+                   {}, plain_http());
   REQUIRE_FALSE(down.has_value());
   CHECK(down.error().code == Errc::network);
-  auto events =
-      omaha::send_events(who("http://127.0.0.1:" + std::to_string(free_port()) + "/v1/update"),
-                         {{13, 1, {}, {}}}, plain_http());
+  auto events = omaha::send_events(
+      test_identity("http://127.0.0.1:" + std::to_string(free_port()) + "/v1/update"),
+      {{13, 1, {}, {}}}, plain_http());
   REQUIRE_FALSE(events.has_value());
   CHECK(events.error().code == Errc::network);
 }
@@ -132,16 +115,18 @@ TEST_CASE("events: every one acknowledged is success, fewer is an error to retry
   Canned c;
   FaultServer server(c.dir.path());
   const std::vector<omaha::Event> two = {{13, 1, {}, {}}, {14, 1, {}, {}}};
-  CHECK(omaha::send_events(who(server.url("two-acks.xml")), two, plain_http()).has_value());
-  auto partial = omaha::send_events(who(server.url("one-ack.xml")), two, plain_http());
+  CHECK(
+      omaha::send_events(test_identity(server.url("two-acks.xml")), two, plain_http()).has_value());
+  auto partial = omaha::send_events(test_identity(server.url("one-ack.xml")), two, plain_http());
   REQUIRE_FALSE(partial.has_value());
   CHECK(partial.error().code == Errc::network);
   CHECK(partial.error().message.find("1 of 2 events acknowledged") != std::string::npos);
-  auto refused = omaha::send_events(who(server.url("app-error.xml")), two, plain_http());
+  auto refused = omaha::send_events(test_identity(server.url("app-error.xml")), two, plain_http());
   REQUIRE_FALSE(refused.has_value());
   CHECK(refused.error().message.find("error-updateInProgressOnInstance") != std::string::npos);
   // Nothing to send is not a request.
-  CHECK(omaha::send_events(who(server.url("two-acks.xml")), {}, plain_http()).has_value());
+  CHECK(
+      omaha::send_events(test_identity(server.url("two-acks.xml")), {}, plain_http()).has_value());
   CHECK(server.requests().size() == 3);
 }
 

@@ -32,25 +32,6 @@ std::string trimmed_file(const std::filesystem::path& p) {
   return s;
 }
 
-omaha::Identity identity(const Serve& s) {
-  omaha::Identity who;
-  who.server = s.endpoint();
-  who.app_id = kAppId;
-  who.track = "stable";
-  who.version = "202601.01.0";
-  who.arch = "x86_64";
-  who.machine_id = "m-1";
-  who.boot_id = "b-1";
-  return who;
-}
-
-abup::protocol::TransportOptions plain_http() {
-  abup::protocol::TransportOptions t;
-  t.allow_http = true;
-  t.max_retries = 0;
-  return t;
-}
-
 }  // namespace
 
 TEST_CASE("abup check: no update when the track offers the running version") {
@@ -167,7 +148,7 @@ TEST_CASE("the Omaha client's events reach abup-serve's log, each acknowledged")
   w.build_signed("v2", "202607.02.0");
   write_tracks(w.path("images"), {{"stable", "202607.2.0"}});
   Serve serve(w.path("images"));
-  auto who = identity(serve);
+  auto who = test_identity(serve.endpoint());
 
   REQUIRE(
       omaha::send_events(who, {{13, 1, {}, {}}, {14, 1, {}, {}}, {800, 1, {}, {}}}, plain_http()));
@@ -218,7 +199,7 @@ TEST_CASE("abup-serve: ranges, HEAD, 416, and a stalled connection does not bloc
   const std::string half = "GET /v2.cosi HTTP/1.1\r\nHost: x\r\n";
   REQUIRE(::write(stalled, half.data(), half.size()) == static_cast<ssize_t>(half.size()));
 
-  auto r = omaha::check(identity(serve), {}, plain_http());
+  auto r = omaha::check(test_identity(serve.endpoint()), {}, plain_http());
   REQUIRE_MESSAGE(r.has_value(), (r ? "" : r.error().message));
   CHECK(r->kind == omaha::CheckResult::Kind::update);
 
