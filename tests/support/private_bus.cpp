@@ -1,9 +1,7 @@
 #include "support/private_bus.hpp"
 
 #include <doctest/doctest.h>
-#include <fcntl.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -13,29 +11,6 @@
 
 namespace abup::test {
 namespace {
-
-// Runs argv as a child (output appended to `log`) that the kernel kills if the test dies.
-pid_t spawn(const std::vector<std::string>& argv, const std::filesystem::path& log) {
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  int out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  REQUIRE(out >= 0);
-  pid_t parent = ::getpid();
-  pid_t pid = ::fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    // Only async-signal-safe calls between fork and exec.
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) ::_exit(127);
-    ::dup2(out, 1);
-    ::dup2(out, 2);
-    ::execv(args[0], args.data());
-    ::_exit(127);
-  }
-  ::close(out);
-  return pid;
-}
 
 void stop(pid_t& pid) {
   if (pid <= 0) return;
@@ -86,9 +61,9 @@ PrivateBus::PrivateBus(PrivateBusOptions options) {
   const auto socket = tmp_ / "system_bus_socket";
   address_ = "unix:path=" + socket.string();
   write_file(tmp_ / "bus.conf", bus_config(socket));
-  daemon_ = spawn({"/usr/bin/dbus-daemon", "--nofork", "--nopidfile",
-                   "--config-file=" + (tmp_ / "bus.conf").string()},
-                  tmp_ / "dbus.log");
+  daemon_ = spawn_child({"/usr/bin/dbus-daemon", "--nofork", "--nopidfile",
+                         "--config-file=" + (tmp_ / "bus.conf").string()},
+                        tmp_ / "dbus.log");
   if (!wait_for(socket, daemon_)) {
     INFO(logs());
     stop(daemon_);
@@ -123,7 +98,7 @@ PrivateBus::PrivateBus(PrivateBusOptions options) {
     argv.push_back("--reboot-error");
     argv.push_back(options.reboot_error);
   }
-  fake_ = spawn(argv, tmp_ / "fake.log");
+  fake_ = spawn_child(argv, tmp_ / "fake.log");
   if (!wait_for(tmp_ / "fake.ready", fake_)) {
     INFO(logs());
     stop(fake_);
