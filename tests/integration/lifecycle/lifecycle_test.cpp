@@ -380,6 +380,22 @@ TEST_CASE("grubenv: a grubenv of the wrong size is refused before any write") {
 TEST_CASE("uefi: garbage in efivars is refused before any write") {
   refused_without_writes("uefi");
 }
+TEST_CASE("gptprio: a GPT with a damaged primary copy is read from the backup and repaired") {
+  Node n("gptprio");
+  n.stage(kNew);
+  const auto verify = "sgdisk -v " + shell_quote(n.disk().string()) + " 2>&1";
+  run_ok("dd if=/dev/zero of=" + shell_quote(n.disk().string()) +
+         " bs=512 seek=1 count=1 conv=notrunc status=none");
+  REQUIRE(run(verify).out.find("Main header: ERROR") != std::string::npos);
+  auto f = n.abup("finalize");
+  INFO(f.out);
+  REQUIRE(f.exit_code == 0);
+  auto v = run(verify);
+  INFO(v.out);
+  CHECK(v.out.find("No problems found") != std::string::npos);
+  CHECK(v.out.find("Caution") == std::string::npos);
+  check_armed_b(n);
+}
 TEST_CASE("gptprio: rollback while another abup holds the lock is refused, nothing written") {
   Node n("gptprio");
   update_to_b(n);
