@@ -134,15 +134,16 @@ void TestAgent::start_stage(const std::string& op, const std::filesystem::path& 
   so.keyrings = {setup_.keyring};
   so.workers = 1;
   so.on_progress = [this](const agent::StageProgress& p) {
+    boost::asio::post(io_, [this, phase = std::string(p.phase), done = p.done, total = p.total] {
+      st_.progress = {phase, done, total};
+      server_->update(st_);
+    });
+    // Published first, so the held progress is what clients see.
     if (hold_ && std::string_view(p.phase) == "write" && p.done > 0) {
       held_ = true;
       while (hold_) std::this_thread::sleep_for(std::chrono::milliseconds(5));
       held_ = false;
     }
-    boost::asio::post(io_, [this, phase = std::string(p.phase), done = p.done, total = p.total] {
-      st_.progress = {phase, done, total};
-      server_->update(st_);
-    });
   };
   worker_ = std::thread([this, op, so = std::move(so)] {
     auto result = agent::stage(so);
