@@ -2,12 +2,14 @@
 #pragma once
 
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "abup/args.hpp"
 #include "abup/result.hpp"
 #include "agent/config.hpp"
+#include "agent/dbus/client.hpp"
 #include "agent/lifecycle.hpp"
 #include "update-protocol/http/client.hpp"
 
@@ -56,5 +58,12 @@ int cmd_commit(const std::vector<std::string>& argv);
 int cmd_rollback(const std::vector<std::string>& argv);
 int cmd_history(const std::vector<std::string>& argv);
 int cmd_check(const std::vector<std::string>& argv);
+int cmd_update(const std::vector<std::string>& argv);
+
+// The daemon's D-Bus API (org.abup.Agent1 on the system bus) when a process owns the name;
+// nullptr when there is no system bus or no daemon (the commands then act directly).
+[[nodiscard]] std::unique_ptr<dbus::Client> connect_daemon();
+// "staging, write 45% (12 MiB of 26 MiB)" for the daemon's state and progress.
+[[nodiscard]] std::string describe_daemon_state(const dbus::AgentStatus& status);
 
 }  // namespace abup::agent::cli

@@ -1,8 +1,29 @@
 #include <cstdio>
+#include <nlohmann/json.hpp>
 
 #include "agent/cli/common.hpp"
 
 namespace abup::agent::cli {
+namespace {
+
+int rollback_via_daemon(dbus::Client& daemon, const Args& args) {
+  std::fprintf(stderr, "abup: the daemon runs: asking it to roll back (org.abup.Agent1)\n");
+  if (args.has("operation-id"))
+    std::fprintf(stderr,
+                 "abup: --operation-id is not passed to the daemon; it names the operation\n");
+  auto out = daemon.rollback(args.has("reboot"), args.has("force"));
+  if (!out) return report(out.error());
+  if (args.has("json")) {
+    nlohmann::json j(*out);
+    j["via"] = "daemon";
+    std::printf("%s\n", j.dump(2).c_str());
+  } else {
+    std::printf("%s\n", out->count("message") ? out->at("message").c_str() : "rolled back");
+  }
+  return 0;
+}
+
+}  // namespace
 
 int cmd_rollback(const std::vector<std::string>& argv) {
   auto specs = common_options();
@@ -15,6 +36,8 @@ int cmd_rollback(const std::vector<std::string>& argv) {
                     "operation"},
                    {"operation-id", true, false, "ID  name of this operation (default: random)"},
                    {"json", false, false, "print the outcome as JSON"},
+                   {"no-daemon", false, false,
+                    "act directly even when the daemon runs (the state lock still applies)"},
                });
   auto args = Args::parse(argv, specs);
   if (!args) return report(args.error());
@@ -22,9 +45,14 @@ int cmd_rollback(const std::vector<std::string>& argv) {
     std::printf(
         "usage: abup rollback [--disk PATH] [--root DIR] [--reboot] [--force] [OPTIONS]\n\n"
         "Arm one try of the previous slot (the one not booted, which was committed before).\n"
-        "Needs no daemon; `abup commit` after the reboot makes it the default.\n\n%s",
+        "Needs no daemon; when the daemon runs, asks it (D-Bus Rollback) so the two do not race,\n"
+        "and it rolls back the disk it manages. `abup commit` after the reboot makes it the\n"
+        "default.\n\n%s",
         format_options(specs).c_str());
     return 0;
+  }
+  if (!args->has("no-daemon")) {
+    if (auto daemon = connect_daemon()) return rollback_via_daemon(*daemon, *args);
   }
   auto common = load_common(*args);
   if (!common) return report(common.error());

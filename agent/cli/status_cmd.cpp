@@ -8,17 +8,55 @@
 #include "partitions/slots.hpp"
 
 namespace abup::agent::cli {
+namespace {
+
+nlohmann::json daemon_json(const dbus::AgentStatus& s) {
+  return {{"mode", s.mode},
+          {"state", s.state},
+          {"progress",
+           {{"phase", s.progress.phase}, {"done", s.progress.done}, {"total", s.progress.total}}},
+          {"operationId", s.operation_id},
+          {"bootedSlot", s.booted_slot},
+          {"nextSlot", s.next_slot},
+          {"defaultSlot", s.default_slot},
+          {"bootedVersion", s.booted_version},
+          {"stagedVersion", s.staged_version},
+          {"availableVersion", s.available_version},
+          {"lastError", {{"code", s.last_error_code}, {"message", s.last_error}}},
+          {"lastCheck", s.last_check}};
+}
+
+void print_daemon(const std::optional<dbus::AgentStatus>& live) {
+  if (!live) {
+    std::printf("daemon: not running\n");
+    return;
+  }
+  const auto& s = *live;
+  std::printf("daemon (%s): %s%s\n", s.mode.c_str(), describe_daemon_state(s).c_str(),
+              s.operation_id.empty() ? "" : (", operation " + s.operation_id).c_str());
+  if (!s.available_version.empty())
+    std::printf("  available %s%s\n", s.available_version.c_str(),
+                s.staged_version.empty() ? "" : (", staged " + s.staged_version).c_str());
+  if (!s.last_error_code.empty() || !s.last_error.empty())
+    std::printf("  last error %s: %s\n", s.last_error_code.c_str(), s.last_error.c_str());
+}
+
+}  // namespace
 
 int cmd_status(const std::vector<std::string>& argv) {
   auto specs = common_options();
   auto b = backend_options();
   specs.insert(specs.end(), b.begin(), b.end());
   specs.push_back({"json", false, false, "machine-readable output"});
+  specs.push_back({"no-daemon", false, false, "do not ask the running daemon for its live state"});
   auto args = Args::parse(argv, specs);
   if (!args) return report(args.error());
   if (args->has("help")) {
-    std::printf("usage: abup status [--disk PATH] [--root DIR] [--state-dir DIR] [--json]\n\n%s",
-                format_options(specs).c_str());
+    std::printf(
+        "usage: abup status [--disk PATH] [--root DIR] [--state-dir DIR] [--json]\n\n"
+        "Reads the slots, the bootloader and abup's state itself; when the daemon runs, adds its\n"
+        "live state and progress (D-Bus org.abup.Agent1).\n\n%s",
+        format_options(specs).c_str());
     return 0;
   }
   auto common = load_common(*args);
@@ -83,6 +121,17 @@ int cmd_status(const std::vector<std::string>& argv) {
     if (!error.empty()) j["error"] = error;
     slots.push_back(std::move(j));
   }
+  // The daemon's live view, when one runs; status never depends on it.
+  std::optional<dbus::AgentStatus> live;
+  if (!args->has("no-daemon")) {
+    if (auto client = connect_daemon()) {
+      if (auto st = client->status(); st)
+        live = std::move(*st);
+      else
+        std::fprintf(stderr, "abup: the daemon runs but did not answer: %s\n",
+                     st.error().message.c_str());
+    }
+  }
   nlohmann::json pending = state->pending ? pending_json(*state->pending) : nlohmann::json(nullptr);
   if (args->has("json")) {
     nlohmann::json out = {{"disk", common->disk},
@@ -100,6 +149,7 @@ int cmd_status(const std::vector<std::string>& argv) {
         out["failedVersions"].push_back(
             {{"version", f.version}, {"code", f.code}, {"operationId", f.operation_id}});
     }
+    out["daemon"] = live ? daemon_json(*live) : nlohmann::json(nullptr);
     std::printf("%s\n", out.dump(2).c_str());
     return 0;
   }
@@ -130,6 +180,7 @@ int cmd_status(const std::vector<std::string>& argv) {
                 p.kind.c_str(), p.operation_id.c_str(), p.target_slot, p.previous_version.c_str(),
                 p.target_version.c_str(), p.armed_at.c_str());
   }
+  print_daemon(live);
   return 0;
 }
 

@@ -12,74 +12,13 @@
 #include <functional>
 #include <thread>
 
+#include "support/agent_bus.hpp"
 #include "support/util.hpp"
 
 namespace fs = std::filesystem;
 using namespace abup::test;
 
 namespace {
-
-// The system bus's default policy (Debian's system.conf), then our file.
-std::string bus_config(const fs::path& dir) {
-  return R"(<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>unix:path=)" +
-         (dir / "bus").string() + R"(</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <deny own="*"/>
-    <deny send_type="method_call"/>
-    <allow send_type="signal"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
-  </policy>
-  <includedir>)" +
-         (dir / "system.d").string() + R"(</includedir>
-</busconfig>
-)";
-}
-
-struct Bus {
-  TempDir dir;
-  std::string address;
-  std::string pid;
-  std::string group;  // the group the policy grants calls to
-
-  Bus() {
-    fs::permissions(dir.path(),
-                    fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
-    fs::create_directories(dir / "system.d");
-    auto policy = read_file(source_dir() / "systemd-units/org.abup.Agent1.conf");
-    // The policy names group abup (systemd-sysusers creates it on a node). Where it does not
-    // exist, the same policy is tried with a group that does.
-    group = "abup";
-    if (::getgrnam("abup") == nullptr) {
-      group = "nogroup";
-      auto at = policy.find("group=\"abup\"");
-      REQUIRE(at != std::string::npos);
-      policy.replace(at, 12, "group=\"nogroup\"");
-    }
-    write_file(dir / "system.d/org.abup.Agent1.conf", policy);
-    write_file(dir / "bus.conf", bus_config(dir.path()));
-    pid = run_ok("dbus-daemon --fork --print-pid --config-file=" +
-                 shell_quote((dir / "bus.conf").string()));
-    pid.erase(pid.find_last_not_of("\n") + 1);
-    address = "unix:path=" + (dir / "bus").string();
-  }
-  ~Bus() {
-    if (!pid.empty()) ::kill(std::stoi(pid), SIGTERM);
-  }
-};
 
 // Owns org.abup.Agent1 as root and answers (sd-bus replies UnknownObject/UnknownMethod to calls
 // nobody handles: the call was delivered) while `client` runs.
@@ -132,23 +71,24 @@ TEST_CASE("dbus policy: root owns and calls, group abup calls, others are refuse
     MESSAGE("SKIPPED: needs root to act as other users on the bus");
     return;
   }
-  Bus bus;
-  auto* gr = ::getgrnam(bus.group.c_str());
+  AgentBus bus;  // the system bus's default policy, then ours
+  REQUIRE(bus.strict());
+  auto* gr = ::getgrnam(bus.group().c_str());
   REQUIRE(gr != nullptr);
   int member_gid = static_cast<int>(gr->gr_gid);
 
   // Before root owns it, nobody else may.
-  CHECK(try_own(bus.address, 65534, member_gid) == 10);
-  CHECK(try_own(bus.address, 1, 1) == 10);
+  CHECK(try_own(bus.address(), 65534, member_gid) == 10);
+  CHECK(try_own(bus.address(), 1, 1) == 10);
 
   sd_bus* owner = nullptr;
   REQUIRE(sd_bus_new(&owner) >= 0);
-  REQUIRE(sd_bus_set_address(owner, bus.address.c_str()) >= 0);
+  REQUIRE(sd_bus_set_address(owner, bus.address().c_str()) >= 0);
   REQUIRE(sd_bus_set_bus_client(owner, 1) >= 0);
   REQUIRE(sd_bus_start(owner) >= 0);
   REQUIRE(sd_bus_request_name(owner, "org.abup.Agent1", 0) >= 0);
 
-  auto busctl = "busctl --address=" + shell_quote(bus.address) + " ";
+  auto busctl = "busctl --address=" + shell_quote(bus.address()) + " ";
   auto call = busctl + "call org.abup.Agent1 /org/abup/Agent1 org.abup.Agent1 CheckNow 2>&1";
   auto get = busctl + "get-property org.abup.Agent1 /org/abup/Agent1 org.abup.Agent1 State 2>&1";
 
