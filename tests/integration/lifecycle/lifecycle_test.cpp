@@ -306,11 +306,11 @@ TEST_CASE("uefi: stage, finalize, reboot, commit over an efivars directory") {
   INFO(st.dump());
   CHECK(st["next"] == "B");
   CHECK(std::filesystem::exists(n.root() / "sys/firmware/efi/efivars" /
-                                "BootNext-8be4df61-93ca-11d0-aa4b-00aa004d9e1d"));
+                                "BootNext-8be4df61-93ca-11d2-aa0d-00e098032b8c"));
   CHECK(n.abup("commit").exit_code == 2);
   // The firmware consumes BootNext (one-shot) when it boots the armed entry.
   std::filesystem::remove(n.root() / "sys/firmware/efi/efivars" /
-                          "BootNext-8be4df61-93ca-11d0-aa4b-00aa004d9e1d");
+                          "BootNext-8be4df61-93ca-11d2-aa0d-00e098032b8c");
   n.reboot_into('B', kNew);
   auto c = n.abup("commit");
   INFO(c.out);

@@ -19,7 +19,8 @@ using namespace abup::test;
 namespace {
 
 using Bytes = std::vector<std::uint8_t>;
-const std::string kSuffix = "-8be4df61-93ca-11d0-aa4b-00aa004d9e1d";
+// EFI_GLOBAL_VARIABLE (UEFI spec 3.3): efivarfs names Boot####, BootOrder, BootNext with it.
+const std::string kSuffix = "-8be4df61-93ca-11d2-aa0d-00e098032b8c";
 
 void put16(Bytes& b, unsigned v) {
   b.push_back(std::uint8_t(v));
