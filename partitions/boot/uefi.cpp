@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "abup/fault.hpp"
 #include "abup/fs.hpp"
 #include "partitions/boot/backend.hpp"
 
@@ -226,6 +227,7 @@ class EfivarfsStore final : public VarStore {
     if (n != static_cast<ssize_t>(content.size()))
       return make_error(Errc::io, "write EFI variable " + std::string(name) + " (" + path.string() +
                                       "): " + (n < 0 ? errno_text(errno) : "short write"));
+    fault_point("boot-write");  // crash tests: a power cut after the n-th write of boot state
     return {};
   }
 
@@ -235,6 +237,7 @@ class EfivarfsStore final : public VarStore {
     if (::unlink(path.c_str()) != 0 && errno != ENOENT)
       return make_error(Errc::io, "delete EFI variable " + std::string(name) + " (" +
                                       path.string() + "): " + errno_text(errno));
+    fault_point("boot-write");
     return {};
   }
 
