@@ -117,3 +117,19 @@ TEST_CASE("config: time spans in systemd's spelling") {
   CHECK_FALSE(parse_timespan("5 lightyears"));
   CHECK_FALSE(parse_timespan("99999999999999w"));
 }
+
+TEST_CASE("config: uefi loaders and command lines per slot") {
+  TempDir dir;
+  auto cfg = load_text(dir,
+                       "[Boot]\nUefiLoaderA=\\EFI\\acl\\a.efi\nUefiCmdlineA=console=ttyS0 "
+                       "mount.usr=PARTUUID=7130c94a\nUefiCmdlineB=quiet\n");
+  REQUIRE(cfg);
+  CHECK(cfg->uefi_loader.at('A') == "\\EFI\\acl\\a.efi");
+  CHECK(cfg->uefi_loader.count('B') == 0);  // the backend's default \EFI\acl\usr-b.efi
+  CHECK(cfg->uefi_cmdline.at('A') == "console=ttyS0 mount.usr=PARTUUID=7130c94a");
+  CHECK(cfg->uefi_cmdline.at('B') == "quiet");
+  auto bad = load_text(dir, "[Boot]\nUefiLoaderB=EFI/acl/b.efi\n");
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error().message.find("abup.conf:2: [Boot] UefiLoaderB=EFI/acl/b.efi: expected a path "
+                                 "on the ESP") != std::string::npos);
+}
