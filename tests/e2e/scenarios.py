@@ -177,6 +177,15 @@ def expect_host_status(m, booted, next_slot, default_slot, pending):
     return st
 
 
+def expect_gpt_intact(m):
+    """Nothing abup did in the guest touched the partition table (sgdisk -v, the PARTUUIDs)."""
+    out = e.sh(["sgdisk", "-v", str(m.disk)])
+    check("No problems found" in out, f"sgdisk -v {m.disk}:\n{out}")
+    for n, uuid_ in ((3, e.USR_A), (4, e.USR_B)):
+        info = e.sh(["sgdisk", "-i", str(n), str(m.disk)]).lower()
+        check(uuid_ in info, f"sgdisk -i {n} {m.disk}: PARTUUID is not {uuid_}:\n{info}")
+
+
 def stage_finalize(version):
     return (COMMIT + step("stage", f"stage --no-progress --source /sysroot/e2e/images/{version}.cosi")
             + step("finalize", "finalize --reboot"))
@@ -251,6 +260,7 @@ def cycle(p, backend):
     check(V3 in failed, f"{b.log_path}: abup status does not list {V3} as failed: {status}")
     expect_boot_config(m, "A", "A")
     st = expect_host_status(m, "A", "A", "A", False)
+    expect_gpt_intact(m)
     log(f"{backend}: cycle done; history: "
         + ", ".join(f"{h['kind']}:{h['outcome']}" for h in m.history()))
 
@@ -305,6 +315,7 @@ def powercut(p, backend):
             if code == "Committed":
                 expect_boot_config(m, "B", "B")
                 expect_host_status(m, "B", "B", "B", False)
+                expect_gpt_intact(m)
                 continue
             # Armed but the state was not saved: nothing promotes B, so the following boot
             # falls back to A without any agent.
@@ -332,3 +343,4 @@ def powercut(p, backend):
         expect_code(b, "commit", "Committed")
         expect_boot_config(m, "B", "B")
         expect_host_status(m, "B", "B", "B", False)
+        expect_gpt_intact(m)
