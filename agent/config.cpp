@@ -135,6 +135,13 @@ struct Loader {
       cfg.boot_backend = value;
     } else if (id == "Boot.GrubEnv") {
       cfg.grubenv = value;
+    } else if (id == "Boot.UefiLoaderA" || id == "Boot.UefiLoaderB") {
+      if (value.empty() || value.front() != '\\')
+        return bad(
+            "expected a path on the ESP starting with a backslash, e.g. \\EFI\\acl\\usr-a.efi");
+      cfg.uefi_loader[id.back()] = value;
+    } else if (id == "Boot.UefiCmdlineA" || id == "Boot.UefiCmdlineB") {
+      cfg.uefi_cmdline[id.back()] = value;
     } else if (id == "Reboot.Command") {
       cfg.reboot_command = value;
     } else if (id == "Network.CAFile") {
@@ -218,6 +225,10 @@ const std::vector<std::string>& known_config_keys() {
                                                 "Stage.MemoryLimitMiB",
                                                 "Stage.Reuse",
                                                 "Boot.GrubEnv",
+                                                "Boot.UefiLoaderA",
+                                                "Boot.UefiLoaderB",
+                                                "Boot.UefiCmdlineA",
+                                                "Boot.UefiCmdlineB",
                                                 "Reboot.Strategy",
                                                 "Reboot.Window",
                                                 "Reboot.FleetLockURL",

@@ -41,6 +41,10 @@ struct Config {
   bool reuse = true;
   // [Boot]
   std::filesystem::path grubenv;  // empty: ROOT/boot/grub/grubenv
+  // uefi: per slot ('A', 'B'), the loader on the ESP its Boot#### entry names (UefiLoaderA=,
+  // default \EFI\acl\usr-a.efi) and the load option's optional data, the kernel command line
+  // of an EFI-stub kernel (UefiCmdlineA=, default none: a UKI carries its own).
+  std::map<char, std::string> uefi_loader, uefi_cmdline;
   // [Reboot]
   std::string reboot_strategy = "immediate";  // off | immediate | window | fleetlock
   std::string reboot_window;  // "DAYS HH:MM LENGTH [TZ]", e.g. "Mon..Fri 02:00 3h UTC"

@@ -165,6 +165,8 @@ Result<std::unique_ptr<boot::Backend>> open_backend(const LifecycleOptions& o,
   ctx.root = o.root;
   ctx.grubenv = o.grubenv;
   ctx.efivars = o.efivars;
+  ctx.uefi_loader = o.uefi_loader;
+  ctx.uefi_cmdline = o.uefi_cmdline;
   return boot::make_backend(name.empty() ? std::string_view(o.backend) : name, ctx);
 }
 

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <nlohmann/json_fwd.hpp>
 #include <string>
@@ -26,6 +27,8 @@ struct LifecycleOptions {
   std::string backend = "gptprio";  // gptprio | grubenv | uefi
   std::filesystem::path grubenv;    // empty: ROOT/boot/grub/grubenv
   std::filesystem::path efivars;    // empty: ROOT/sys/firmware/efi/efivars
+  // uefi: per slot, the loader path on the ESP and the load option's command line.
+  std::map<char, std::string> uefi_loader, uefi_cmdline;
 };
 
 struct FinalizeOptions {

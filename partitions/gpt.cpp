@@ -12,6 +12,7 @@
 #include <cstring>
 #include <random>
 
+#include "abup/fault.hpp"
 #include "abup/fs.hpp"
 
 namespace abup::partitions {
@@ -544,7 +545,9 @@ GptRegion build_backup_region(std::uint64_t disk_size, std::uint32_t sector_size
 }
 
 Status FdSectorWriter::write(std::uint64_t offset, std::span<const std::uint8_t> data) {
-  return pwrite_full(fd_, data, offset, what_);
+  ABUP_CHECK(pwrite_full(fd_, data, offset, what_));
+  fault_point("boot-write");  // crash tests: a power cut after the n-th write of boot state
+  return {};
 }
 
 Status FdSectorWriter::sync() {

@@ -55,6 +55,8 @@ Result<LifecycleOptions> lifecycle_options(const Args& args, const Common& c) {
     return make_error(Errc::invalid_input,
                       "--boot-backend: expected gptprio, grubenv or uefi, got '" + o.backend + "'");
   o.grubenv = args.has("grubenv") ? std::filesystem::path(*args.get("grubenv")) : c.config.grubenv;
+  o.uefi_loader = c.config.uefi_loader;
+  o.uefi_cmdline = c.config.uefi_cmdline;
   return o;
 }
 

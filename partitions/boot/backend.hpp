@@ -23,7 +23,7 @@ namespace abup::partitions::boot {
 using SectorWriter = partitions::SectorWriter;
 using FdSectorWriter = partitions::FdSectorWriter;
 
-// EFI global variables (vendor GUID 8be4df61-93ca-11d0-aa4b-00aa004d9e1d) as efivarfs shows
+// EFI global variables (vendor GUID 8be4df61-93ca-11d2-aa0d-00e098032b8c) as efivarfs shows
 // them. set() replaces one variable atomically (efivarfs: one write() = one SetVariable).
 struct EfiVariable {
   std::uint32_t attributes = 0;
@@ -41,12 +41,12 @@ class VarStore {
   [[nodiscard]] virtual Status remove(std::string_view name) = 0;
 };
 
-inline constexpr std::string_view kEfiGlobalGuid = "8be4df61-93ca-11d0-aa4b-00aa004d9e1d";
+inline constexpr std::string_view kEfiGlobalGuid = "8be4df61-93ca-11d2-aa0d-00e098032b8c";
 // NON_VOLATILE | BOOTSERVICE_ACCESS | RUNTIME_ACCESS
 inline constexpr std::uint32_t kEfiVarNvBsRt = 0x7;
 
 // The production VarStore: an efivarfs mount (or, in tests, a plain directory) holding files
-// Name-8be4df61-93ca-11d0-aa4b-00aa004d9e1d = 4-byte little-endian attributes + data. Clears
+// Name-8be4df61-93ca-11d2-aa0d-00e098032b8c = 4-byte little-endian attributes + data. Clears
 // FS_IMMUTABLE_FL before writing or deleting (ioctl errors ENOTTY/EOPNOTSUPP are ignored).
 [[nodiscard]] std::unique_ptr<VarStore> make_efivarfs_store(const std::filesystem::path& dir);
 

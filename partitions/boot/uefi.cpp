@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "abup/fault.hpp"
 #include "abup/fs.hpp"
 #include "partitions/boot/backend.hpp"
 
@@ -226,6 +227,7 @@ class EfivarfsStore final : public VarStore {
     if (n != static_cast<ssize_t>(content.size()))
       return make_error(Errc::io, "write EFI variable " + std::string(name) + " (" + path.string() +
                                       "): " + (n < 0 ? errno_text(errno) : "short write"));
+    fault_point("boot-write");  // crash tests: a power cut after the n-th write of boot state
     return {};
   }
 
@@ -235,6 +237,7 @@ class EfivarfsStore final : public VarStore {
     if (::unlink(path.c_str()) != 0 && errno != ENOENT)
       return make_error(Errc::io, "delete EFI variable " + std::string(name) + " (" +
                                       path.string() + "): " + errno_text(errno));
+    fault_point("boot-write");
     return {};
   }
 
@@ -316,9 +319,13 @@ class UefiBackend final : public Backend {
     std::vector<std::uint16_t> order = st.order;
     if (!st.ours.count(other)) ABUP_CHECK_CTX(ensure_entry(st, other), what);
     ABUP_CHECK_CTX(ensure_entry(st, slot), what);
-    for (char s : {other, slot})
-      if (std::find(order.begin(), order.end(), st.ours[s]) == order.end())
-        order.push_back(st.ours[s]);
+    // The other slot is the running one, the one to fall back to: when its entry is not in
+    // BootOrder it goes first, else the firmware would fall back to whatever entry comes first
+    // (a removable-media path, PXE, a shell) instead of to it.
+    if (std::find(order.begin(), order.end(), st.ours[other]) == order.end())
+      order.insert(order.begin(), st.ours[other]);
+    if (std::find(order.begin(), order.end(), st.ours[slot]) == order.end())
+      order.push_back(st.ours[slot]);
     // Invariant 4: the armed slot must not be the default before commit, so it may not precede
     // the other slot's entry (only then is it moved, to just after it).
     auto pos_new = std::find(order.begin(), order.end(), st.ours[slot]);

@@ -13,7 +13,7 @@ using nlohmann::json;
 namespace {
 
 constexpr const char* kNew = "202607.02.0";
-constexpr const char* kGlobal = "8be4df61-93ca-11d0-aa4b-00aa004d9e1d";
+constexpr const char* kGlobal = "8be4df61-93ca-11d2-aa0d-00e098032b8c";
 
 json outcome(const RunResult& r) {
   auto brace = r.out.find('{');

@@ -78,7 +78,7 @@ void Node::reboot_into(char slot, const std::string& version) {
 
 char Node::uefi_firmware_next(bool boot) const {
   auto var = [&](const std::string& name) -> std::string {
-    auto p = efivars() / (name + "-8be4df61-93ca-11d0-aa4b-00aa004d9e1d");
+    auto p = efivars() / (name + "-8be4df61-93ca-11d2-aa0d-00e098032b8c");
     return std::filesystem::exists(p) ? read_file(p) : "";
   };
   auto u16 = [](const std::string& d, std::size_t at) {
@@ -90,7 +90,7 @@ char Node::uefi_firmware_next(bool boot) const {
   const std::string next = var("BootNext"), order = var("BootOrder");
   if (next.size() == 6) {
     entry = u16(next, 4);
-    if (boot) std::filesystem::remove(efivars() / "BootNext-8be4df61-93ca-11d0-aa4b-00aa004d9e1d");
+    if (boot) std::filesystem::remove(efivars() / "BootNext-8be4df61-93ca-11d2-aa0d-00e098032b8c");
   } else {
     REQUIRE(order.size() >= 6);
     entry = u16(order, 4);

@@ -169,3 +169,19 @@ TEST_CASE("config: the shipped abup.conf lists every known key with its default"
   CHECK(cfg->health_timeout == def->health_timeout);
   CHECK(cfg->metrics_listen == def->metrics_listen);
 }
+
+TEST_CASE("config: uefi loaders and command lines per slot") {
+  TempDir dir;
+  auto cfg = load_text(dir,
+                       "[Boot]\nUefiLoaderA=\\EFI\\acl\\a.efi\nUefiCmdlineA=console=ttyS0 "
+                       "mount.usr=PARTUUID=7130c94a\nUefiCmdlineB=quiet\n");
+  REQUIRE(cfg);
+  CHECK(cfg->uefi_loader.at('A') == "\\EFI\\acl\\a.efi");
+  CHECK(cfg->uefi_loader.count('B') == 0);  // the backend's default \EFI\acl\usr-b.efi
+  CHECK(cfg->uefi_cmdline.at('A') == "console=ttyS0 mount.usr=PARTUUID=7130c94a");
+  CHECK(cfg->uefi_cmdline.at('B') == "quiet");
+  auto bad = load_text(dir, "[Boot]\nUefiLoaderB=EFI/acl/b.efi\n");
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error().message.find("abup.conf:2: [Boot] UefiLoaderB=EFI/acl/b.efi: expected a path "
+                                 "on the ESP") != std::string::npos);
+}

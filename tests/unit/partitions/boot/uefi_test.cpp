@@ -19,7 +19,8 @@ using namespace abup::test;
 namespace {
 
 using Bytes = std::vector<std::uint8_t>;
-const std::string kSuffix = "-8be4df61-93ca-11d0-aa4b-00aa004d9e1d";
+// EFI_GLOBAL_VARIABLE (UEFI spec 3.3): efivarfs names Boot####, BootOrder, BootNext with it.
+const std::string kSuffix = "-8be4df61-93ca-11d2-aa0d-00e098032b8c";
 
 void put16(Bytes& b, unsigned v) {
   b.push_back(std::uint8_t(v));
@@ -164,8 +165,9 @@ TEST_CASE("uefi arm creates Boot#### entries, keeps them in BootOrder and sets B
   CHECK(b->name() == "uefi");
   CHECK(view_text(read_view(*b)) == "next=- default=-");
   ok(b->arm('B'));
-  // The other slot (the running one) gets its entry too, so that fallback is defined.
-  CHECK(e.order() == std::vector<unsigned>{0x0000, 0x0001, 0x0002});
+  // The other slot (the running one) gets its entry too, first in BootOrder, so that the
+  // firmware falls back to it (not to the shell) when B does not commit.
+  CHECK(e.order() == std::vector<unsigned>{0x0001, 0x0000, 0x0002});
   std::string next = e.get("BootNext");
   CHECK(next.size() == 6);
   CHECK(le(next, 0, 4) == 7);
@@ -233,12 +235,12 @@ TEST_CASE("uefi commit moves the slot first in BootOrder and clears BootNext, ma
   CHECK(view_text(read_view(*b)) == "next=A default=A");
   ok(b->arm('B'));
   ok(b->commit('B'));
-  CHECK(e.order() == std::vector<unsigned>{0x0002, 0x0000, 0x0001});
+  CHECK(e.order() == std::vector<unsigned>{0x0002, 0x0001, 0x0000});
   CHECK_FALSE(std::filesystem::exists(e.file("BootNext")));
   CHECK(view_text(read_view(*b)) == "next=B default=B");
   // The next update, to A: A stays behind B until A commits.
   ok(b->arm('A'));
-  CHECK(e.order() == std::vector<unsigned>{0x0002, 0x0000, 0x0001});
+  CHECK(e.order() == std::vector<unsigned>{0x0002, 0x0001, 0x0000});
   CHECK(view_text(read_view(*b)) == "next=A default=B");
   ok(b->mark_bad('A'));
   CHECK(e.order() == std::vector<unsigned>{0x0002, 0x0000});
@@ -246,6 +248,25 @@ TEST_CASE("uefi commit moves the slot first in BootOrder and clears BootNext, ma
   auto v = read_view(*b);
   CHECK(view_text(v) == "next=B default=B");
   CHECK_FALSE(v.slots['A'].good);
+}
+
+TEST_CASE("uefi arm puts the running slot's new entry before the firmware's own entries") {
+  // OVMF's state on a machine that booted slot A through the removable-media path: its own
+  // entries in BootOrder (a shell, the DVD, the disk's removable-media path, ...), none ours.
+  // Found by the e2e suite: with A's entry appended after them, the firmware falls back from a
+  // B that never commits to the first of them (OVMF: "UEFI Misc Device"), not to A's entry.
+  Efi e;
+  e.set("Boot0001", 7, firmware_option("UEFI QEMU DVD-ROM"));
+  e.set("Boot0002", 7, firmware_option("UEFI Misc Device"));
+  e.set("Boot0003", 7, firmware_option("EFI Internal Shell"));
+  e.set("BootOrder", 7, {0x00, 0x00, 0x01, 0x00, 0x02, 0x00, 0x03, 0x00});
+  ok(e.backend()->arm('B'));
+  CHECK(e.order() == std::vector<unsigned>{0x0004, 0x0000, 0x0001, 0x0002, 0x0003, 0x0005});
+  CHECK(e.get("Boot0004").find(str(utf16("Azure Container Linux A"))) != std::string::npos);
+  CHECK(le16(e.get("BootNext"), 4) == 0x0005);
+  // BootNext consumed, B not committed: the first entry the firmware tries is A's.
+  std::filesystem::remove(e.file("BootNext"));
+  CHECK(view_text(read_view(*e.backend())) == "next=A default=A");
 }
 
 TEST_CASE("uefi reuses its entries found by description and picks free numbers") {
