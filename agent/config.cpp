@@ -136,7 +136,11 @@ struct Loader {
     } else if (id == "Boot.GrubEnv") {
       cfg.grubenv = value;
     } else if (id == "Boot.UefiLoaderA" || id == "Boot.UefiLoaderB") {
-      if (value.empty() || value.front() != '\\')
+      if (value.empty()) {
+        cfg.uefi_loader.erase(id.back());  // back to the backend's default
+        return {};
+      }
+      if (value.front() != '\\')
         return bad(
             "expected a path on the ESP starting with a backslash, e.g. \\EFI\\acl\\usr-a.efi");
       cfg.uefi_loader[id.back()] = value;
