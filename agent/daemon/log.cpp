@@ -2,6 +2,7 @@
 
 #include <sys/uio.h>
 #include <systemd/sd-journal.h>
+#include <unistd.h>
 
 #include <array>
 #include <cstdio>
@@ -32,10 +33,9 @@ void log(Event event, Priority priority, const std::string& message,
   for (const auto& [k, v] : fields) entries.push_back("ABUP_" + k + "=" + v);
   std::vector<iovec> iov;
   for (auto& e : entries) iov.push_back({e.data(), e.size()});
-  // sd_journal_sendv fails (ENOENT, ECONNREFUSED) when no journald listens: say it on stderr.
-  static bool journal = true;
+  // sd_journal_sendv reports success when no journald listens: look for its socket.
+  static const bool journal = ::access("/run/systemd/journal/socket", W_OK) == 0;
   if (journal && sd_journal_sendv(iov.data(), static_cast<int>(iov.size())) >= 0) return;
-  journal = false;
   std::string line = "abup: " + message;
   if (!fields.empty()) {
     line += " [";
