@@ -287,7 +287,13 @@ Result<Outcome> rollback(const RollbackOptions& ro) {
   const auto& target = c.pair.other(*c.booted);
   std::vector<std::string> warnings;
   if (state.pending) {
-    if (!ro.force) return refuse_pending(*state.pending, "rollback");
+    const auto& p = *state.pending;
+    const SlotRecord* armed = state.slot(target.partuuid());
+    // A re-run after a kill between the state write and the report: arm again, same operation.
+    if (!ro.force && p.kind == "rollback" && p.target_partuuid == target.partuuid() &&
+        p.boot_id == c.host.boot_id && armed && armed->state == SlotState::armed)
+      return arm_and_record(o, store, state, c, target, p, "rollback");
+    if (!ro.force) return refuse_pending(p, "rollback");
     warnings.push_back("WARNING: --force: dropping pending operation " +
                        state.pending->operation_id);
   }

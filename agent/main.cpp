@@ -19,6 +19,7 @@ Commands:
   status    show the slots, the bootloader's view, and what abup did to them
   history   the finished lifecycle operations
   daemon    run as the update service (what abup.service runs)
+  check     ask the update server now which version it offers (sends no events)
 
 Run `abup COMMAND --help` for the options of one command.
 )";
@@ -44,6 +45,7 @@ int main(int argc, char** argv) {
   if (cmd == "rollback") return cmd_rollback(args);
   if (cmd == "history") return cmd_history(args);
   if (cmd == "daemon") return cmd_daemon(args);
+  if (cmd == "check") return cmd_check(args);
   std::fprintf(stderr, "abup: unknown command '%s'\n%s", cmd.c_str(), kUsage);
   return 2;
 }

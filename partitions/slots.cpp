@@ -144,8 +144,29 @@ Status blkid_cross_check(const SlotPair& pair) {
   return {};
 }
 
+// The device node (under /dev) of the block device MAJ:MIN, from its sysfs uevent.
+std::string device_node_of(const std::filesystem::path& sys_dir, const std::string& devnum) {
+  std::vector<std::string> candidates;
+  if (auto ue = read_file(sys_dir / "uevent")) {
+    std::size_t pos = ue->find("DEVNAME=");
+    if (pos != std::string::npos) {
+      std::size_t end = ue->find('\n', pos);
+      candidates.push_back("/dev/" + ue->substr(pos + 8, end - pos - 8));
+    }
+  }
+  candidates.push_back("/dev/" + sys_dir.filename().string());
+  candidates.push_back("/dev/block/" + devnum);
+  for (const auto& c : candidates) {
+    struct stat st {};
+    if (::stat(c.c_str(), &st) == 0 && S_ISBLK(st.st_mode) &&
+        std::to_string(major(st.st_rdev)) + ":" + std::to_string(minor(st.st_rdev)) == devnum)
+      return c;
+  }
+  return {};
+}
+
 // The kernel's device node for partition `number` of the whole-disk device `disk_rdev`, from
-// /sys/dev/block/MAJ:MIN/<child>/{partition,uevent}; empty when the kernel has none.
+// /sys/dev/block/MAJ:MIN/<child>/{partition,dev,uevent}; empty when the kernel has none.
 std::string partition_node(dev_t disk_rdev, std::uint32_t number) {
   namespace fs = std::filesystem;
   fs::path sys =
@@ -156,23 +177,7 @@ std::string partition_node(dev_t disk_rdev, std::uint32_t number) {
     if (!part || trim(*part) != std::to_string(number)) continue;
     auto dev = read_file(child.path() / "dev");
     if (!dev) continue;
-    std::string devnum = trim(*dev);
-    std::vector<std::string> candidates;
-    if (auto ue = read_file(child.path() / "uevent")) {
-      std::size_t pos = ue->find("DEVNAME=");
-      if (pos != std::string::npos) {
-        std::size_t end = ue->find('\n', pos);
-        candidates.push_back("/dev/" + ue->substr(pos + 8, end - pos - 8));
-      }
-    }
-    candidates.push_back("/dev/" + child.path().filename().string());
-    candidates.push_back("/dev/block/" + devnum);
-    for (const auto& c : candidates) {
-      struct stat st {};
-      if (::stat(c.c_str(), &st) == 0 && S_ISBLK(st.st_mode) &&
-          std::to_string(major(st.st_rdev)) + ":" + std::to_string(minor(st.st_rdev)) == devnum)
-        return c;
-    }
+    return device_node_of(child.path(), trim(*dev));
   }
   return {};
 }
@@ -313,6 +318,85 @@ Result<std::optional<char>> booted_slot(const SlotPair& pair, const std::filesys
     if (n.slot) return std::optional<char>(n.slot);
   }
   return std::optional<char>();
+}
+
+namespace {
+
+// The partition device with this PARTUUID (lowercase), or "" when none.
+std::string partition_by_partuuid(const std::string& uuid) {
+  std::string by = "/dev/disk/by-partuuid/" + uuid;
+  if (std::error_code ec; std::filesystem::exists(by, ec)) return by;
+  char* dev = blkid_evaluate_tag("PARTUUID", uuid.c_str(), nullptr);
+  if (!dev) return {};
+  std::string out(dev);
+  std::free(dev);
+  return out;
+}
+
+}  // namespace
+
+Result<std::string> find_boot_disk(const std::filesystem::path& root) {
+  namespace fs = std::filesystem;
+  const auto cmdline_path = root / "proc/cmdline";
+  auto text = read_file(cmdline_path);
+  if (!text) return std::move(text).error().with_context("finding the boot disk");
+  auto params = parse_cmdline(*text);
+  static constexpr std::string_view kKeys[] = {
+      "usr", "mount.usr", "verity.usr", "systemd.verity_usr_data", "systemd.verity_usr_hash",
+      "root"};
+  std::string param, uuid, node;
+  for (auto key : kKeys) {
+    for (const auto& [k, value] : params) {
+      if (k != key) continue;
+      const std::string v = lower(value);
+      if (v.rfind("partuuid=", 0) == 0)
+        uuid = v.substr(9);
+      else if (v.rfind("/dev/disk/by-partuuid/", 0) == 0)
+        uuid = v.substr(22);
+      else if (v.rfind("/dev/", 0) == 0 && v.rfind("/dev/mapper/", 0) != 0 &&
+               v.rfind("/dev/dm-", 0) != 0)
+        node = value;
+      else
+        continue;
+      if (auto off = uuid.find("/partnroff="); off != std::string::npos) uuid.resize(off);
+      param = k + "=" + value;
+      break;
+    }
+    if (!param.empty()) break;
+  }
+  const std::string give = "; give the disk with --disk";
+  if (param.empty())
+    return make_error(Errc::not_found,
+                      "cannot find the boot disk: " + cmdline_path.string() +
+                          " names no /usr partition by PARTUUID (usr=, mount.usr=, verity.usr=, "
+                          "systemd.verity_usr_data=, root=)" +
+                          give);
+  if (!uuid.empty()) {
+    node = partition_by_partuuid(uuid);
+    if (node.empty())
+      return make_error(Errc::not_found,
+                        "cannot find the boot disk: no block device has PARTUUID " + uuid +
+                            " (named by " + param + " in " + cmdline_path.string() + ")" + give);
+  }
+  struct stat st {};
+  if (::stat(node.c_str(), &st) != 0 || !S_ISBLK(st.st_mode))
+    return make_error(Errc::not_found, "cannot find the boot disk: " + node + " (named by " +
+                                           param + ") is not a block device" + give);
+  const std::string devnum =
+      std::to_string(major(st.st_rdev)) + ":" + std::to_string(minor(st.st_rdev));
+  std::error_code ec;
+  fs::path sys = fs::canonical("/sys/dev/block/" + devnum, ec);
+  if (ec || !fs::exists(sys / "partition"))
+    return make_error(Errc::not_found, "cannot find the boot disk: " + node + " (" + devnum +
+                                           ", named by " + param +
+                                           ") is not a partition the kernel knows" + give);
+  fs::path disk_sys = sys.parent_path();
+  auto disk_dev = read_file(disk_sys / "dev");
+  std::string disk = disk_dev ? device_node_of(disk_sys, trim(*disk_dev)) : "";
+  if (disk.empty())
+    return make_error(Errc::not_found, "cannot find the boot disk: no device node for " +
+                                           disk_sys.string() + ", the disk of " + node + give);
+  return disk;
 }
 
 }  // namespace abup::partitions

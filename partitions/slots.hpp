@@ -53,4 +53,12 @@ struct SlotPair {
 [[nodiscard]] Result<std::optional<char>> booted_slot(const SlotPair& pair,
                                                       const std::filesystem::path& root);
 
+// The whole disk holding the running system's slots, when no --disk is given: the partition the
+// kernel command line under `root` names for /usr (the keys booted_slot reads, then root=) by
+// PARTUUID= or /dev/disk/by-partuuid/ (or a device node) -> its device node
+// (/dev/disk/by-partuuid/, else libblkid's tag evaluation) -> its whole disk through
+// /sys/dev/block/MAJ:MIN. /dev and /sys are the real ones, not under `root`. Errors name the
+// PARTUUID and the parameter that gave it.
+[[nodiscard]] Result<std::string> find_boot_disk(const std::filesystem::path& root);
+
 }  // namespace abup::partitions

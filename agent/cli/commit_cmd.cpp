@@ -17,7 +17,7 @@ int cmd_commit(const std::vector<std::string>& argv) {
   if (!args) return report(args.error(), 1);
   if (args->has("help")) {
     std::printf(
-        "usage: abup commit --disk PATH [--root DIR] [--json] [OPTIONS]\n\n"
+        "usage: abup commit [--disk PATH] [--root DIR] [--json] [OPTIONS]\n\n"
         "Run at boot. With an armed slot and a new boot id: if the armed slot is booted, make it\n"
         "the good default; if the bootloader fell back, mark it bad and record the failure.\n\n"
         "Exit status: 0 committed or nothing to do, 2 the reboot has not happened yet,\n"

@@ -4,11 +4,15 @@
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 
+#include "agent/sysbus.hpp"
+#include "partitions/slots.hpp"
+
 namespace abup::agent::cli {
 
 std::vector<OptionSpec> common_options() {
   return {
-      {"disk", true, false, "PATH  disk image file or block device holding the slots"},
+      {"disk", true, false,
+       "PATH  disk image file or block device holding the slots (default: the boot disk)"},
       {"root", true, false, "DIR  root of the running system's files (default /)"},
       {"state-dir", true, false, "DIR  abup's state (default ROOT/var/lib/abup)"},
       {"config", true, false, "PATH  configuration (default ROOT/etc/abup/abup.conf)"},
@@ -36,7 +40,7 @@ std::vector<OptionSpec> backend_options() {
 
 std::vector<OptionSpec> reboot_options() {
   return {
-      {"reboot", false, false, "reboot once armed (runs the reboot command)"},
+      {"reboot", false, false, "reboot once armed (the reboot command, else logind over D-Bus)"},
       {"reboot-command", true, false, "CMD  how to reboot (default: [Reboot] Command=)"},
   };
 }
@@ -56,13 +60,17 @@ Result<LifecycleOptions> lifecycle_options(const Args& args, const Common& c) {
 
 int reboot_after_arming(const Args& args, const Config& config) {
   const std::string cmd = args.get_or("reboot-command", config.reboot_command);
-  if (cmd.empty()) {
-    std::fprintf(stderr,
-                 "abup: --reboot: no reboot command configured ([Reboot] Command= or "
-                 "--reboot-command); the slot stays armed: reboot the machine yourself\n");
-    return 1;
-  }
   std::fflush(stdout);
+  if (cmd.empty()) {
+    if (auto st = reboot_via_logind(); !st) {
+      std::fprintf(stderr,
+                   "abup: --reboot: asking logind to reboot failed: %s; the slot stays armed: "
+                   "reboot the machine yourself (or configure [Reboot] Command=)\n",
+                   st.error().message.c_str());
+      return 1;
+    }
+    return 0;
+  }
   const int rc = std::system(cmd.c_str());
   if (rc != 0) {
     std::fprintf(stderr, "abup: reboot command '%s' failed (status %d); the slot stays armed\n",
@@ -88,10 +96,9 @@ Result<Common> load_common(const Args& args, bool need_disk) {
   Common c;
   c.root = args.get_or("root", "/");
   c.disk = args.get_or("disk", "");
-  if (c.disk.empty() && need_disk)
-    return make_error(Errc::invalid_input,
-                      "--disk PATH is required (finding the boot disk by itself comes with the "
-                      "boot lifecycle work)");
+  if (c.disk.empty() && need_disk) {
+    ABUP_TRY(c.disk, partitions::find_boot_disk(c.root));
+  }
   c.state_dir = args.has("state-dir") ? std::filesystem::path(*args.get("state-dir"))
                                       : c.root / "var/lib/abup";
   auto cfg_path = args.has("config") ? std::filesystem::path(*args.get("config"))

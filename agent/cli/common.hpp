@@ -31,12 +31,14 @@ struct Common {
 [[nodiscard]] std::vector<OptionSpec> reboot_options();
 
 // Reads the common options and the configuration (command-line options override it).
-// need_disk: whether --disk is required (history reads only the state directory).
+// need_disk: whether the command needs a disk (history reads only the state directory); without
+// --disk it is the boot disk of the running system (partitions::find_boot_disk under --root).
 [[nodiscard]] Result<Common> load_common(const Args& args, bool need_disk = true);
 // Where the lifecycle acts, from the common and backend options.
 [[nodiscard]] Result<LifecycleOptions> lifecycle_options(const Args& args, const Common& common);
-// After a successful arming with --reboot: runs the configured reboot command. Without one,
-// says so and returns 1 (the slot stays armed; asking logind over D-Bus is later work).
+// After a successful arming with --reboot: runs the configured reboot command, or without one
+// asks logind over D-Bus (org.freedesktop.login1.Manager.Reboot). When that fails, says so and
+// returns 1 (the slot stays armed).
 int reboot_after_arming(const Args& args, const Config& config);
 // Prints the outcome's warnings on stderr, then the outcome on stdout (as JSON or one line).
 void print_outcome(const Outcome& outcome, bool json);
@@ -54,5 +56,6 @@ int cmd_commit(const std::vector<std::string>& argv);
 int cmd_rollback(const std::vector<std::string>& argv);
 int cmd_history(const std::vector<std::string>& argv);
 int cmd_daemon(const std::vector<std::string>& argv);
+int cmd_check(const std::vector<std::string>& argv);
 
 }  // namespace abup::agent::cli

@@ -20,7 +20,7 @@ int cmd_finalize(const std::vector<std::string>& argv) {
   if (!args) return report(args.error());
   if (args->has("help")) {
     std::printf(
-        "usage: abup finalize --disk PATH [--root DIR] [--reboot] [OPTIONS]\n\n"
+        "usage: abup finalize [--disk PATH] [--root DIR] [--reboot] [OPTIONS]\n\n"
         "Arm one try of the staged slot: it boots next, once; `abup commit` after the reboot\n"
         "makes it the default, otherwise the bootloader falls back.\n\n%s",
         format_options(specs).c_str());

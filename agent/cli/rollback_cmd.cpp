@@ -20,7 +20,7 @@ int cmd_rollback(const std::vector<std::string>& argv) {
   if (!args) return report(args.error());
   if (args->has("help")) {
     std::printf(
-        "usage: abup rollback --disk PATH [--root DIR] [--reboot] [--force] [OPTIONS]\n\n"
+        "usage: abup rollback [--disk PATH] [--root DIR] [--reboot] [--force] [OPTIONS]\n\n"
         "Arm one try of the previous slot (the one not booted, which was committed before).\n"
         "Needs no daemon; `abup commit` after the reboot makes it the default.\n\n%s",
         format_options(specs).c_str());

@@ -48,7 +48,7 @@ int cmd_stage(const std::vector<std::string>& argv) {
   if (!args) return report(args.error());
   if (args->has("help")) {
     std::printf(
-        "usage: abup stage --disk PATH --source URL|PATH [OPTIONS]\n\n"
+        "usage: abup stage [--disk PATH] --source URL|PATH [OPTIONS]\n\n"
         "Verify a signed image and write it to the inactive slot.\n\n%s",
         format_options(specs).c_str());
     return 0;

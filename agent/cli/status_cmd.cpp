@@ -17,7 +17,7 @@ int cmd_status(const std::vector<std::string>& argv) {
   auto args = Args::parse(argv, specs);
   if (!args) return report(args.error());
   if (args->has("help")) {
-    std::printf("usage: abup status --disk PATH [--root DIR] [--state-dir DIR] [--json]\n\n%s",
+    std::printf("usage: abup status [--disk PATH] [--root DIR] [--state-dir DIR] [--json]\n\n%s",
                 format_options(specs).c_str());
     return 0;
   }

@@ -58,25 +58,7 @@ void ServerProcess::start(
 
 bool ServerProcess::try_start(const std::vector<std::string>& argv,
                               const std::filesystem::path& log) {
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  int out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  REQUIRE(out >= 0);
-  pid_t parent = ::getpid();
-  pid_t pid = ::fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    // Only async-signal-safe calls between fork and exec.
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) ::_exit(127);
-    ::dup2(out, 1);
-    ::dup2(out, 2);
-    ::execv(args[0], args.data());
-    ::_exit(127);
-  }
-  ::close(out);
-  pid_ = pid;
+  pid_ = spawn_child(argv, log);
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (std::chrono::steady_clock::now() < deadline) {
     int status = 0;

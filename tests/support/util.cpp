@@ -1,7 +1,10 @@
 #include "support/util.hpp"
 
 #include <doctest/doctest.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -25,6 +28,28 @@ TempDir::~TempDir() {
   if (std::getenv("ABUP_KEEP_TMP")) return;
   std::error_code ec;
   std::filesystem::remove_all(path_, ec);
+}
+
+pid_t spawn_child(const std::vector<std::string>& argv, const std::filesystem::path& log) {
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  int out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  REQUIRE(out >= 0);
+  pid_t parent = ::getpid();
+  pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    // Only async-signal-safe calls between fork and exec.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(127);
+    ::dup2(out, 1);
+    ::dup2(out, 2);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  ::close(out);
+  return pid;
 }
 
 RunResult run(const std::string& command) {
@@ -74,8 +99,12 @@ std::string shell_quote(const std::string& s) {
   return out + "'";
 }
 
-std::filesystem::path source_dir() { return ABUP_SOURCE_DIR; }
-std::filesystem::path binary_dir() { return ABUP_BINARY_DIR; }
+std::filesystem::path source_dir() {
+  return ABUP_SOURCE_DIR;
+}
+std::filesystem::path binary_dir() {
+  return ABUP_BINARY_DIR;
+}
 
 void write_file(const std::filesystem::path& p, const std::string& content) {
   std::ofstream f(p, std::ios::binary);
@@ -90,7 +119,11 @@ std::string read_file(const std::filesystem::path& p) {
   return ss.str();
 }
 
-std::string abup_bin() { return (binary_dir() / "abup").string(); }
-std::string abup_image_bin() { return (binary_dir() / "abup-image").string(); }
+std::string abup_bin() {
+  return (binary_dir() / "abup").string();
+}
+std::string abup_image_bin() {
+  return (binary_dir() / "abup-image").string();
+}
 
 }  // namespace abup::test

@@ -1,6 +1,8 @@
 // Helpers shared by the tests: scratch directories, running real programs, free ports.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <filesystem>
 #include <string>
@@ -33,6 +35,9 @@ struct RunResult {
 RunResult run(const std::string& command);
 // As run(), but fails the current test (with the output) unless the exit code is 0.
 std::string run_ok(const std::string& command);
+// Starts argv (argv[0] a path) as a child with stdout and stderr appended to `log`; the kernel
+// kills it if the test process dies first (PR_SET_PDEATHSIG). The caller kills and reaps it.
+pid_t spawn_child(const std::vector<std::string>& argv, const std::filesystem::path& log);
 // Whether a program is on PATH; tests that need one skip loudly with doctest's MESSAGE when not.
 bool have_program(const std::string& name);
 // A TCP port on 127.0.0.1 that was free a moment ago.

@@ -183,7 +183,7 @@ Result<CheckResult> check(const Identity& who, const std::vector<Event>& events,
                           const TransportOptions& transport) {
   ABUP_TRY(auto reply, post(who, request_xml(who, events, true), transport));
   auto r = parse_reply(reply.body, who.app_id, true);
-  if (!r) return std::move(r).error().with_context(who.server);
+  if (!r) return std::move(r).error().with_context("Omaha " + who.server);
   return r;
 }
 
@@ -192,7 +192,7 @@ Status send_events(const Identity& who, const std::vector<Event>& events,
   if (events.empty()) return {};
   ABUP_TRY(auto reply, post(who, request_xml(who, events, false), transport));
   auto r = parse_reply(reply.body, who.app_id, false);
-  if (!r) return std::move(r).error().with_context(who.server);
+  if (!r) return std::move(r).error().with_context("Omaha " + who.server);
   if (r->events_acknowledged < events.size())
     return make_error(Errc::network, "Omaha " + who.server + ": " +
                                          std::to_string(r->events_acknowledged) + " of " +

@@ -89,6 +89,8 @@ struct Request {
 
 // POSTs request_xml(who, events, true). Errc::network for transport failures and 5xx (the
 // caller backs off), Errc::invalid_input for a malformed reply.
+// Errc::failed for an <updatecheck status> other than ok/noupdate and for other HTTP statuses
+// (4xx: most likely Server= is not the endpoint).
 [[nodiscard]] Result<CheckResult> check(const Identity& who, const std::vector<Event>& events,
                                         const TransportOptions& transport);
 // POSTs an event-only request; an error unless every event was acknowledged.

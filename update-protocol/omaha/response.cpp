@@ -1,8 +1,8 @@
 // The Omaha reply parser. What we need is checked strictly; everything else (attribute order,
 // unknown elements and attributes, whitespace) is ignored. walk_xml refuses DTDs and entities.
 #include <algorithm>
+#include <cctype>
 #include <charconv>
-#include <cstring>
 
 #include "abup/version.hpp"
 #include "update-protocol/omaha/omaha.hpp"

@@ -11,7 +11,7 @@ TEST_CASE("install: a DESTDIR install puts every file where the system looks for
   TempDir dir;
   auto dest = dir.path() / "dest";
   run_ok("DESTDIR=" + shell_quote(dest.string()) + " cmake --install " +
-         shell_quote(binary_dir().string()) + " 2>&1");
+         shell_quote(binary_dir().string()) + " --prefix /usr 2>&1");
   for (const char* p :
        {"usr/bin/abup", "usr/bin/abup-image", "usr/lib/systemd/system/abup.service",
         "usr/lib/systemd/system-preset/90-abup.preset", "usr/lib/tmpfiles.d/abup.conf",

@@ -1,6 +1,6 @@
-// SIGKILL between the persisted steps of finalize and commit (ABUP_FAULT=<point>:1), then the
-// same command again: the end state is the one an uninterrupted run gives, with one history line
-// per operation step.
+// SIGKILL between the persisted steps of finalize, commit and rollback (ABUP_FAULT=<point>:1),
+// then the same command again: the end state is the one an uninterrupted run gives, with one
+// history line per operation step.
 #include <doctest/doctest.h>
 
 #include "node.hpp"
@@ -52,9 +52,11 @@ void killed_commit(const std::string& backend, const std::string& point, bool fa
   Node n(backend);
   n.stage(kNew);
   REQUIRE(n.abup("finalize").exit_code == 0);
-  if (fall_back)
+  if (fall_back) {
+    // B did not come up; uefi: its one-shot BootNext was consumed by that boot.
+    if (backend == "uefi") REQUIRE(n.uefi_firmware_next(true) == 'B');
     n.reboot_into('A', kRunning);
-  else
+  } else
     REQUIRE(n.reboot() == 'B');
   auto k = n.abup("commit", "", "ABUP_FAULT=" + point + ":1");
   INFO(k.out);
@@ -72,6 +74,44 @@ void killed_commit(const std::string& backend, const std::string& point, bool fa
   CHECK(n.abup("commit").exit_code == 0);  // nothing left to do
 }
 
+// Updated to B and committed, then a rollback to A killed at `point` and run again.
+void killed_rollback(const std::string& backend, const std::string& point) {
+  CAPTURE(point);
+  Node n(backend);
+  n.stage(kNew);
+  REQUIRE(n.abup("finalize").exit_code == 0);
+  REQUIRE(n.reboot() == 'B');
+  REQUIRE(n.abup("commit").exit_code == 0);
+  auto k = n.abup("rollback", "", "ABUP_FAULT=" + point + ":1");
+  INFO(k.out);
+  REQUIRE(k.exit_code == 137);
+  auto st = n.status();
+  CHECK(st["next"] == "A");  // the bootloader already holds the one try
+  CHECK(st["default"] == "B");
+  auto again = n.abup("rollback");
+  INFO(again.out);
+  REQUIRE(again.exit_code == 0);
+  st = n.status();
+  CHECK(st["slots"][0]["state"] == "armed");
+  CHECK(st["pending"]["kind"] == "rollback");
+  CHECK(st["pending"]["targetVersion"] == kRunning);
+  CHECK(history_lines(n, "rollback") == 1);
+  // A third run is the same operation, not a new one.
+  const auto id = st["pending"]["operationId"];
+  REQUIRE(n.abup("rollback").exit_code == 0);
+  CHECK(n.status()["pending"]["operationId"] == id);
+  CHECK(history_lines(n, "rollback") == 1);
+  REQUIRE(n.reboot() == 'A');
+  auto c = n.abup("commit");
+  INFO(c.out);
+  CHECK(c.exit_code == 0);
+  st = n.status();
+  CHECK(st["default"] == "A");
+  CHECK(st["slots"][0]["good"] == true);
+  CHECK(st["slots"][0]["state"] == "committed");
+  CHECK(st["slots"][1]["state"] == "committed");
+}
+
 }  // namespace
 
 TEST_CASE("gptprio: killed during finalize, finalize again") {
@@ -87,4 +127,20 @@ TEST_CASE("gptprio: killed during commit, commit again") {
 TEST_CASE("grubenv: killed during commit, commit again") {
   for (bool fb : {false, true})
     for (const char* p : {"commit-backend", "commit-history"}) killed_commit("grubenv", p, fb);
+}
+TEST_CASE("uefi: killed during finalize, finalize again") {
+  for (const char* p : {"finalize-armed", "finalize-saved"}) killed_finalize("uefi", p);
+}
+TEST_CASE("uefi: killed during commit, commit again") {
+  for (bool fb : {false, true})
+    for (const char* p : {"commit-backend", "commit-history"}) killed_commit("uefi", p, fb);
+}
+TEST_CASE("gptprio: killed during rollback, rollback again") {
+  for (const char* p : {"rollback-armed", "rollback-saved"}) killed_rollback("gptprio", p);
+}
+TEST_CASE("grubenv: killed during rollback, rollback again") {
+  for (const char* p : {"rollback-armed", "rollback-saved"}) killed_rollback("grubenv", p);
+}
+TEST_CASE("uefi: killed during rollback, rollback again") {
+  for (const char* p : {"rollback-armed", "rollback-saved"}) killed_rollback("uefi", p);
 }

@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include "node.hpp"
+#include "support/private_bus.hpp"
 
 using namespace abup::test;
 using nlohmann::json;
@@ -12,6 +13,7 @@ using nlohmann::json;
 namespace {
 
 constexpr const char* kNew = "202607.02.0";
+constexpr const char* kGlobal = "8be4df61-93ca-11d0-aa4b-00aa004d9e1d";
 
 json outcome(const RunResult& r) {
   auto brace = r.out.find('{');
@@ -30,6 +32,9 @@ void check_armed_b(const Node& n) {
     CHECK(n.cgpt(kPartUsrB, "-S") == "0");
     CHECK(std::stoi(n.cgpt(kPartUsrB, "-P")) > std::stoi(n.cgpt(kPartUsrA, "-P")));
     CHECK(n.cgpt(kPartUsrA, "-S") == "1");
+  } else if (n.backend() == "uefi") {
+    CHECK(std::filesystem::exists(n.efivars() / ("BootNext-" + std::string(kGlobal))));
+    CHECK(n.uefi_firmware_next(false) == 'B');
   } else {
     auto env = n.grub_list();
     INFO(env);
@@ -47,6 +52,10 @@ void check_committed(const Node& n, char slot) {
     CHECK(n.cgpt(part, "-T") == "0");
     CHECK(std::stoi(n.cgpt(part, "-P")) >
           std::stoi(n.cgpt(part == kPartUsrA ? kPartUsrB : kPartUsrA, "-P")));
+  } else if (n.backend() == "uefi") {
+    // First in BootOrder, no one-shot left.
+    CHECK_FALSE(std::filesystem::exists(n.efivars() / ("BootNext-" + std::string(kGlobal))));
+    CHECK(n.uefi_firmware_next(false) == slot);
   } else {
     auto env = n.grub_list();
     INFO(env);
@@ -81,7 +90,8 @@ void whole_cycle(const std::string& backend) {
   check_armed_b(n);
   auto st = n.status();
   CHECK(st["slots"][1]["state"] == "armed");
-  CHECK(st["slots"][1]["good"] == false);
+  // uefi keeps the armed entry in BootOrder (behind the default), so the firmware may boot it.
+  CHECK(st["slots"][1]["good"] == (backend == "uefi"));
   CHECK(st["next"] == "B");
   CHECK(st["default"] == "A");
   CHECK(st["booted"] == "A");
@@ -139,6 +149,11 @@ void failed_boot(const std::string& backend) {
   n.stage(kNew);
   REQUIRE(n.abup("finalize").exit_code == 0);
   // The new slot did not come up: the bootloader fell back to A.
+  if (backend == "uefi") {
+    // The firmware boots B once (BootNext consumed); it fails; the next boot takes BootOrder.
+    REQUIRE(n.uefi_firmware_next(true) == 'B');
+    REQUIRE(n.uefi_firmware_next(true) == 'A');
+  }
   n.reboot_into('A', kRunning);
   auto c = n.abup("commit", "--json");
   INFO(c.out);
@@ -156,6 +171,9 @@ void failed_boot(const std::string& backend) {
     CHECK(n.cgpt(kPartUsrB, "-P") == "0");
     CHECK(n.cgpt(kPartUsrB, "-T") == "0");
     CHECK(n.cgpt(kPartUsrB, "-S") == "0");
+  } else if (backend == "uefi") {
+    CHECK(n.uefi_firmware_next(false) == 'A');
+    CHECK_FALSE(std::filesystem::exists(n.efivars() / ("BootNext-" + std::string(kGlobal))));
   } else {
     auto env = n.grub_list();
     CHECK(env.find("B_OK=0") != std::string::npos);
@@ -231,11 +249,18 @@ void refusals(const std::string& backend) {
   CHECK(n.state_text() == state);
   CHECK(boot_metadata(n) == meta);
 
-  // --reboot without a reboot command: armed, said so, non-zero.
-  auto nr = n.abup("finalize", "--reboot");
-  CHECK(nr.exit_code == 1);
-  CHECK(nr.out.find("no reboot command") != std::string::npos);
-  CHECK(n.status()["slots"][1]["state"] == "armed");
+  // --reboot without a reboot command and without logind on the bus: armed, said so, non-zero.
+  {
+    PrivateBus bus(PrivateBusOptions().only("systemd1"));
+    auto nr = n.abup("finalize", "--reboot", bus.env());
+    INFO(nr.out);
+    CHECK(nr.exit_code == 1);
+    CHECK(nr.out.find("asking logind to reboot failed") != std::string::npos);
+    CHECK(nr.out.find("org.freedesktop.DBus.Error.ServiceUnknown") != std::string::npos);
+    CHECK(nr.out.find("the slot stays armed") != std::string::npos);
+    CHECK(n.status()["slots"][1]["state"] == "armed");
+    CHECK(bus.records().empty());
+  }
   // A second finalize while armed is the same operation, and the reboot command runs.
   auto marker = n.root() / "rebooted";
   auto wr = n.abup("finalize", "--reboot --reboot-command " +
@@ -254,6 +279,58 @@ void refusals(const std::string& backend) {
   CHECK(sj["backendError"].is_string());
   CHECK(sj["next"].is_null());
   CHECK(sj["slots"][1]["state"] == "armed");
+}
+
+// --reboot without a reboot command: logind is asked over D-Bus, once armed, non-interactively.
+void reboot_through_logind(const std::string& backend, const std::string& cmd) {
+  Node n(backend);
+  if (cmd == "rollback")
+    update_to_b(n);
+  else
+    n.stage(kNew);
+  PrivateBus bus;
+  auto r = n.abup(cmd, "--reboot --json", bus.env());
+  INFO(r.out);
+  REQUIRE(r.exit_code == 0);
+  CHECK(outcome(r)["outcome"] == "Armed");
+  auto calls = bus.calls("org.freedesktop.login1.Manager.Reboot");
+  REQUIRE(calls.size() == 1);
+  CHECK(calls[0]["signature"] == "b");
+  CHECK(calls[0]["args"] == json::array({false}));
+  CHECK(bus.records().size() == 1);
+  CHECK(n.status()["pending"]["kind"] == cmd);
+  // A configured command wins over logind.
+  auto marker = n.root() / "rebooted";
+  auto c = n.abup(
+      cmd, "--reboot --reboot-command " + shell_quote("touch " + shell_quote(marker.string())),
+      bus.env());
+  INFO(c.out);
+  CHECK(c.exit_code == 0);
+  CHECK(std::filesystem::exists(marker));
+  CHECK(bus.calls("org.freedesktop.login1.Manager.Reboot").size() == 1);
+}
+
+// A command that cannot act (another abup holds the state lock, or the boot metadata is bad)
+// says why and writes neither the state nor the boot metadata.
+void refused_without_writes(const std::string& backend) {
+  Node n(backend);
+  n.stage(kNew);
+  const auto state = n.state_text();
+  const std::string meta_file =
+      backend == "grubenv" ? n.grubenv().string()
+                           : (n.efivars() / ("BootOrder-" + std::string(kGlobal))).string();
+  if (backend == "grubenv")
+    run_ok("truncate -s 2048 " + shell_quote(meta_file));
+  else
+    write_file(meta_file, std::string("\x07\x00\x00\x00\x01", 5));  // half a boot number
+  const auto meta = read_file(meta_file);
+  auto f = n.abup("finalize");
+  INFO(f.out);
+  CHECK(f.exit_code != 0);
+  CHECK(f.out.find(backend == "grubenv" ? "2048" : "BootOrder") != std::string::npos);
+  CHECK(n.state_text() == state);
+  CHECK(read_file(meta_file) == meta);
+  CHECK(n.history_text().empty());
 }
 
 void forced_rollback(const std::string& backend) {
@@ -291,32 +368,41 @@ TEST_CASE("gptprio: refusals write nothing") {
 TEST_CASE("grubenv: refusals write nothing") {
   refusals("grubenv");
 }
+TEST_CASE("gptprio: finalize --reboot asks logind over D-Bus") {
+  reboot_through_logind("gptprio", "finalize");
+}
+TEST_CASE("grubenv: rollback --reboot asks logind over D-Bus") {
+  reboot_through_logind("grubenv", "rollback");
+}
+TEST_CASE("grubenv: a grubenv of the wrong size is refused before any write") {
+  refused_without_writes("grubenv");
+}
+TEST_CASE("uefi: garbage in efivars is refused before any write") {
+  refused_without_writes("uefi");
+}
+TEST_CASE("gptprio: rollback while another abup holds the lock is refused, nothing written") {
+  Node n("gptprio");
+  update_to_b(n);
+  const auto state = n.state_text();
+  const auto meta = boot_metadata(n);
+  auto r = n.abup("rollback", "", "flock " + shell_quote((n.state_dir() / "lock").string()));
+  INFO(r.out);
+  CHECK(r.exit_code == 1);
+  CHECK(r.out.find("another abup process holds") != std::string::npos);
+  CHECK(n.state_text() == state);
+  CHECK(boot_metadata(n) == meta);
+  CHECK(n.abup("rollback").exit_code == 0);  // and works once the lock is free
+}
 TEST_CASE("gptprio: rollback --force arms a slot never committed, loudly") {
   forced_rollback("gptprio");
 }
 
 TEST_CASE("uefi: stage, finalize, reboot, commit over an efivars directory") {
-  Node n("uefi");
-  std::filesystem::create_directories(n.root() / "sys/firmware/efi/efivars");
-  n.stage(kNew);
-  auto f = n.abup("finalize");
-  INFO(f.out);
-  REQUIRE(f.exit_code == 0);
-  auto st = n.status();
-  INFO(st.dump());
-  CHECK(st["next"] == "B");
-  CHECK(std::filesystem::exists(n.root() / "sys/firmware/efi/efivars" /
-                                "BootNext-8be4df61-93ca-11d0-aa4b-00aa004d9e1d"));
-  CHECK(n.abup("commit").exit_code == 2);
-  // The firmware consumes BootNext (one-shot) when it boots the armed entry.
-  std::filesystem::remove(n.root() / "sys/firmware/efi/efivars" /
-                          "BootNext-8be4df61-93ca-11d0-aa4b-00aa004d9e1d");
-  n.reboot_into('B', kNew);
-  auto c = n.abup("commit");
-  INFO(c.out);
-  REQUIRE(c.exit_code == 0);
-  st = n.status();
-  INFO(st.dump());
-  CHECK(st["default"] == "B");
-  CHECK(st["slots"][1]["state"] == "committed");
+  whole_cycle("uefi");
+}
+TEST_CASE("uefi: the new slot fails to boot, the fall-back is recorded") {
+  failed_boot("uefi");
+}
+TEST_CASE("uefi: rollback, reboot, commit on the old slot") {
+  rollback_cycle("uefi");
 }

@@ -33,6 +33,7 @@ Node::Node(std::string backend) : backend_(std::move(backend)) {
          " openssl genpkey -algorithm ed25519 -out signer.pem 2>/dev/null;"
          " openssl pkey -in signer.pem -pubout -out keys/signer.pem");
   make_flatcar_disk(disk(), DiskLayout{16, false, false});
+  if (backend_ == "uefi") std::filesystem::create_directories(efivars());
   make_root(root(), 'A', kRunning);
   // An installed system's block: A is the good, first slot.
   std::filesystem::create_directories(grubenv().parent_path());
@@ -40,18 +41,26 @@ Node::Node(std::string backend) : backend_(std::move(backend)) {
          " set 'ORDER=A B' A_OK=1 A_TRY=0 B_OK=0 B_TRY=0");
 }
 
+std::string Node::disk_option() const {
+  return disk_option_ ? " --disk " + q(disk()) : "";
+}
+
 void Node::stage(const std::string& version) {
   auto img = tmp_ / "images" / (version + ".cosi");
   run_ok(abup_image_bin() + " build --usr " + q(tmp_ / "usr.img") + " --version " + version +
          " --frame-size 1M --out " + q(img) + " && " + abup_image_bin() + " sign --key " +
          q(tmp_ / "signer.pem") + " " + q(img));
-  run_ok(abup_bin() + " stage --no-progress --disk " + q(disk()) + " --root " + q(root()) +
+  run_ok(abup_bin() + " stage --no-progress" + disk_option() + " --root " + q(root()) +
          " --keyring " + q(tmp_ / "keys") + " --source " + q(img));
 }
 
 RunResult Node::abup(const std::string& cmd, const std::string& extra,
                      const std::string& env) const {
-  return run(env + (env.empty() ? "" : " ") + abup_bin() + " " + cmd + " --disk " + q(disk()) +
+  // Never the machine's own system bus: a --reboot that reaches logind would reboot it.
+  const std::string bus = env.find("DBUS_SYSTEM_BUS_ADDRESS=") == std::string::npos
+                              ? "DBUS_SYSTEM_BUS_ADDRESS=unix:path=" + q(tmp_ / "no-bus") + " "
+                              : "";
+  return run(bus + env + (env.empty() ? "" : " ") + abup_bin() + " " + cmd + disk_option() +
              " --root " + q(root()) + " --boot-backend " + backend_ + " " + extra);
 }
 
@@ -67,10 +76,43 @@ void Node::reboot_into(char slot, const std::string& version) {
   write_file(root() / "proc/sys/kernel/random/boot_id", new_boot_id());
 }
 
+char Node::uefi_firmware_next(bool boot) const {
+  auto var = [&](const std::string& name) -> std::string {
+    auto p = efivars() / (name + "-8be4df61-93ca-11d0-aa4b-00aa004d9e1d");
+    return std::filesystem::exists(p) ? read_file(p) : "";
+  };
+  auto u16 = [](const std::string& d, std::size_t at) {
+    return static_cast<unsigned>(static_cast<unsigned char>(d[at])) |
+           static_cast<unsigned>(static_cast<unsigned char>(d[at + 1])) << 8;
+  };
+  // Files are 4 bytes of attributes, then the variable's data.
+  unsigned entry = 0;
+  const std::string next = var("BootNext"), order = var("BootOrder");
+  if (next.size() == 6) {
+    entry = u16(next, 4);
+    if (boot) std::filesystem::remove(efivars() / "BootNext-8be4df61-93ca-11d0-aa4b-00aa004d9e1d");
+  } else {
+    REQUIRE(order.size() >= 6);
+    entry = u16(order, 4);
+  }
+  char name[9];
+  std::snprintf(name, sizeof name, "Boot%04X", entry);
+  // EFI_LOAD_OPTION: UINT32 Attributes, UINT16 FilePathListLength, CHAR16 Description[].
+  const std::string option = var(name);
+  std::string description;
+  for (std::size_t i = 10; i + 1 < option.size() && u16(option, i) != 0; i += 2)
+    description += static_cast<char>(option[i]);
+  INFO(name, " description: ", description);
+  if (description.size() < 2 || description[description.size() - 2] != ' ') return 0;
+  char slot = description.back();
+  return slot == 'A' || slot == 'B' ? slot : 0;
+}
+
 char Node::reboot() {
   auto st = status();
   REQUIRE(st["next"].is_string());
   char next = st["next"].get<std::string>()[0];
+  if (backend_ == "uefi") REQUIRE(uefi_firmware_next(true) == next);
   reboot_into(next, st["slots"][next - 'A']["version"].get<std::string>());
   return next;
 }

@@ -24,6 +24,9 @@ class Node {
   std::filesystem::path grubenv() const { return root() / "boot/grub/grubenv"; }
   const std::string& backend() const { return backend_; }
 
+  // Let abup find the boot disk itself (no --disk) from here on, e.g. for a loop device.
+  void omit_disk_option() { disk_option_ = false; }
+
   // Builds, signs and stages an image of `version` (on the slot not booted).
   void stage(const std::string& version);
   // `abup CMD --disk --root --boot-backend EXTRA`, with an optional environment prefix.
@@ -34,8 +37,14 @@ class Node {
   // version).
   void reboot_into(char slot, const std::string& version);
   // The reboot the bootloader does: into what `abup status --json` says boots next, running
-  // the version status gives that slot.
+  // the version status gives that slot. With uefi the firmware's own choice is read from the
+  // efivars files (BootNext, consumed, else BootOrder[0]) and must agree with status.
   char reboot();
+  // uefi: the slot the firmware boots next, from the raw variables (BootNext, else BootOrder[0],
+  // and the Boot#### description); `boot`: it boots it, consuming BootNext (a one-shot). 0 when
+  // it boots no slot entry.
+  char uefi_firmware_next(bool boot) const;
+  std::filesystem::path efivars() const { return root() / "sys/firmware/efi/efivars"; }
 
   std::string cgpt(int partition, const char* flag) const;  // cgpt show -i N -P|-T|-S
   std::string grub_list() const;                            // grub-editenv FILE list
@@ -43,8 +52,11 @@ class Node {
   std::string history_text() const;                         // history.jsonl ("" when absent)
 
  private:
+  std::string disk_option() const;  // " --disk PATH", or "" after omit_disk_option()
+
   TempDir tmp_;
   std::string backend_;
+  bool disk_option_ = true;
 };
 
 }  // namespace abup::test
