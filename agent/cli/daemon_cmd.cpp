@@ -2,6 +2,7 @@
 
 #include "agent/cli/common.hpp"
 #include "agent/daemon/daemon.hpp"
+#include "agent/sysbus.hpp"
 
 namespace abup::agent::cli {
 
@@ -29,6 +30,8 @@ int cmd_daemon(const std::vector<std::string>& argv) {
   daemon::DaemonOptions o;
   o.config = common->config;
   o.where = *where;
+  o.unit_state = [](const std::string& unit) { return unit_active_state(unit); };
+  o.logind_reboot = [] { return reboot_via_logind(); };
   if (auto st = daemon::validate(o); !st) return report(st.error());
   return daemon::run_daemon(o);
 }

@@ -27,9 +27,7 @@ Status validate(const DaemonOptions& o) {
   if (c.reboot_strategy == "fleetlock" && c.fleetlock_url.empty())
     return bad("[Reboot] Strategy=fleetlock needs FleetLockURL=");
   if (!c.health_units.empty() && !o.unit_state)
-    return bad(
-        "[Health] Units= needs systemd over D-Bus, which this build cannot ask yet; use "
-        "[Health] Command=systemctl is-active UNIT");
+    return bad("[Health] Units= needs systemd over D-Bus, which this build cannot ask");
   return {};
 }
 
