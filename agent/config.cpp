@@ -4,6 +4,7 @@
 #include <charconv>
 
 #include "abup/fs.hpp"
+#include "agent/daemon/window.hpp"
 
 namespace abup::agent {
 namespace {
@@ -88,6 +89,7 @@ struct Loader {
         return bad("expected off, immediate, window or fleetlock");
       cfg.reboot_strategy = value;
     } else if (id == "Reboot.Window") {
+      if (auto w = daemon::parse_reboot_window(value); !w) return bad(w.error().message);
       cfg.reboot_window = value;
     } else if (id == "Reboot.FleetLockURL") {
       ABUP_CHECK(as_url(cfg.fleetlock_url, true));

@@ -18,6 +18,7 @@ Commands:
   rollback  arm one try of the previous slot
   status    show the slots, the bootloader's view, and what abup did to them
   history   the finished lifecycle operations
+  daemon    run as the update service (what abup.service runs)
   check     ask the update server now which version it offers (sends no events)
   update    ask the running daemon to check for an update and stage it (--wait: follow it)
 
@@ -44,6 +45,7 @@ int main(int argc, char** argv) {
   if (cmd == "commit") return cmd_commit(args);
   if (cmd == "rollback") return cmd_rollback(args);
   if (cmd == "history") return cmd_history(args);
+  if (cmd == "daemon") return cmd_daemon(args);
   if (cmd == "check") return cmd_check(args);
   if (cmd == "update") return cmd_update(args);
   std::fprintf(stderr, "abup: unknown command '%s'\n%s", cmd.c_str(), kUsage);

@@ -57,6 +57,7 @@ int cmd_finalize(const std::vector<std::string>& argv);
 int cmd_commit(const std::vector<std::string>& argv);
 int cmd_rollback(const std::vector<std::string>& argv);
 int cmd_history(const std::vector<std::string>& argv);
+int cmd_daemon(const std::vector<std::string>& argv);
 int cmd_check(const std::vector<std::string>& argv);
 int cmd_update(const std::vector<std::string>& argv);
 

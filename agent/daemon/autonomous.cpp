@@ -1,0 +1,408 @@
+#include "agent/daemon/autonomous.hpp"
+
+#include <cstdio>
+
+#include "abup/args.hpp"
+#include "abup/fs.hpp"
+#include "abup/version.hpp"
+#include "agent/daemon/fleetlock.hpp"
+#include "agent/daemon/log.hpp"
+#include "agent/daemon/notify.hpp"
+#include "agent/daemon/process.hpp"
+#include "agent/daemon/window.hpp"
+#include "agent/stage.hpp"
+#include "partitions/gpt.hpp"
+#include "partitions/slots.hpp"
+
+namespace abup::agent::daemon {
+
+namespace omaha = protocol::omaha;
+
+namespace {
+
+constexpr std::chrono::seconds kRebootCommandTimeout{300};
+constexpr std::chrono::milliseconds kLockRetry{1000}, kLockRetryMax{5 * 60 * 1000};
+
+std::string event_name(const omaha::Event& e) {
+  std::string s = std::to_string(e.type) + "/" + std::to_string(e.result);
+  if (e.error_code) s += " error " + std::to_string(*e.error_code);
+  return s;
+}
+
+std::string describe_events(const std::vector<omaha::Event>& events) {
+  std::string s;
+  for (const auto& e : events) s += (s.empty() ? "" : ", ") + event_name(e);
+  return s;
+}
+
+// Human progress for STATUS=, at most once per percent and phase.
+std::function<void(const StageProgress&)> progress_reporter(const std::string& version) {
+  struct Last {
+    std::string phase;
+    int percent = -1;
+  };
+  auto last = std::make_shared<Last>();
+  return [version, last](const StageProgress& p) {
+    const int percent = p.total ? static_cast<int>(p.done * 100 / p.total) : 0;
+    if (last->phase == p.phase && last->percent == percent) return;
+    last->phase = p.phase;
+    last->percent = percent;
+    notify_status("updating to " + version + ": " + p.phase + " " + std::to_string(percent) +
+                  "% (" + human_bytes(p.done) + " of " + human_bytes(p.total) + ", downloaded " +
+                  human_bytes(p.downloaded) + ")");
+  };
+}
+
+// Versions are compared numerically: the server may spell the manifest's version without its
+// leading zeros.
+const FailedVersion* failed_before(const State& state, const Version& offered) {
+  for (const auto& f : state.failed_versions)
+    if (auto v = Version::parse(f.version); v && *v == offered) return &f;
+  return nullptr;
+}
+
+}  // namespace
+
+Autonomous::Autonomous(const DaemonOptions& options, Canceller& cancel)
+    : o_(options), cancel_(cancel), store_(options.where.state_dir) {}
+
+protocol::TransportOptions Autonomous::transport() const {
+  protocol::TransportOptions t;
+  t.ca_file = o_.config.ca_file;
+  t.client_cert = o_.config.client_cert;
+  t.client_key = o_.config.client_key;
+  t.allow_http = o_.config.allow_http;
+  t.cancel = cancel_.flag();
+  return t;
+}
+
+std::string Autonomous::machine_id(const HostFacts& host) const {
+  return omaha::machine_id_for(host.machine_id, o_.config.machine_id_hashed);
+}
+
+Result<Autonomous::Ctx> Autonomous::context() const {
+  Ctx c;
+  ABUP_TRY(c.host, read_host_facts(o_.where.root));
+  ABUP_TRY(c.state, StateStore(o_.where.state_dir).load());
+  ABUP_TRY(c.ds, store_.load());
+  c.who.server = o_.config.server;
+  c.who.app_id = o_.config.app_id;
+  c.who.track = o_.config.track;
+  c.who.version = c.host.version ? c.host.version->text : "0.0.0";
+  c.who.arch = c.host.arch;
+  c.who.machine_id = machine_id(c.host);
+  c.who.boot_id = c.host.boot_id;
+  return c;
+}
+
+Status Autonomous::queue(Ctx& c, std::vector<omaha::Event> events, bool send_now) {
+  for (auto& e : events) {
+    if (!is_terminal(e)) c.ds.in_progress = true;
+    c.ds.queued.push_back(std::move(e));
+  }
+  ABUP_CHECK(store_.save(c.ds));
+  if (send_now) flush(c);
+  return {};
+}
+
+void Autonomous::delivered(Ctx& c, std::size_t acknowledged) {
+  const std::size_t n = std::min(acknowledged, c.ds.queued.size());
+  if (n == 0) return;
+  const std::vector<omaha::Event> sent(c.ds.queued.begin(),
+                                       c.ds.queued.begin() + static_cast<std::ptrdiff_t>(n));
+  for (const auto& e : sent)
+    if (is_terminal(e)) c.ds.in_progress = false;
+  c.ds.queued.erase(c.ds.queued.begin(), c.ds.queued.begin() + static_cast<std::ptrdiff_t>(n));
+  c.ds.events_acknowledged += n;
+  log(Event::events, Priority::info, "Omaha events " + describe_events(sent) + " acknowledged",
+      {{"OPERATION_ID", c.ds.operation_id}, {"EVENTS", describe_events(sent)}});
+  if (auto st = store_.save(c.ds); !st)
+    log(Event::error, Priority::err,
+        "cannot save " + store_.path().string() + ": " + st.error().message);
+}
+
+void Autonomous::flush(Ctx& c) {
+  if (c.ds.queued.empty() || o_.config.server.empty()) return;
+  if (auto st = omaha::send_events(c.who, c.ds.queued, transport()); !st) {
+    log(Event::events, Priority::warning,
+        "Omaha events " + describe_events(c.ds.queued) +
+            " not acknowledged (kept, sent again later): " + st.error().message,
+        {{"OPERATION_ID", c.ds.operation_id}});
+    return;
+  }
+  delivered(c, c.ds.queued.size());
+}
+
+Status Autonomous::startup() {
+  ABUP_TRY(auto c, context());
+  if (c.state.pending && c.state.pending->boot_id != c.host.boot_id) {
+    const PendingCommit p = *c.state.pending;
+    ABUP_TRY(auto pair, partitions::discover_slots(o_.where.disk));
+    ABUP_TRY(auto booted, partitions::booted_slot(pair, o_.where.root));
+    const bool on_target = booted && *booted == p.target_slot;
+    if (on_target && p.kind == "finalize") {
+      if (c.ds.health_failed_boot_id == c.host.boot_id)
+        return fall_back(c, p, "the health checks already failed in this boot");
+      notify_status("checking the health of " + p.target_version + " before the commit");
+      HealthChecks checks{o_.config.health_units, o_.config.health_commands,
+                          o_.config.health_timeout, o_.unit_state};
+      if (auto st = run_health_checks(checks, cancel_); !st) {
+        if (st.error().code == Errc::cancelled) return std::move(st).error();
+        return fall_back(c, p, st.error().message);
+      }
+    }
+    notify_status("committing " + p.target_version);
+    ABUP_TRY(auto out, commit(o_.where));
+    const std::map<std::string, std::string> fields = {{"OPERATION_ID", out.operation_id},
+                                                       {"VERSION", out.to_version},
+                                                       {"PREVIOUS_VERSION", out.from_version}};
+    if (out.code == kCommitted) {
+      log(Event::committed, Priority::notice, out.message, fields);
+      if (p.kind == "finalize" && c.ds.in_progress) {
+        omaha::Event done{3, 2, std::nullopt, p.previous_version};
+        ABUP_CHECK(queue(c, {done}, false));  // goes with the next update check
+      }
+    } else if (out.code == kTargetBootFailed) {
+      log(Event::boot_failed, Priority::err, out.message, fields);
+      if (c.ds.in_progress) {
+        omaha::Event failed{3, 0, omaha::kErrorFellBack, ""};
+        ABUP_CHECK(queue(c, {failed}, false));
+      }
+    }
+  }
+  if (!c.state.pending || c.state.pending->boot_id != c.host.boot_id)
+    if (c.ds.fleetlock_held) ABUP_CHECK(release_fleetlock(c));
+  return {};
+}
+
+Status Autonomous::fall_back(Ctx& c, const PendingCommit& p, const std::string& why) {
+  log(Event::boot_failed, Priority::err,
+      p.target_version + " is not healthy: " + why + "; marking slot " +
+          std::string(1, p.target_slot) + " bad and rebooting into " + p.previous_version,
+      {{"OPERATION_ID", p.operation_id},
+       {"VERSION", p.target_version},
+       {"PREVIOUS_VERSION", p.previous_version}});
+  c.ds.health_failed_boot_id = c.host.boot_id;
+  ABUP_CHECK(store_.save(c.ds));
+  // The bootloader then falls back to the old slot; the commit after that reboot records
+  // TargetBootFailed and the failed version, and the next check reports 3/0 error 44.
+  ABUP_TRY(auto pair, partitions::discover_slots(o_.where.disk));
+  ABUP_TRY(auto backend, open_backend(o_.where, pair, p.backend));
+  ABUP_CHECK_CTX(backend->mark_bad(p.target_slot),
+                 "mark slot " + std::string(1, p.target_slot) + " bad");
+  return reboot_now("falling back to " + p.previous_version + " after failed health checks");
+}
+
+Status Autonomous::release_fleetlock(Ctx& c) {
+  FleetLock lock{o_.config.fleetlock_url, machine_id(c.host), o_.config.fleetlock_group};
+  notify_status("releasing the FleetLock reboot slot");
+  ABUP_CHECK(fleetlock_until_granted(
+      lock, LockOp::steady_state, transport(), cancel_, kLockRetry, kLockRetryMax,
+      [](const std::string& why) { log(Event::reboot, Priority::warning, why); }));
+  log(Event::reboot, Priority::info, "FleetLock steady-state reported to " + lock.base);
+  c.ds.fleetlock_held = false;
+  return store_.save(c.ds);
+}
+
+Status Autonomous::round() {
+  if (o_.config.server.empty()) {
+    if (!said_idle_)
+      log(Event::check, Priority::notice, "no [Update] Server= configured: no update checks");
+    said_idle_ = true;
+    notify_status("idle: no update server configured");
+    return {};
+  }
+  if (rebooting_) {
+    notify_status("rebooting");
+    return {};
+  }
+  ABUP_TRY(auto c, context());
+  // Armed before the last reboot but not committed (the start-up commit failed): again.
+  if (c.state.pending && c.state.pending->boot_id != c.host.boot_id) return startup();
+  // Armed in this boot: the reboot is what is left to do.
+  if (c.state.pending && c.state.pending->boot_id == c.host.boot_id &&
+      c.state.pending->kind == "finalize") {
+    flush(c);
+    return reboot_per_strategy(c, *c.state.pending);
+  }
+  const auto sent = c.ds.queued;
+  notify_status("checking for updates at " + o_.config.server);
+  auto r = omaha::check(c.who, sent, transport());
+  if (!r) {
+    log(Event::check_failed, Priority::warning, "update check failed: " + r.error().message,
+        {{"SERVER", o_.config.server}});
+    return std::move(r).error();
+  }
+  if (!sent.empty()) {
+    if (r->events_acknowledged >= sent.size())
+      delivered(c, sent.size());
+    else
+      log(Event::events, Priority::warning,
+          "Omaha events " + describe_events(sent) + ": " + std::to_string(r->events_acknowledged) +
+              " acknowledged; sending them again later");
+  }
+  const std::string running = c.who.version;
+  switch (r->kind) {
+    case omaha::CheckResult::Kind::no_update:
+      log(Event::check, Priority::info, "no update (running " + running + ")",
+          {{"VERSION", running}});
+      notify_status("up to date: " + running);
+      return {};
+    case omaha::CheckResult::Kind::not_now:
+      log(Event::check, Priority::info, "the update server says not now (" + r->app_status + ")",
+          {{"VERSION", running}});
+      notify_status("up to date: " + running + " (server: " + r->app_status + ")");
+      return {};
+    case omaha::CheckResult::Kind::update:
+      break;
+  }
+  return install(c, *r->offer);
+}
+
+Status Autonomous::install(Ctx& c, const omaha::Offer& offer) {
+  const std::map<std::string, std::string> vf = {{"VERSION", c.who.version},
+                                                 {"TARGET_VERSION", offer.version}};
+  auto skip = [&](const std::string& why) -> Status {
+    log(Event::offer_skipped, Priority::notice, "not installing " + offer.version + ": " + why, vf);
+    notify_status("running " + c.who.version + "; offered " + offer.version + " skipped: " + why);
+    return {};
+  };
+  auto offered = Version::parse(offer.version);
+  if (!offered) return skip("not a version (" + offered.error().message + ")");
+  if (c.host.version && *offered <= *c.host.version) return skip("not newer than the running one");
+  if (const auto* f = failed_before(c.state, *offered))
+    return skip("it failed here before (" + f->code + ", operation " + f->operation_id + ", " +
+                f->at + "); waiting for a newer version");
+
+  if (!(c.ds.in_progress && c.ds.target_version == offer.version) || c.ds.operation_id.empty())
+    c.ds.operation_id = partitions::Guid::random().str();
+  c.ds.target_version = offer.version;
+  auto fields = vf;
+  fields["OPERATION_ID"] = c.ds.operation_id;
+  log(Event::stage_started, Priority::notice,
+      "updating " + c.who.version + " -> " + offer.version + " from " + offer.url, fields);
+  ABUP_CHECK(queue(c, {{13, 1, std::nullopt, ""}}, true));
+
+  StageOptions so;
+  so.disk = o_.where.disk;
+  so.root = o_.where.root;
+  so.state_dir = o_.where.state_dir;
+  so.source = offer.url;
+  so.transport = transport();
+  so.keyrings = o_.config.keyrings;
+  so.threshold = o_.config.signature_threshold;
+  so.workers = o_.config.workers;
+  so.memory_limit = o_.config.memory_limit;
+  so.reuse = o_.config.reuse;
+  so.on_progress = progress_reporter(offer.version);
+  auto staged = stage(so);
+  auto failed = [&](Error e, const char* step) -> Status {
+    if (e.code == Errc::cancelled || cancel_.cancelled()) {
+      // Abandoned safely: the slot record says staging/failed, the chunks are re-verified on
+      // the next try, and the terminal event stays owed.
+      log(Event::stage_failed, Priority::notice,
+          std::string(step) + " of " + offer.version + " stopped; it resumes on the next start",
+          fields);
+      return make_error(Errc::cancelled, e.message);
+    }
+    log(Event::stage_failed, Priority::err,
+        std::string(step) + " of " + offer.version + " failed: " + e.message, fields);
+    const int code = e.code == Errc::network ? kOmahaDownloadError : kOmahaError;
+    ABUP_CHECK(queue(c, {{3, 0, code, ""}}, true));
+    return std::move(e).with_context(step);
+  };
+  if (!staged) return failed(std::move(staged).error(), "stage");
+  log(Event::staged, Priority::notice,
+      "staged " + staged->version + " on " + staged->slot_label + " (" +
+          human_bytes(staged->downloaded) + " downloaded)",
+      fields);
+  ABUP_CHECK(queue(c, {{14, 1, std::nullopt, ""}}, true));
+
+  FinalizeOptions fo;
+  fo.where = o_.where;
+  fo.version = staged->version;
+  fo.operation_id = c.ds.operation_id;
+  auto armed = finalize(fo);
+  if (!armed) return failed(std::move(armed).error(), "finalize");
+  log(Event::armed, Priority::notice, armed->message, fields);
+  ABUP_CHECK(queue(c, {{800, 1, std::nullopt, ""}}, true));
+  ABUP_TRY(c.state, StateStore(o_.where.state_dir).load());
+  if (!c.state.pending) return make_error(Errc::failed, "finalize left no pending commit");
+  return reboot_per_strategy(c, *c.state.pending);
+}
+
+Status Autonomous::reboot_per_strategy(Ctx& c, const PendingCommit& p) {
+  const std::string& strategy = o_.config.reboot_strategy;
+  const std::map<std::string, std::string> fields = {{"OPERATION_ID", p.operation_id},
+                                                     {"TARGET_VERSION", p.target_version},
+                                                     {"STRATEGY", strategy}};
+  if (strategy == "off") {
+    // kured and similar tools reboot nodes that have this file.
+    const auto marker = o_.where.root / "run/reboot-required";
+    std::error_code ec;
+    std::filesystem::create_directories(marker.parent_path(), ec);
+    ABUP_CHECK(atomic_write_file(marker, "", 0644));
+    if (!said_reboot_needed_)
+      log(Event::reboot, Priority::notice,
+          "reboot needed: " + p.target_version + " is armed (Strategy=off); touched " +
+              marker.string(),
+          fields);
+    said_reboot_needed_ = true;
+    notify_status("reboot needed: " + p.target_version + " is armed in slot " +
+                  std::string(1, p.target_slot));
+    return {};
+  }
+  if (rebooting_) return {};
+  if (strategy == "window") {
+    ABUP_TRY(auto w, parse_reboot_window(o_.config.reboot_window));
+    const auto now = std::chrono::system_clock::now();
+    const auto at = next_reboot_time(w, now);
+    if (at > now) {
+      const std::time_t tt = std::chrono::system_clock::to_time_t(at);
+      char when[40];
+      std::tm tm{};
+      gmtime_r(&tt, &tm);
+      std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", &tm);
+      log(Event::reboot, Priority::notice,
+          p.target_version + " is armed; waiting for the reboot window (" +
+              o_.config.reboot_window + ") at " + when,
+          fields);
+      notify_status("reboot needed: waiting for the window at " + std::string(when));
+      if (!cancel_.wait_until(at))
+        return make_error(Errc::cancelled, "waiting for the reboot window: stopped");
+    }
+  } else if (strategy == "fleetlock") {
+    c.ds.fleetlock_held = true;  // before asking: a crash after the grant must still release it
+    ABUP_CHECK(store_.save(c.ds));
+    FleetLock lock{o_.config.fleetlock_url, machine_id(c.host), o_.config.fleetlock_group};
+    notify_status("reboot needed: asking FleetLock " + lock.base + " for a reboot slot");
+    ABUP_CHECK(fleetlock_until_granted(lock, LockOp::pre_reboot, transport(), cancel_, kLockRetry,
+                                       kLockRetryMax, [&](const std::string& why) {
+                                         log(Event::reboot, Priority::info, why, fields);
+                                         notify_status("reboot needed: " + why);
+                                       }));
+    log(Event::reboot, Priority::notice, "FleetLock granted a reboot slot", fields);
+  }
+  return reboot_now("rebooting into " + p.target_version + " (slot " +
+                    std::string(1, p.target_slot) + ")");
+}
+
+Status Autonomous::reboot_now(const std::string& why) {
+  log(Event::reboot, Priority::notice, why);
+  notify_status(why);
+  if (!o_.config.reboot_command.empty()) {
+    ABUP_TRY(int rc, run_command(o_.config.reboot_command, kRebootCommandTimeout, &cancel_));
+    if (rc != 0)
+      return make_error(Errc::failed, "[Reboot] Command='" + o_.config.reboot_command +
+                                          "' failed (status " + std::to_string(rc) + ")");
+  } else if (o_.logind_reboot) {
+    ABUP_CHECK_CTX(o_.logind_reboot(), "reboot through logind");
+  } else {
+    return make_error(Errc::failed,
+                      "cannot reboot: no [Reboot] Command= and no logind in this build");
+  }
+  rebooting_ = true;
+  return {};
+}
+
+}  // namespace abup::agent::daemon

@@ -1,0 +1,41 @@
+// What the daemon must remember across restarts and reboots, beside the lifecycle's state.json:
+// <state-dir>/daemon.json (atomic replace). Omaha events not yet acknowledged (oldest first),
+// whether a terminal event is owed, a FleetLock slot held across the reboot, and a failed health
+// gate in this boot (so a restart does not run it again before the fall-back reboot).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "abup/result.hpp"
+#include "update-protocol/omaha/omaha.hpp"
+
+namespace abup::agent::daemon {
+
+struct DaemonState {
+  std::vector<protocol::omaha::Event> queued;
+  bool in_progress = false;     // a progress event went out: a terminal one must follow
+  std::string operation_id;     // of the update in progress
+  std::string target_version;   // of the update in progress
+  bool fleetlock_held = false;  // pre-reboot was asked: steady-state owed after the commit
+  std::string health_failed_boot_id;
+  std::uint64_t events_acknowledged = 0;  // in total, for status and tests
+};
+
+[[nodiscard]] bool is_terminal(const protocol::omaha::Event& e);
+
+class DaemonStore {
+ public:
+  explicit DaemonStore(std::filesystem::path dir) : path_(std::move(dir) / "daemon.json") {}
+  // Missing: the empty state; unparsable: an error naming the file.
+  [[nodiscard]] Result<DaemonState> load() const;
+  [[nodiscard]] Status save(const DaemonState& state) const;
+  [[nodiscard]] const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+}  // namespace abup::agent::daemon

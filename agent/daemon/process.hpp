@@ -1,0 +1,19 @@
+// Runs an operator's shell command (health checks, [Reboot] Command=) with a time limit; its
+// output goes to the daemon's stderr (the journal). On timeout or cancel the whole process
+// group is killed.
+#pragma once
+
+#include <chrono>
+#include <string>
+
+#include "abup/result.hpp"
+#include "agent/daemon/cancel.hpp"
+
+namespace abup::agent::daemon {
+
+// The exit status (128+N when killed by signal N); Errc::failed on timeout, Errc::cancelled
+// when `cancel` fires first.
+[[nodiscard]] Result<int> run_command(const std::string& command, std::chrono::seconds timeout,
+                                      Canceller* cancel = nullptr);
+
+}  // namespace abup::agent::daemon
