@@ -195,6 +195,46 @@ struct Loader {
 
 }  // namespace
 
+const std::vector<std::string>& known_config_keys() {
+  // Keep in step with Loader::apply (config_test loads every key of the default abup.conf).
+  static const std::vector<std::string> keys = {"Update.Mode",
+                                                "Update.Server",
+                                                "Update.AppId",
+                                                "Update.Track",
+                                                "Update.MachineID",
+                                                "Update.FirstCheck",
+                                                "Update.CheckInterval",
+                                                "Update.CheckJitter",
+                                                "Update.MaxBackoff",
+                                                "Update.Keyring",
+                                                "Update.SignatureThreshold",
+                                                "Update.BootBackend",
+                                                "Network.Proxy",
+                                                "Network.CAFile",
+                                                "Network.ClientCertificate",
+                                                "Network.ClientKey",
+                                                "Network.AllowHTTP",
+                                                "Stage.Workers",
+                                                "Stage.MemoryLimitMiB",
+                                                "Stage.Reuse",
+                                                "Boot.GrubEnv",
+                                                "Reboot.Strategy",
+                                                "Reboot.Window",
+                                                "Reboot.FleetLockURL",
+                                                "Reboot.FleetLockGroup",
+                                                "Reboot.Command",
+                                                "Kubernetes.Kubeconfig",
+                                                "Kubernetes.NodeName",
+                                                "Kubernetes.AnnotationPrefix",
+                                                "Kubernetes.Heartbeat",
+                                                "Health.Units",
+                                                "Health.Command",
+                                                "Health.Timeout",
+                                                "Metrics.Textfile",
+                                                "Metrics.Listen"};
+  return keys;
+}
+
 Result<bool> parse_bool(std::string_view t) {
   if (t == "yes" || t == "true" || t == "on" || t == "1" || t == "y" || t == "t") return true;
   if (t == "no" || t == "false" || t == "off" || t == "0" || t == "n" || t == "f") return false;

@@ -65,6 +65,10 @@ struct Config {
 // they are; keyring defaults are resolved under `root`.
 [[nodiscard]] Result<Config> load_config(const std::filesystem::path& path,
                                          const std::filesystem::path& root);
+// Every setting the loader understands, as "Section.Key" (e.g. "Update.Mode"). The loader
+// accepts unknown keys (newer configs must not stop an older abup); tests and tools check
+// shipped configs against this list to catch typos.
+[[nodiscard]] const std::vector<std::string>& known_config_keys();
 // "yes/no, true/false, on/off, 1/0" as systemd spells them.
 [[nodiscard]] Result<bool> parse_bool(std::string_view text);
 // A systemd time span: "90", "90s", "5min", "1h 30min", "2d" (a bare number is seconds).

@@ -80,6 +80,10 @@ Result<std::int64_t> parse_utc_time(std::string_view s) {
       !num(17, 2, se) || y < 1970 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 ||
       se > 60)
     return fail();
+  // No 2026-02-31: the day must exist in that month (leap years as the Gregorian calendar).
+  static constexpr int kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+  if (d > kDays[mo - 1] + (mo == 2 && leap ? 1 : 0)) return fail();
   std::tm tm{};
   tm.tm_year = y - 1900;
   tm.tm_mon = mo - 1;

@@ -24,6 +24,8 @@ struct Identity {
   std::string machine_id;  // as sent (see machine_id_for)
   std::string boot_id;
   std::string board;  // empty: "<arch>-usr"
+  // Why this request: "scheduler" (the default when empty) or "ondemandupdate" (a person asked).
+  std::string install_source;
 };
 
 // Nebraska accepts only 13/1, 14/1, 800/1, 3/2 (+ previous_version), 3/0 (+ error_code), 3/1.
@@ -46,8 +48,8 @@ struct Offer {
 struct CheckResult {
   enum class Kind { no_update, update, not_now };  // not_now: app status other than "ok"
   Kind kind = Kind::no_update;
-  std::optional<Offer> offer;         // set for Kind::update
-  std::string app_status;             // the app's status attribute as given
+  std::optional<Offer> offer;           // set for Kind::update
+  std::string app_status;               // the app's status attribute as given
   std::size_t events_acknowledged = 0;  // <event status="ok"/> in the reply
 };
 
@@ -58,6 +60,13 @@ struct CheckResult {
 // SHA-384 over it (hashed = true).
 [[nodiscard]] std::string machine_id_for(std::string_view raw_machine_id, bool hashed);
 
+// The Omaha arch for an arch name of uname, os-release or COSI: "x86_64"/"amd64"/"x64" -> "amd64",
+// "arm64"/"aarch64" -> "aarch64" (Nebraska treats unknown values as amd64); else as given.
+[[nodiscard]] std::string omaha_arch(std::string_view arch);
+// Text escaped for an XML attribute value or element content (&, <, >, ", ', and control
+// characters).
+[[nodiscard]] std::string xml_escape(std::string_view text);
+
 // Request documents. With update_check, the events are batched with <ping/> and <updatecheck/>;
 // without, it is an event-only request.
 [[nodiscard]] std::string request_xml(const Identity& who, const std::vector<Event>& events,
@@ -65,6 +74,18 @@ struct CheckResult {
 // Parses a reply (a real XML parser: attribute order and unknown elements do not matter; what
 // is needed is checked strictly, every failure names what is wrong). `app_id` must match.
 [[nodiscard]] Result<CheckResult> parse_response(std::string_view xml, std::string_view app_id);
+
+// What a request says (the server side: abup-serve, tests). `who.server` stays empty.
+struct Request {
+  Identity who;
+  std::string session_id;
+  std::string os_version, os_arch;
+  std::vector<Event> events;
+  bool ping = false;
+  bool update_check = false;
+};
+// Parses a request document (same parser and limits as parse_response); the one <app> required.
+[[nodiscard]] Result<Request> parse_request(std::string_view xml);
 
 // POSTs request_xml(who, events, true). Errc::network for transport failures and 5xx (the
 // caller backs off), Errc::invalid_input for a malformed reply.

@@ -2,6 +2,10 @@
 
 #include <doctest/doctest.h>
 
+#include <cctype>
+#include <set>
+#include <sstream>
+
 #include "abup/fs.hpp"
 #include "support/util.hpp"
 
@@ -116,4 +120,52 @@ TEST_CASE("config: time spans in systemd's spelling") {
   CHECK_FALSE(parse_timespan("-5s"));
   CHECK_FALSE(parse_timespan("5 lightyears"));
   CHECK_FALSE(parse_timespan("99999999999999w"));
+}
+
+TEST_CASE("config: the shipped abup.conf lists every known key with its default") {
+  auto text = test::read_file(test::source_dir() / "packaging/abup.conf");
+  // Uncomment the "#Key=value" lines: what the file documents as the defaults.
+  std::string active, section;
+  std::set<std::string> listed;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (line.size() > 2 && line[0] == '[') section = line.substr(1, line.size() - 2);
+    if (line.size() > 1 && line[0] == '#' && std::isupper(static_cast<unsigned char>(line[1])) &&
+        line.find('=') != std::string::npos && line.find(' ') > line.find('=')) {
+      line = line.substr(1);
+      listed.insert(section + "." + line.substr(0, line.find('=')));
+    }
+    active += line + "\n";
+  }
+  std::set<std::string> known(known_config_keys().begin(), known_config_keys().end());
+  CHECK(listed == known);
+  CHECK(known.size() == known_config_keys().size());
+
+  TempDir dir;
+  auto cfg = load_text(dir, active);
+  REQUIRE_MESSAGE(cfg, (cfg ? "" : cfg.error().message));
+  auto def = load_config(dir.path() / "missing.conf", dir.path());
+  REQUIRE(def);
+  CHECK(cfg->mode == def->mode);
+  CHECK(cfg->server == def->server);
+  CHECK(cfg->app_id == def->app_id);
+  CHECK(cfg->track == def->track);
+  CHECK(cfg->machine_id_hashed == def->machine_id_hashed);
+  CHECK(cfg->first_check == def->first_check);
+  CHECK(cfg->check_interval == def->check_interval);
+  CHECK(cfg->check_jitter == def->check_jitter);
+  CHECK(cfg->max_backoff == def->max_backoff);
+  CHECK(cfg->signature_threshold == def->signature_threshold);
+  CHECK(cfg->boot_backend == def->boot_backend);
+  CHECK(cfg->allow_http == def->allow_http);
+  CHECK(cfg->workers == def->workers);
+  CHECK(cfg->memory_limit == def->memory_limit);
+  CHECK(cfg->reuse == def->reuse);
+  CHECK(cfg->reboot_strategy == def->reboot_strategy);
+  CHECK(cfg->fleetlock_group == def->fleetlock_group);
+  CHECK(cfg->kubeconfig == def->kubeconfig);
+  CHECK(cfg->annotation_prefix == def->annotation_prefix);
+  CHECK(cfg->heartbeat == def->heartbeat);
+  CHECK(cfg->health_timeout == def->health_timeout);
+  CHECK(cfg->metrics_listen == def->metrics_listen);
 }

@@ -118,4 +118,11 @@ TEST_CASE("UTC times") {
   CHECK(format_utc_time(*t) == "2026-11-24T03:40:00Z");
   CHECK_FALSE(parse_utc_time("2026-11-24 03:40:00"));
   CHECK_FALSE(parse_utc_time("2026-13-24T03:40:00Z"));
+  CHECK_FALSE(parse_utc_time("2026-02-31T00:00:00Z"));
+  CHECK_FALSE(parse_utc_time("2026-02-29T00:00:00Z"));
+  CHECK_FALSE(parse_utc_time("2100-02-29T00:00:00Z"));
+  CHECK(parse_utc_time("2028-02-29T00:00:00Z").has_value());
+  CHECK(parse_utc_time("2000-02-29T00:00:00Z").has_value());
+  CHECK(parse_utc_time("2026-04-30T00:00:00Z").has_value());
+  CHECK_FALSE(parse_utc_time("2026-04-31T00:00:00Z"));
 }
