@@ -215,6 +215,80 @@ TEST_CASE("stage, finalize, reboot, commit through the annotations") {
   for (const auto& e : w.api.events())
     normal_events |= e["reason"] == "UpdateCommitSuccess" && e["type"] == "Normal";
   CHECK(normal_events);
+
+  // Rollback: arms A again, reboots, and the commit repeats the rollback's operationId.
+  w.start_agent();
+  w.ask(w.request("rollback", op_id(3), ""));
+  s = w.wait_terminal(kStatus, op_id(3));
+  CHECK(s["code"] == "Success");
+  CHECK(s["operation"] == "rollback");
+  for (int i = 0; i < 200 && w.reboots < 2; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  CHECK(w.reboots == 2);
+  w.stop_agent();
+  CHECK(w.node.reboot() == 'A');
+  w.start_agent();
+  c = w.wait_terminal(kCommit, op_id(3));
+  CHECK(c["code"] == "Success");
+  CHECK(c["toVersion"] == kRunning);
+  w.stop_agent();
+}
+
+TEST_CASE("a target that does not boot is reported as TargetBootFailed with Omaha 3/0 44") {
+  World w;
+  const std::string v2 = "202606.29.0";
+  w.omaha.offer(v2, w.image(v2));
+  w.start_agent();
+  w.ask(w.request("stage", op_id(40), v2));
+  REQUIRE(w.wait_terminal(kStatus, op_id(40))["code"] == "Success");
+  w.ask(w.request("finalize", op_id(41), v2));
+  REQUIRE(w.wait_terminal(kStatus, op_id(41))["code"] == "Success");
+  w.stop_agent();
+  // The bootloader gave B its one try and came back on A.
+  w.node.reboot_into('A', kRunning);
+  w.start_agent();
+  auto c = w.wait_terminal(kCommit, op_id(41));
+  CHECK(c["code"] == "TargetBootFailed");
+  CHECK(c["operation"] == "commit");
+  w.stop_agent();
+  CHECK(w.omaha.log().find("errorcode=\"44\"") != std::string::npos);
+  bool warned = false;
+  for (const auto& e : w.api.events())
+    warned |= e["reason"] == "UpdateCommitTargetBootFailed" && e["type"] == "Warning";
+  CHECK(warned);
+}
+
+TEST_CASE("while a stage runs: heartbeats, a conflicting operationId, the apiserver down") {
+  World w;
+  const std::string v2 = "202606.29.0";
+  w.image(v2);
+  // The image trickles at ~40 bytes/s: the stage stays in flight for the whole test.
+  w.omaha.offer(v2, w.images->url("/slow/" + v2 + ".cosi"));
+  w.start_agent();
+  w.ask(w.request("stage", op_id(30), v2));
+  auto count = [&] { return statuses_for(w, kStatus, op_id(30)).size(); };
+  for (int i = 0; i < 600 && count() < 2; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  REQUIRE(count() >= 2);  // started, then at least one heartbeat
+  for (const auto& s : statuses_for(w, kStatus, op_id(30))) CHECK(s["code"] == "InProgress");
+
+  w.ask(w.request("stage", op_id(31), v2));
+  auto s = w.wait_terminal(kStatus, op_id(31));
+  CHECK(s["code"] == "InvalidRequest");
+  CHECK(s["message"].get<std::string>().find(op_id(30)) != std::string::npos);
+
+  // The apiserver goes away during heartbeats, and comes back: heartbeats resume.
+  w.api.set_down(true);
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  auto before = count();
+  w.api.set_down(false);
+  for (int i = 0; i < 600 && count() <= before; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  CHECK(count() > before);
+  w.stop_agent();
+  CHECK(w.result);
+  // The operation is still recorded as in flight, for a restart to pick up.
+  CHECK(read_file(w.node.state_dir() / "aks.json").find("inFlight") != std::string::npos);
 }
 
 TEST_CASE("invalid requests: InvalidRequest under their id, or an Event when unanswerable") {
