@@ -75,6 +75,10 @@ class Agent {
     std::fprintf(stderr, "abup aks: %s\n", line.c_str());
     if (on_status_) on_status_(line);
   }
+  // At least a second: a zero Heartbeat= must not turn into a PATCH loop.
+  [[nodiscard]] std::chrono::seconds beat() const {
+    return std::max(o_.config.heartbeat, std::chrono::seconds(1));
+  }
   [[nodiscard]] std::string key(std::string_view k) const { return prefix_ + std::string(k); }
   // Writes a status annotation; terminal ones are retried until written (or the Node is gone,
   // or stop); InProgress is best effort (the next heartbeat tries again).
@@ -302,7 +306,7 @@ void Agent::start(const contract::Request& r) {
   s.code = Code::in_progress;
   s.message = std::string(contract::to_string(r.operation)) + " started";
   write_status(s, false);
-  next_beat_ = Clock::now() + o_.config.heartbeat;
+  next_beat_ = Clock::now() + beat();
   if (r.operation == Operation::stage) {
     cancel_work_ = false;
     worker_ = std::thread([this, r] {
@@ -351,7 +355,7 @@ void Agent::reap() {
 
 void Agent::heartbeat() {
   if (!state_.in_flight || Clock::now() < next_beat_) return;
-  next_beat_ = Clock::now() + o_.config.heartbeat;
+  next_beat_ = Clock::now() + beat();
   auto s = base(state_.in_flight->request, state_.in_flight->started_utc);
   s.code = Code::in_progress;
   s.message = std::string(contract::to_string(s.operation)) + " running";

@@ -294,6 +294,9 @@ TEST_CASE("while a stage runs: heartbeats, a conflicting operationId, the apiser
 TEST_CASE("invalid requests: InvalidRequest under their id, or an Event when unanswerable") {
   World w;
   w.start_agent();
+  // The first writes meet a conflict and a server error: a terminal status is retried.
+  w.api.fail("PATCH", 409, 1);
+  w.api.fail("PATCH", 500, 1);
   auto r = w.request("stage", op_id(7), "202606.29.0");
   r["extra"] = 1;
   w.ask(r);
