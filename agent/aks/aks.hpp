@@ -27,6 +27,8 @@ struct AksOptions {
   int watch_timeout_seconds = 290;
 };
 
+// on_status gets one human line per step (sd_notify STATUS=, the journal); it may be called from
+// the stage's worker thread as well as from the caller's.
 [[nodiscard]] Status run_aks(const AksOptions& options, const std::atomic<bool>& stop,
                              const std::function<void(std::string_view)>& on_status);
 
