@@ -4,9 +4,11 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "abup/result.hpp"
 #include "update-protocol/source.hpp"
@@ -17,6 +19,9 @@ struct TransportOptions {
   std::string ca_file;      // PEM bundle, then the only CAs trusted; empty = system default
   std::string client_cert;  // PEM, for mTLS
   std::string client_key;
+  // The same as PEM text held in memory (kubeconfig *-data), used without temporary files; each
+  // one, when set, replaces its file counterpart.
+  std::string ca_pem, client_cert_pem, client_key_pem;
   bool allow_http = false;  // plain http:// is refused unless set
   int max_redirects = 5;
   int max_retries = 6;  // per request, on transient failures (connect, 5xx, 408/429, reset)
@@ -63,5 +68,16 @@ struct HttpResponse {
                                                 const std::string& body,
                                                 const TransportOptions& options,
                                                 std::size_t max_body = 16 << 20);
+
+// A long-lived GET whose body is consumed as it arrives (a Kubernetes watch). A 2xx body goes to
+// on_data piece by piece (returning false stops the transfer, which is then a success); any other
+// status is returned with its body (up to max_error_body) and on_data is not called. Not retried:
+// a stream that broke has lost its position, the caller decides how to resume. Set
+// options.low_speed_limit = 0 for streams that may be idle.
+[[nodiscard]] Result<HttpResponse> http_stream(const std::string& url,
+                                               const std::map<std::string, std::string>& headers,
+                                               const TransportOptions& options,
+                                               const std::function<bool(std::string_view)>& on_data,
+                                               std::size_t max_error_body = 1 << 20);
 
 }  // namespace abup::protocol

@@ -245,11 +245,12 @@ Failure Easy::transport_failure(CURLcode rc, const Transfer& t) const {
                          "redirected to a URL that is not https:// (" + msg +
                              (options_.allow_http ? ")" : "); pass --allow-http to permit http"));
   if (tls_trust_code(rc))
-    return fatal_failure(
-        Errc::untrusted,
-        "TLS: server certificate not trusted (" + msg +
-            (options_.ca_file.empty() ? "; system CA store" : "; CA file " + options_.ca_file) +
-            ")");
+    return fatal_failure(Errc::untrusted,
+                         "TLS: server certificate not trusted (" + msg +
+                             (!options_.ca_pem.empty()   ? "; CA from configuration data"
+                              : options_.ca_file.empty() ? "; system CA store"
+                                                         : "; CA file " + options_.ca_file) +
+                             ")");
   if (rc == CURLE_SSL_CACERT_BADFILE || rc == CURLE_SSL_CERTPROBLEM)
     return fatal_failure(Errc::invalid_input,
                          "TLS: cannot use the configured certificate files (" + msg + ")");
@@ -290,6 +291,25 @@ Outcome Easy::perform(const std::string& url, const Request& request, const Body
   }
   if (!options_.client_cert.empty()) set(h, CURLOPT_SSLCERT, options_.client_cert.c_str(), bad);
   if (!options_.client_key.empty()) set(h, CURLOPT_SSLKEY, options_.client_key.c_str(), bad);
+  // libcurl copies a blob (CURL_BLOB_COPY), so the options may change between requests.
+  auto blob = [&](CURLoption opt, const std::string& pem) {
+    curl_blob b{const_cast<char*>(pem.data()), pem.size(), CURL_BLOB_COPY};
+    set(h, opt, &b, bad);
+  };
+  if (!options_.ca_pem.empty()) {
+    blob(CURLOPT_CAINFO_BLOB, options_.ca_pem);
+    // Only the given CAs: libcurl would also load its built-in bundle path.
+    set(h, CURLOPT_CAINFO, static_cast<const char*>(nullptr), bad);
+    set(h, CURLOPT_CAPATH, static_cast<const char*>(nullptr), bad);
+  }
+  if (!options_.client_cert_pem.empty()) {
+    blob(CURLOPT_SSLCERT_BLOB, options_.client_cert_pem);
+    set(h, CURLOPT_SSLCERTTYPE, "PEM", bad);
+  }
+  if (!options_.client_key_pem.empty()) {
+    blob(CURLOPT_SSLKEY_BLOB, options_.client_key_pem);
+    set(h, CURLOPT_SSLKEYTYPE, "PEM", bad);
+  }
   set(h, CURLOPT_HEADERFUNCTION, &Easy::on_header, bad);
   set(h, CURLOPT_HEADERDATA, static_cast<void*>(&t), bad);
   set(h, CURLOPT_WRITEFUNCTION, &Easy::on_write, bad);

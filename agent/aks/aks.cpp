@@ -1,0 +1,585 @@
+#include "agent/aks/aks.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstdio>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <thread>
+
+#include "abup/version.hpp"
+#include "agent/aks/aks_store.hpp"
+#include "agent/host.hpp"
+#include "agent/kube/client.hpp"
+#include "agent/stage.hpp"
+#include "agent/state.hpp"
+#include "update-protocol/aks/contract.hpp"
+#include "update-protocol/omaha/omaha.hpp"
+
+namespace abup::agent::aks {
+
+namespace contract = protocol::aks;
+namespace omaha = protocol::omaha;
+using contract::Code;
+using contract::Operation;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr int kOmahaErrorGeneric = 1;
+
+std::string node_name_for(const Config& c) {
+  if (!c.node_name.empty()) return c.node_name;
+  char buf[256] = {};
+  ::gethostname(buf, sizeof buf - 1);
+  std::string n = buf;
+  std::transform(n.begin(), n.end(), n.begin(),
+                 [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+  return n;
+}
+
+// The newest annotations seen on the Node, handed from the watcher to the main loop.
+struct Mailbox {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::optional<kube::NodeObject> node;
+  bool fresh = false;
+  bool gone = false;
+};
+
+struct WorkResult {
+  Code code = Code::success;
+  std::string message;
+  std::string to_version = {};
+};
+
+class Agent {
+ public:
+  Agent(const AksOptions& o, const std::atomic<bool>& stop,
+        const std::function<void(std::string_view)>& on_status, kube::Client client)
+      : o_(o),
+        stop_(stop),
+        on_status_(on_status),
+        client_(std::move(client)),
+        name_(node_name_for(o.config)),
+        prefix_(o.config.annotation_prefix + "/") {}
+
+  Status run();
+
+ private:
+  // Reporting.
+  void say(const std::string& line) {
+    std::fprintf(stderr, "abup aks: %s\n", line.c_str());
+    if (on_status_) on_status_(line);
+  }
+  // At least a second: a zero Heartbeat= must not turn into a PATCH loop.
+  [[nodiscard]] std::chrono::seconds beat() const {
+    return std::max(o_.config.heartbeat, std::chrono::seconds(1));
+  }
+  [[nodiscard]] std::string key(std::string_view k) const { return prefix_ + std::string(k); }
+  // Writes a status annotation; terminal ones are retried until written (or the Node is gone,
+  // or stop); InProgress is best effort (the next heartbeat tries again).
+  void write_status(const contract::OperationStatus& s, bool commit_phase);
+  void post_event(const std::string& type, const std::string& reason, const std::string& msg);
+  void finish(contract::OperationStatus s, bool commit_phase);
+  void persist() {
+    if (auto st = save_aks_state(o_.where.state_dir, state_); !st)
+      say("cannot save aks state: " + st.error().message);
+  }
+
+  // The contract.
+  void handle(const std::string& text);
+  void start(const contract::Request& r);
+  void heartbeat();
+  void reap();
+  void handle_commit();
+  void send_omaha(const contract::Request& r, const std::vector<omaha::Event>& events,
+                  bool with_check);
+  [[nodiscard]] contract::OperationStatus base(const contract::Request& r,
+                                               const std::string& started) const;
+  [[nodiscard]] omaha::Identity identity(const contract::Request& r) const;
+  [[nodiscard]] WorkResult do_stage(const contract::Request& r);
+  [[nodiscard]] WorkResult do_arm(const contract::Request& r);
+  void watch_loop();
+
+  const AksOptions& o_;
+  const std::atomic<bool>& stop_;
+  const std::function<void(std::string_view)>& on_status_;
+  kube::Client client_;
+  std::string name_, prefix_;
+  kube::NodeObject node_;
+  AksState state_;
+  HostFacts host_;
+  Mailbox mail_;
+  bool gone_ = false;
+  std::string last_request_;  // the request text acted on last
+  std::string last_broken_;   // a broken request already answered with an Event
+  std::atomic<bool> cancel_work_{false};
+  std::thread worker_;
+  std::optional<WorkResult> work_done_;
+  std::mutex work_mu_;
+  Clock::time_point next_beat_{};
+};
+
+contract::OperationStatus Agent::base(const contract::Request& r,
+                                      const std::string& started) const {
+  contract::OperationStatus s;
+  s.node_update_id = r.node_update_id;
+  s.operation_id = r.operation_id;
+  s.operation = r.operation;
+  s.started_utc = started.empty() ? now_utc() : started;
+  s.last_updated_utc = now_utc();
+  s.from_version = host_.version ? host_.version->text : "";
+  s.to_version = r.target_version;
+  return s;
+}
+
+void Agent::write_status(const contract::OperationStatus& s, bool commit_phase) {
+  auto text = contract::serialize_status(s);
+  if (!text) {
+    say("internal: " + text.error().message);
+    return;
+  }
+  const std::string k = key(commit_phase ? contract::kCommitStatusKey : contract::kStatusKey);
+  auto delay = std::chrono::milliseconds(200);
+  while (!gone_ && !stop_) {
+    auto r = client_.patch_annotations(name_, {{k, *text}});
+    if (r) {
+      node_ = *r;
+      return;
+    }
+    if (r.error().code == Errc::not_found) {
+      gone_ = true;
+      say("Node " + name_ + " is gone: the update was abandoned, reporting stops");
+      return;
+    }
+    say("writing " + k + " failed: " + r.error().message);
+    if (!contract::is_terminal(s.code)) return;
+    for (auto until = Clock::now() + delay; Clock::now() < until && !stop_;)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    delay = std::min<std::chrono::milliseconds>(delay * 2, std::chrono::seconds(10));
+  }
+}
+
+void Agent::post_event(const std::string& type, const std::string& reason, const std::string& msg) {
+  if (gone_) return;
+  if (auto st = client_.post_event(node_, {type, reason, contract::cap_message(msg)}); !st)
+    say("posting Event " + reason + " failed: " + st.error().message);
+}
+
+// A terminal status: cached and persisted first (a restart re-serves it), then written, then an
+// Event on the Node.
+void Agent::finish(contract::OperationStatus s, bool commit_phase) {
+  s.last_updated_utc = now_utc();
+  s.finished_utc = s.last_updated_utc;
+  s.message = contract::cap_message(s.message);
+  state_.remember(s, commit_phase);
+  persist();
+  write_status(s, commit_phase);
+  std::string op(contract::to_string(s.operation));
+  op[0] = static_cast<char>(std::toupper(op[0]));
+  const bool ok = s.code == Code::success || s.code == Code::already_at_target;
+  post_event(ok ? "Normal" : "Warning", "Update" + op + std::string(contract::to_string(s.code)),
+             "operation " + s.operation_id + ": " + s.message);
+  say(std::string(contract::to_string(s.operation)) + " " + s.operation_id + ": " +
+      std::string(contract::to_string(s.code)) + ": " + s.message);
+}
+
+omaha::Identity Agent::identity(const contract::Request& r) const {
+  omaha::Identity who;
+  who.server = r.server;
+  who.app_id = r.app_id;
+  who.track = r.track;
+  who.version = host_.version ? host_.version->text : "";
+  who.arch = host_.arch;
+  who.machine_id = omaha::machine_id_for(host_.machine_id, o_.config.machine_id_hashed);
+  who.boot_id = host_.boot_id;
+  return who;
+}
+
+void Agent::send_omaha(const contract::Request& r, const std::vector<omaha::Event>& events,
+                       bool with_check) {
+  if (r.server.empty()) return;
+  omaha::Identity who = identity(r);
+  Status st;
+  if (with_check) {
+    auto c = omaha::check(who, events, o_.transport);
+    if (!c) st = std::move(c).error();
+  } else {
+    st = omaha::send_events(who, events, o_.transport);
+  }
+  if (!st) say("Omaha events to " + r.server + ": " + st.error().message);
+}
+
+WorkResult Agent::do_stage(const contract::Request& r) {
+  omaha::Identity who = identity(r);
+  protocol::TransportOptions t = o_.transport;
+  t.cancel = &cancel_work_;
+  auto check = omaha::check(who, {}, t);
+  if (!check)
+    return {Code::operation_failed, "resolving " + r.target_version + ": " + check.error().message};
+  if (check->kind != omaha::CheckResult::Kind::update || !check->offer)
+    return {Code::operation_failed, "the update server offers no update for app " + r.app_id +
+                                        " on track " + r.track + " (status " + check->app_status +
+                                        ")"};
+  auto offered = Version::parse(check->offer->version);
+  auto wanted = Version::parse(r.target_version);
+  if (!offered || !wanted || !(*offered == *wanted))
+    return {Code::invalid_request, "targetVersion " + r.target_version +
+                                       " is not what the update server offers on track " + r.track +
+                                       " (" + check->offer->version + ")"};
+  send_omaha(r, {{13, 1, std::nullopt, ""}}, false);
+  StageOptions so;
+  so.disk = o_.where.disk;
+  so.root = o_.where.root;
+  so.state_dir = o_.where.state_dir;
+  so.source = check->offer->url;
+  so.transport = t;
+  so.keyrings = o_.config.keyrings;
+  so.threshold = o_.config.signature_threshold;
+  so.workers = o_.config.workers;
+  so.memory_limit = o_.config.memory_limit;
+  so.reuse = o_.config.reuse;
+  auto staged = stage(so);
+  if (!staged) {
+    send_omaha(r, {{3, 0, kOmahaErrorGeneric, ""}}, false);
+    return {Code::operation_failed, "stage " + r.target_version + ": " + staged.error().message};
+  }
+  send_omaha(r, {{14, 1, std::nullopt, ""}}, false);
+  return {Code::success,
+          "staged " + staged->version + " on " + staged->slot_label + " and verified it",
+          staged->version};
+}
+
+// finalize and rollback: quick, run on the main loop; Success means armed, reboot follows.
+WorkResult Agent::do_arm(const contract::Request& r) {
+  Result<Outcome> out = make_error(Errc::failed, "");
+  if (r.operation == Operation::finalize) {
+    FinalizeOptions fo;
+    fo.where = o_.where;
+    fo.version = r.target_version;
+    fo.operation_id = r.operation_id;
+    out = finalize(fo);
+  } else {
+    RollbackOptions ro;
+    ro.where = o_.where;
+    ro.operation_id = r.operation_id;
+    out = rollback(ro);
+  }
+  if (!out) {
+    if (r.operation == Operation::finalize) send_omaha(r, {{3, 0, kOmahaErrorGeneric, ""}}, false);
+    return {Code::operation_failed, out.error().message};
+  }
+  return {Code::success, out->message, out->to_version};
+}
+
+void Agent::start(const contract::Request& r) {
+  const std::string running = host_.version ? host_.version->text : "";
+  auto s = base(r, "");
+  if (r.operation != Operation::rollback && host_.version) {
+    auto target = Version::parse(r.target_version);
+    if (target && *target == *host_.version) {
+      s.code = Code::already_at_target;
+      s.message = "already running " + running;
+      finish(s, false);
+      return;
+    }
+  }
+  if (r.operation == Operation::finalize &&
+      (!state_.staged || state_.staged->node_update_id != r.node_update_id ||
+       !Version::parse(state_.staged->version) ||
+       !(*Version::parse(state_.staged->version) == *Version::parse(r.target_version)))) {
+    s.code = Code::not_staged;
+    s.message =
+        "no successful stage of " + r.target_version + " for nodeUpdateId " + r.node_update_id +
+        (state_.staged
+             ? " (staged: " + state_.staged->version + " for " + state_.staged->node_update_id + ")"
+             : "");
+    finish(s, false);
+    return;
+  }
+  state_.in_flight = InFlight{r, s.started_utc, running};
+  persist();
+  s.code = Code::in_progress;
+  s.message = std::string(contract::to_string(r.operation)) + " started";
+  write_status(s, false);
+  next_beat_ = Clock::now() + beat();
+  if (r.operation == Operation::stage) {
+    cancel_work_ = false;
+    worker_ = std::thread([this, r] {
+      WorkResult w = do_stage(r);
+      std::lock_guard lock(work_mu_);
+      work_done_ = std::move(w);
+      mail_.cv.notify_all();
+    });
+    return;
+  }
+  // Armed in the state before the bootloader: a restart then knows to report the commit.
+  state_.armed = Armed{r, s.started_utc, running, r.target_version};
+  persist();
+  WorkResult w = do_arm(r);
+  std::lock_guard lock(work_mu_);
+  work_done_ = std::move(w);
+}
+
+void Agent::reap() {
+  std::optional<WorkResult> w;
+  {
+    std::lock_guard lock(work_mu_);
+    w.swap(work_done_);
+  }
+  if (!w || !state_.in_flight) return;
+  if (worker_.joinable()) worker_.join();
+  contract::Request r = state_.in_flight->request;
+  auto s = base(r, state_.in_flight->started_utc);
+  s.code = w->code;
+  s.message = w->message;
+  if (!w->to_version.empty()) s.to_version = w->to_version;
+  state_.in_flight.reset();
+  const bool armed = r.operation != Operation::stage && w->code == Code::success;
+  if (r.operation == Operation::stage && w->code == Code::success)
+    state_.staged = Staged{r.node_update_id, s.to_version, r.operation_id};
+  if (armed) state_.armed->to_version = s.to_version;
+  if (!armed && r.operation != Operation::stage) state_.armed.reset();
+  finish(s, false);
+  if (!armed) return;
+  if (r.operation == Operation::finalize) send_omaha(r, {{800, 1, std::nullopt, ""}}, false);
+  if (gone_ || stop_) return;
+  say("rebooting into " + s.to_version);
+  if (o_.reboot)
+    if (auto st = o_.reboot(); !st) say("reboot failed: " + st.error().message);
+}
+
+void Agent::heartbeat() {
+  if (!state_.in_flight || Clock::now() < next_beat_) return;
+  next_beat_ = Clock::now() + beat();
+  auto s = base(state_.in_flight->request, state_.in_flight->started_utc);
+  s.code = Code::in_progress;
+  s.message = std::string(contract::to_string(s.operation)) + " running";
+  write_status(s, false);
+}
+
+void Agent::handle(const std::string& text) {
+  auto parsed = contract::parse_request(text);
+  if (!parsed) {
+    auto salvage = contract::salvage_request(text);
+    if (!salvage.answerable) {
+      if (text == last_broken_) return;
+      last_broken_ = text;
+      say("request too broken to answer: " + parsed.error().message);
+      post_event("Warning", "UpdateRequestInvalid", parsed.error().message);
+      return;
+    }
+    if (auto* c = state_.find(salvage.operation_id); c && c->operation) {
+      auto again = *c->operation;
+      again.last_updated_utc = now_utc();
+      write_status(again, false);
+      return;
+    }
+    contract::OperationStatus s;
+    s.node_update_id = salvage.node_update_id;
+    s.operation_id = salvage.operation_id;
+    s.operation = salvage.operation;
+    s.started_utc = now_utc();
+    s.to_version = salvage.target_version;
+    s.from_version = host_.version ? host_.version->text : "";
+    s.code = Code::invalid_request;
+    s.message = parsed.error().message;
+    finish(s, false);
+    return;
+  }
+  const contract::Request& r = *parsed;
+  if (auto* c = state_.find(r.operation_id); c && c->operation) {
+    auto again = *c->operation;  // idempotent: re-served with a fresh lastUpdatedUtc
+    again.last_updated_utc = now_utc();
+    write_status(again, false);
+    say("re-served " + r.operation_id + " (" + std::string(contract::to_string(again.code)) + ")");
+    return;
+  }
+  if (state_.in_flight) {
+    if (state_.in_flight->request.operation_id == r.operation_id) return;  // running
+    auto s = base(r, "");
+    s.code = Code::invalid_request;
+    s.message = "operation " + state_.in_flight->request.operation_id + " (" +
+                std::string(contract::to_string(state_.in_flight->request.operation)) +
+                ") is in flight; a new operationId is refused until it finishes";
+    finish(s, false);
+    return;
+  }
+  start(r);
+}
+
+// After a reboot (or a restart): report the commit of what finalize/rollback armed.
+void Agent::handle_commit() {
+  if (!state_.armed || state_.in_flight) return;
+  const Armed a = *state_.armed;
+  auto st = StateStore(o_.where.state_dir).load();
+  if (!st) return say("commit: " + st.error().message);
+  std::string code;
+  std::string message;
+  if (st->pending && st->pending->operation_id == a.request.operation_id) {
+    auto out = commit(o_.where);
+    if (!out) return say("commit: " + out.error().message);
+    code = out->code;
+    message = out->message;
+  } else {
+    // Somebody (the daemon's start-up, `abup commit`) committed already: history says how.
+    auto history = read_history(o_.where.state_dir);
+    if (history)
+      for (auto it = history->rbegin(); it != history->rend(); ++it)
+        if ((*it).value("kind", "") == "commit" &&
+            (*it).value("operationId", "") == a.request.operation_id) {
+          code = (*it).value("outcome", "");
+          message = "commit of operation " + a.request.operation_id + ": " + code;
+          break;
+        }
+  }
+  if (code.empty() || code == kNotRebooted) return;  // not rebooted yet: nothing to report
+  contract::OperationStatus s;
+  s.node_update_id = a.request.node_update_id;
+  s.operation_id = a.request.operation_id;
+  s.operation = Operation::commit;
+  s.started_utc = now_utc();
+  s.from_version = a.from_version;
+  s.to_version = a.to_version;
+  s.message = message;
+  s.code = code == kCommitted          ? Code::success
+           : code == kTargetBootFailed ? Code::target_boot_failed
+                                       : Code::agent_internal_error;
+  state_.armed.reset();
+  finish(s, true);
+  if (a.request.operation != Operation::finalize) return;
+  if (s.code == Code::success)
+    send_omaha(a.request, {{3, 2, std::nullopt, a.from_version}}, true);
+  else
+    send_omaha(a.request, {{3, 0, omaha::kErrorFellBack, ""}}, false);
+}
+
+void Agent::watch_loop() {
+  std::string rv = node_.resource_version;
+  auto backoff = std::chrono::milliseconds(200);
+  auto deliver = [&](const kube::NodeObject& n) {
+    std::lock_guard lock(mail_.mu);
+    mail_.node = n;
+    mail_.fresh = true;
+    mail_.cv.notify_all();
+  };
+  while (!stop_) {
+    auto end = client_.watch_node(name_, rv, o_.watch_timeout_seconds, stop_,
+                                  [&](const kube::NodeObject& n) {
+                                    deliver(n);
+                                    return true;
+                                  });
+    if (end && *end == kube::WatchEnd::closed) {
+      backoff = std::chrono::milliseconds(200);
+      continue;
+    }
+    if (end && *end == kube::WatchEnd::stopped) return;
+    if (!end && end.error().code == Errc::not_found) {
+      std::lock_guard lock(mail_.mu);
+      mail_.gone = true;
+      mail_.cv.notify_all();
+      return;
+    }
+    if (!end) say("watch: " + end.error().message);
+    // Expired or broken: list again (a change made meanwhile is not lost), then watch from there.
+    for (auto until = Clock::now() + backoff; Clock::now() < until && !stop_;)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    backoff = std::min<std::chrono::milliseconds>(backoff * 2, std::chrono::seconds(10));
+    auto n = client_.get_node(name_);
+    if (n) {
+      rv = n->resource_version;
+      deliver(*n);
+    } else if (n.error().code == Errc::not_found) {
+      std::lock_guard lock(mail_.mu);
+      mail_.gone = true;
+      mail_.cv.notify_all();
+      return;
+    }
+  }
+}
+
+Status Agent::run() {
+  ABUP_TRY(host_, read_host_facts(o_.where.root));
+  ABUP_TRY(state_, load_aks_state(o_.where.state_dir));
+  for (auto delay = std::chrono::milliseconds(500);;) {
+    auto n = client_.get_node(name_);
+    if (n) {
+      node_ = *n;
+      break;
+    }
+    if (n.error().code == Errc::not_found)
+      return make_error(Errc::not_found, "Node " + name_ + " does not exist: nothing to report to");
+    say("GET Node " + name_ + ": " + n.error().message);
+    for (auto until = Clock::now() + delay; Clock::now() < until;) {
+      if (stop_) return {};
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    delay = std::min<std::chrono::milliseconds>(delay * 2, std::chrono::seconds(30));
+  }
+  // An operation cut short by a restart: started again (stage resumes, arming is idempotent).
+  std::optional<contract::Request> resume;
+  if (state_.in_flight) {
+    resume = state_.in_flight->request;
+    state_.in_flight.reset();
+  }
+  handle_commit();
+  if (resume && !state_.find(resume->operation_id)) start(*resume);
+  {
+    std::lock_guard lock(mail_.mu);
+    mail_.node = node_;
+    mail_.fresh = true;
+  }
+  std::thread watcher([this] { watch_loop(); });
+  const std::string request_key = key(contract::kRequestKey);
+  while (!stop_ && !gone_) {
+    std::optional<kube::NodeObject> seen;
+    {
+      std::unique_lock lock(mail_.mu);
+      auto wake = state_.in_flight ? next_beat_ : Clock::now() + std::chrono::seconds(1);
+      mail_.cv.wait_until(lock, std::min(wake, Clock::now() + std::chrono::seconds(1)), [&] {
+        std::lock_guard work(work_mu_);
+        return mail_.fresh || mail_.gone || work_done_.has_value() || stop_;
+      });
+      if (mail_.gone) gone_ = true;
+      if (mail_.fresh) seen = mail_.node;
+      mail_.fresh = false;
+    }
+    if (gone_) break;
+    reap();
+    if (seen) {
+      node_.uid = seen->uid.empty() ? node_.uid : seen->uid;
+      auto it = seen->annotations.find(request_key);
+      std::string text = it == seen->annotations.end() ? "" : it->second;
+      if (!text.empty() && text != last_request_) {
+        last_request_ = text;
+        handle(text);
+        reap();
+      }
+    }
+    heartbeat();
+  }
+  cancel_work_ = true;
+  if (worker_.joinable()) worker_.join();
+  watcher.join();
+  if (gone_) {
+    say("Node " + name_ + " was deleted: the update was abandoned; reporting stopped");
+    return make_error(Errc::not_found, "Node " + name_ + " was deleted; reporting stopped");
+  }
+  return {};
+}
+
+}  // namespace
+
+Status run_aks(const AksOptions& o, const std::atomic<bool>& stop,
+               const std::function<void(std::string_view)>& on_status) {
+  ABUP_TRY(auto k, kube::load_kubeconfig(o.config.kubeconfig));
+  kube::Client client(std::move(k), o.transport);
+  Agent agent(o, stop, on_status, std::move(client));
+  return agent.run();
+}
+
+}  // namespace abup::agent::aks

@@ -1,0 +1,363 @@
+// aks mode end to end: the real AKS agent (run_aks) against the fake TLS API server, a canned
+// Omaha server, images served over HTTP with ranges, on a disk-image node with real GPT and
+// boot-backend writes, and a simulated reboot between finalize and commit.
+#include "agent/aks/aks.hpp"
+
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "integration/lifecycle/node.hpp"
+#include "support/fake_apiserver.hpp"
+#include "support/fault_server.hpp"
+#include "support/nginx.hpp"
+
+using namespace abup;
+using namespace abup::test;
+using json = nlohmann::json;
+
+namespace {
+
+const std::string kAppId = "{e96281a6-d1af-4bde-9a0a-97b76e56dc57}";
+const std::string kReq = "acl.azure.com/update-request";
+const std::string kStatus = "acl.azure.com/update-status";
+const std::string kCommit = "acl.azure.com/update-commit-status";
+const std::string kNodeUpdate = "8a0f3c1e-5b6d-4e2f-9a7b-1c2d3e4f5a6b";
+
+std::string op_id(int n) {
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "0b1c2d3e-4f50-6172-8394-%012d", n);
+  return buf;
+}
+
+class OmahaCanned {
+ public:
+  OmahaCanned() {
+    write_file(tmp_ / "offer.xml", "");
+    write_file(tmp_ / "requests.log", "");
+    const std::string script = (source_dir() / "tests/integration/aks/omaha_canned.py").string();
+    process_.start(
+        [&](const std::vector<std::uint16_t>& ports) -> std::vector<std::string> {
+          return {"/usr/bin/env",
+                  "python3",
+                  script,
+                  "--port",
+                  std::to_string(ports[0]),
+                  "--offer",
+                  (tmp_ / "offer.xml").string(),
+                  "--log",
+                  (tmp_ / "requests.log").string()};
+        },
+        1, tmp_ / "server.out");
+  }
+  std::string url() const {
+    return "http://127.0.0.1:" + std::to_string(process_.ports().at(0)) + "/v1/update";
+  }
+  void offer(const std::string& version, const std::string& image_url) {
+    auto slash = image_url.rfind('/');
+    write_file(tmp_ / "offer.xml",
+               "<updatecheck status=\"ok\"><urls><url codebase=\"" +
+                   image_url.substr(0, slash + 1) + "\"></url></urls><manifest version=\"" +
+                   version + "\"><packages><package name=\"" + image_url.substr(slash + 1) +
+                   "\" size=\"0\" required=\"true\"></package></packages></manifest>"
+                   "</updatecheck>");
+  }
+  std::string log() const { return read_file(tmp_ / "requests.log"); }
+
+ private:
+  TempDir tmp_;
+  ServerProcess process_;
+};
+
+struct World {
+  Node node{"gptprio"};
+  FakeApiServer api{"node-1"};
+  OmahaCanned omaha;
+  TempDir images_dir;
+  std::unique_ptr<FaultServer> images;
+  std::atomic<bool> stop{false};
+  std::atomic<int> reboots{0};
+  std::thread agent;
+  Status result;
+
+  World() { images = std::make_unique<FaultServer>(images_dir.path()); }
+  ~World() { stop_agent(); }
+
+  // Builds and signs an image of `version` with the node's key, served over HTTP.
+  std::string image(const std::string& version) {
+    auto base = node.root().parent_path();
+    auto out = images_dir / (version + ".cosi");
+    run_ok(abup_image_bin() + " build --usr " + shell_quote((base / "usr.img").string()) +
+           " --version " + version + " --frame-size 1M --out " + shell_quote(out.string()) +
+           " && " + abup_image_bin() + " sign --key " +
+           shell_quote((base / "signer.pem").string()) + " " + shell_quote(out.string()));
+    return images->url("/" + version + ".cosi");
+  }
+
+  agent::aks::AksOptions options() {
+    agent::aks::AksOptions o;
+    o.config.kubeconfig = api.write_kubeconfig(true);
+    o.config.node_name = "node-1";
+    o.config.heartbeat = std::chrono::seconds(1);
+    o.config.keyrings = {node.root().parent_path() / "keys"};
+    o.where.disk = node.disk().string();
+    o.where.root = node.root();
+    o.where.state_dir = node.state_dir();
+    o.where.backend = node.backend();
+    o.transport.allow_http = true;
+    o.transport.retry_base = std::chrono::milliseconds(20);
+    o.transport.retry_max = std::chrono::milliseconds(100);
+    o.transport.max_retries = 2;
+    o.reboot = [this]() -> Status {
+      ++reboots;
+      return {};
+    };
+    o.watch_timeout_seconds = 5;
+    return o;
+  }
+
+  void start_agent() {
+    stop = false;
+    agent = std::thread([this, o = options()] { result = agent::aks::run_aks(o, stop, nullptr); });
+  }
+  void stop_agent() {
+    stop = true;
+    if (agent.joinable()) agent.join();
+  }
+
+  json request(const std::string& op, const std::string& id, const std::string& version) {
+    json r = {{"schemaVersion", "1.0"},
+              {"nodeUpdateId", kNodeUpdate},
+              {"operationId", id},
+              {"operation", op}};
+    if (op != "rollback") {
+      r["targetVersion"] = version;
+      r["server"] = omaha.url();
+      r["appId"] = kAppId;
+      r["track"] = "stable";
+    }
+    return r;
+  }
+  void ask(const json& r) { api.set_annotation(kReq, r.dump()); }
+
+  // Polls until the annotation holds a status for `id` with a code other than InProgress.
+  json wait_terminal(const std::string& key, const std::string& id) {
+    for (int i = 0; i < 1200; ++i) {
+      auto text = api.annotation(key);
+      if (!text.empty()) {
+        auto s = json::parse(text);
+        if (s["operationId"] == id && s["code"] != "InProgress") return s;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    FAIL("no terminal status for " << id << " in " << key << ": " << api.annotation(key));
+    return {};
+  }
+};
+
+std::vector<json> statuses_for(const World& w, const std::string& key, const std::string& id) {
+  std::vector<json> out;
+  for (const auto& t : w.api.annotation_history(key)) {
+    auto s = json::parse(t);
+    if (s["operationId"] == id) out.push_back(s);
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("stage, finalize, reboot, commit through the annotations") {
+  World w;
+  const std::string v2 = "202606.29.0";
+  w.omaha.offer(v2, w.image(v2));
+  w.start_agent();
+
+  w.ask(w.request("stage", op_id(1), v2));
+  auto s = w.wait_terminal(kStatus, op_id(1));
+  CHECK(s["code"] == "Success");
+  CHECK(s["operation"] == "stage");
+  CHECK(s["fromVersion"] == kRunning);
+  CHECK(s["toVersion"] == v2);
+  CHECK(s.contains("finishedUtc"));
+  auto seen = statuses_for(w, kStatus, op_id(1));
+  REQUIRE(seen.size() >= 2);
+  CHECK(seen.front()["code"] == "InProgress");
+  CHECK_FALSE(seen.front().contains("finishedUtc"));
+  CHECK(w.omaha.log().find("eventtype=\"13\"") != std::string::npos);
+  CHECK(w.omaha.log().find("eventtype=\"14\"") != std::string::npos);
+
+  w.ask(w.request("finalize", op_id(2), v2));
+  s = w.wait_terminal(kStatus, op_id(2));
+  CHECK(s["code"] == "Success");
+  for (int i = 0; i < 200 && w.reboots == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  CHECK(w.reboots == 1);
+  CHECK(w.omaha.log().find("eventtype=\"800\"") != std::string::npos);
+  w.stop_agent();
+
+  CHECK(w.node.reboot() == 'B');
+  w.start_agent();
+  auto c = w.wait_terminal(kCommit, op_id(2));
+  CHECK(c["code"] == "Success");
+  CHECK(c["operation"] == "commit");
+  CHECK(c["fromVersion"] == kRunning);
+  CHECK(c["toVersion"] == v2);
+  w.stop_agent();
+  CHECK(w.node.cgpt(4, "-S") == "1");  // USR-B marked successful
+  auto log = w.omaha.log();
+  CHECK(log.find("eventtype=\"3\" eventresult=\"2\"") != std::string::npos);
+  CHECK(log.find("previousversion") != std::string::npos);
+  // The finalize request is still on the Node after the reboot: re-served, not redone.
+  CHECK(w.reboots == 1);
+  bool normal_events = false;
+  for (const auto& e : w.api.events())
+    normal_events |= e["reason"] == "UpdateCommitSuccess" && e["type"] == "Normal";
+  CHECK(normal_events);
+
+  // Rollback: arms A again, reboots, and the commit repeats the rollback's operationId.
+  w.start_agent();
+  w.ask(w.request("rollback", op_id(3), ""));
+  s = w.wait_terminal(kStatus, op_id(3));
+  CHECK(s["code"] == "Success");
+  CHECK(s["operation"] == "rollback");
+  for (int i = 0; i < 200 && w.reboots < 2; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  CHECK(w.reboots == 2);
+  w.stop_agent();
+  CHECK(w.node.reboot() == 'A');
+  w.start_agent();
+  c = w.wait_terminal(kCommit, op_id(3));
+  CHECK(c["code"] == "Success");
+  CHECK(c["toVersion"] == kRunning);
+  w.stop_agent();
+}
+
+TEST_CASE("a target that does not boot is reported as TargetBootFailed with Omaha 3/0 44") {
+  World w;
+  const std::string v2 = "202606.29.0";
+  w.omaha.offer(v2, w.image(v2));
+  w.start_agent();
+  w.ask(w.request("stage", op_id(40), v2));
+  REQUIRE(w.wait_terminal(kStatus, op_id(40))["code"] == "Success");
+  w.ask(w.request("finalize", op_id(41), v2));
+  REQUIRE(w.wait_terminal(kStatus, op_id(41))["code"] == "Success");
+  w.stop_agent();
+  // The bootloader gave B its one try and came back on A.
+  w.node.reboot_into('A', kRunning);
+  w.start_agent();
+  auto c = w.wait_terminal(kCommit, op_id(41));
+  CHECK(c["code"] == "TargetBootFailed");
+  CHECK(c["operation"] == "commit");
+  w.stop_agent();
+  CHECK(w.omaha.log().find("errorcode=\"44\"") != std::string::npos);
+  bool warned = false;
+  for (const auto& e : w.api.events())
+    warned |= e["reason"] == "UpdateCommitTargetBootFailed" && e["type"] == "Warning";
+  CHECK(warned);
+}
+
+TEST_CASE("while a stage runs: heartbeats, a conflicting operationId, the apiserver down") {
+  World w;
+  const std::string v2 = "202606.29.0";
+  w.image(v2);
+  // The image trickles at ~40 bytes/s: the stage stays in flight for the whole test.
+  w.omaha.offer(v2, w.images->url("/slow/" + v2 + ".cosi"));
+  w.start_agent();
+  w.ask(w.request("stage", op_id(30), v2));
+  auto count = [&] { return statuses_for(w, kStatus, op_id(30)).size(); };
+  for (int i = 0; i < 600 && count() < 2; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  REQUIRE(count() >= 2);  // started, then at least one heartbeat
+  for (const auto& s : statuses_for(w, kStatus, op_id(30))) CHECK(s["code"] == "InProgress");
+
+  w.ask(w.request("stage", op_id(31), v2));
+  auto s = w.wait_terminal(kStatus, op_id(31));
+  CHECK(s["code"] == "InvalidRequest");
+  CHECK(s["message"].get<std::string>().find(op_id(30)) != std::string::npos);
+
+  // The apiserver goes away during heartbeats, and comes back: heartbeats resume.
+  w.api.set_down(true);
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  auto before = count();
+  w.api.set_down(false);
+  for (int i = 0; i < 600 && count() <= before; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  CHECK(count() > before);
+  w.stop_agent();
+  CHECK(w.result);
+  // The operation is still recorded as in flight, for a restart to pick up.
+  CHECK(read_file(w.node.state_dir() / "aks.json").find("inFlight") != std::string::npos);
+}
+
+TEST_CASE("invalid requests: InvalidRequest under their id, or an Event when unanswerable") {
+  World w;
+  w.start_agent();
+  // The first writes meet a conflict and a server error: a terminal status is retried.
+  w.api.fail("PATCH", 409, 1);
+  w.api.fail("PATCH", 500, 1);
+  auto r = w.request("stage", op_id(7), "202606.29.0");
+  r["extra"] = 1;
+  w.ask(r);
+  auto s = w.wait_terminal(kStatus, op_id(7));
+  CHECK(s["code"] == "InvalidRequest");
+  CHECK(s["message"].get<std::string>().find("unknown field \"extra\"") != std::string::npos);
+
+  r = w.request("stage", "not-a-uuid", "202606.29.0");
+  w.ask(r);
+  bool warned = false;
+  for (int i = 0; i < 400 && !warned; ++i) {
+    for (const auto& e : w.api.events())
+      warned |= e["reason"] == "UpdateRequestInvalid" &&
+                e["message"].get<std::string>().find("operationId") != std::string::npos;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  CHECK(warned);
+
+  // finalize with nothing staged; stage of the running version.
+  w.ask(w.request("finalize", op_id(8), "202606.29.0"));
+  CHECK(w.wait_terminal(kStatus, op_id(8))["code"] == "NotStaged");
+  w.ask(w.request("stage", op_id(9), kRunning));
+  CHECK(w.wait_terminal(kStatus, op_id(9))["code"] == "AlreadyAtTarget");
+  // An offer that is not the target.
+  w.omaha.offer("202607.01.0", w.images->url("/x.cosi"));
+  w.ask(w.request("stage", op_id(10), "202606.29.0"));
+  s = w.wait_terminal(kStatus, op_id(10));
+  CHECK(s["code"] == "InvalidRequest");
+  CHECK(s["message"].get<std::string>().find("202607.01.0") != std::string::npos);
+
+  // A repeated operationId is re-served from the cache, not redone (and posts no new Event).
+  auto mentions = [&](const std::string& id) {
+    for (const auto& e : w.api.events())
+      if (e["message"].get<std::string>().find(id) != std::string::npos) return true;
+    return false;
+  };
+  for (int i = 0; i < 200 && !mentions(op_id(10)); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  REQUIRE(mentions(op_id(10)));
+  auto before = w.api.events().size();
+  w.ask(w.request("finalize", op_id(8), "202606.29.0"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  w.ask(w.request("stage", op_id(9), kRunning));
+  s = w.wait_terminal(kStatus, op_id(9));
+  CHECK(s["code"] == "AlreadyAtTarget");
+  CHECK(w.api.events().size() == before);
+  w.stop_agent();
+  CHECK(w.result);
+}
+
+TEST_CASE("the agent survives a broken watch and a compaction, and stops when the Node goes") {
+  World w;
+  w.start_agent();
+  for (int i = 0; i < 200 && w.api.watch_count() == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  w.api.break_watches();
+  w.api.compact();
+  w.ask(w.request("finalize", op_id(20), "202606.29.0"));
+  CHECK(w.wait_terminal(kStatus, op_id(20))["code"] == "NotStaged");
+  w.api.delete_node();
+  if (w.agent.joinable()) w.agent.join();
+  REQUIRE_FALSE(w.result);
+  CHECK(w.result.error().code == Errc::not_found);
+}
