@@ -89,7 +89,9 @@ struct Loader {
         return bad("expected off, immediate, window or fleetlock");
       cfg.reboot_strategy = value;
     } else if (id == "Reboot.Window") {
-      if (auto w = daemon::parse_reboot_window(value); !w) return bad(w.error().message);
+      // Empty: no window (as the default); Strategy=window then refuses to start without one.
+      if (!value.empty())
+        if (auto w = daemon::parse_reboot_window(value); !w) return bad(w.error().message);
       cfg.reboot_window = value;
     } else if (id == "Reboot.FleetLockURL") {
       ABUP_CHECK(as_url(cfg.fleetlock_url, true));

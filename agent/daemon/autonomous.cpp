@@ -66,14 +66,18 @@ const FailedVersion* failed_before(const State& state, const Version& offered) {
 Autonomous::Autonomous(const DaemonOptions& options, Canceller& cancel)
     : o_(options), cancel_(cancel), store_(options.where.state_dir) {}
 
-protocol::TransportOptions Autonomous::transport() const {
+protocol::TransportOptions daemon_transport(const Config& config, const Canceller& cancel) {
   protocol::TransportOptions t;
-  t.ca_file = o_.config.ca_file;
-  t.client_cert = o_.config.client_cert;
-  t.client_key = o_.config.client_key;
-  t.allow_http = o_.config.allow_http;
-  t.cancel = cancel_.flag();
+  t.ca_file = config.ca_file;
+  t.client_cert = config.client_cert;
+  t.client_key = config.client_key;
+  t.allow_http = config.allow_http;
+  t.cancel = cancel.flag();
   return t;
+}
+
+protocol::TransportOptions Autonomous::transport() const {
+  return daemon_transport(o_.config, cancel_);
 }
 
 std::string Autonomous::machine_id(const HostFacts& host) const {
@@ -387,20 +391,26 @@ Status Autonomous::reboot_per_strategy(Ctx& c, const PendingCommit& p) {
                     std::string(1, p.target_slot) + ")");
 }
 
+Status reboot_node(const DaemonOptions& o, Canceller& cancel) {
+  if (!o.config.reboot_command.empty()) {
+    ABUP_TRY(int rc, run_command(o.config.reboot_command, kRebootCommandTimeout, &cancel));
+    if (rc != 0)
+      return make_error(Errc::failed, "[Reboot] Command='" + o.config.reboot_command +
+                                          "' failed (status " + std::to_string(rc) + ")");
+    return {};
+  }
+  if (o.logind_reboot) {
+    ABUP_CHECK_CTX(o.logind_reboot(), "reboot through logind");
+    return {};
+  }
+  return make_error(Errc::failed,
+                    "cannot reboot: no [Reboot] Command= and no logind in this build");
+}
+
 Status Autonomous::reboot_now(const std::string& why) {
   log(Event::reboot, Priority::notice, why);
   notify_status(why);
-  if (!o_.config.reboot_command.empty()) {
-    ABUP_TRY(int rc, run_command(o_.config.reboot_command, kRebootCommandTimeout, &cancel_));
-    if (rc != 0)
-      return make_error(Errc::failed, "[Reboot] Command='" + o_.config.reboot_command +
-                                          "' failed (status " + std::to_string(rc) + ")");
-  } else if (o_.logind_reboot) {
-    ABUP_CHECK_CTX(o_.logind_reboot(), "reboot through logind");
-  } else {
-    return make_error(Errc::failed,
-                      "cannot reboot: no [Reboot] Command= and no logind in this build");
-  }
+  ABUP_CHECK(reboot_node(o_, cancel_));
   rebooting_ = true;
   return {};
 }

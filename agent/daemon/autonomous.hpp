@@ -28,6 +28,12 @@ struct DaemonOptions {
   std::function<Status()> logind_reboot;  // empty when not available
 };
 
+// Reboots the node: [Reboot] Command= when set, else logind over D-Bus. Shared by both modes.
+[[nodiscard]] Status reboot_node(const DaemonOptions& options, Canceller& cancel);
+// The daemon's outbound transport from [Network], stopped by `cancel`.
+[[nodiscard]] protocol::TransportOptions daemon_transport(const Config& config,
+                                                          const Canceller& cancel);
+
 // Omaha error codes sent with 3/0 (update_engine's numbering, which Nebraska shows).
 inline constexpr int kOmahaError = 1;
 inline constexpr int kOmahaDownloadError = 9;

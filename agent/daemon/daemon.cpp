@@ -7,6 +7,7 @@
 #include <random>
 #include <thread>
 
+#include "agent/aks/aks.hpp"
 #include "agent/daemon/log.hpp"
 #include "agent/daemon/notify.hpp"
 #include "agent/daemon/schedule.hpp"
@@ -18,10 +19,6 @@ namespace asio = boost::asio;
 Status validate(const DaemonOptions& o) {
   const auto& c = o.config;
   auto bad = [](const std::string& why) { return make_error(Errc::invalid_input, why); };
-  if (c.mode == "aks")
-    return bad(
-        "[Update] Mode=aks: the AKS driver is not part of this build yet; use "
-        "Mode=autonomous");
   if (c.reboot_strategy == "window" && c.reboot_window.empty())
     return bad("[Reboot] Strategy=window needs Window= (e.g. Window=Mon..Fri 02:00 3h UTC)");
   if (c.reboot_strategy == "fleetlock" && c.fleetlock_url.empty())
@@ -52,13 +49,12 @@ class Daemon {
         "abup daemon started (mode " + o_.config.mode + ", reboot strategy " +
             o_.config.reboot_strategy + ")",
         {{"MODE", o_.config.mode}});
-    notify_status("starting: checking for a pending commit");
-    start_op([this] { return auto_.startup(); },
-             [this](const Status& st) {
-               if (!st) log(Event::error, Priority::err, "start-up commit: " + st.error().message);
-               notify_ready(st ? "running" : "running (start-up commit failed)");
-               schedule(schedule_.first());
-             });
+    if (o_.config.mode == "aks") {
+      notify_ready("running (aks mode)");
+      run_aks_mode();
+    } else {
+      run_autonomous_mode();
+    }
     io_.run();
     if (worker_.joinable()) worker_.join();
     log(Event::stopping, Priority::info, "abup daemon stopped");
@@ -66,6 +62,49 @@ class Daemon {
   }
 
  private:
+  // aks mode: the control plane drives every step (and the commit after a reboot) through the
+  // Node's annotations; run_aks() blocks on the worker until stopped. A failure other than the
+  // Node being gone is retried with the check schedule's backoff.
+  void run_aks_mode() {
+    start_op(
+        [this] {
+          aks::AksOptions a;
+          a.config = o_.config;
+          a.where = o_.where;
+          a.transport = daemon_transport(o_.config, cancel_);
+          a.reboot = [this] { return reboot_node(o_, cancel_); };
+          return aks::run_aks(a, *cancel_.flag(),
+                              [](std::string_view line) { notify_status(std::string(line)); });
+        },
+        [this](const Status& st) {
+          if (st) return;  // stopped
+          if (st.error().code == Errc::not_found) {
+            log(Event::error, Priority::warning,
+                st.error().message + ": the update was abandoned; reporting stops");
+            notify_status("idle: the Node is gone, not reporting");
+            return;
+          }
+          auto delay = schedule_.after_failure();
+          log(Event::error, Priority::warning,
+              "aks mode: " + st.error().message + "; restarting in " +
+                  std::to_string(delay.count()) + "s");
+          check_timer_.expires_after(delay);
+          check_timer_.async_wait([this](auto ec) {
+            if (!ec && !stopping_) run_aks_mode();
+          });
+        });
+  }
+
+  void run_autonomous_mode() {
+    notify_status("starting: checking for a pending commit");
+    start_op([this] { return auto_.startup(); },
+             [this](const Status& st) {
+               if (!st) log(Event::error, Priority::err, "start-up commit: " + st.error().message);
+               notify_ready(st ? "running" : "running (start-up commit failed)");
+               schedule(schedule_.first());
+             });
+  }
+
   void on_signal(const boost::system::error_code& ec, int sig) {
     if (ec) return;
     if (stopping_) {

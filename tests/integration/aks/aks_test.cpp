@@ -4,8 +4,10 @@
 #include "agent/aks/aks.hpp"
 
 #include <doctest/doctest.h>
+#include <sys/wait.h>
 
 #include <atomic>
+#include <csignal>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -360,4 +362,41 @@ TEST_CASE("the agent survives a broken watch and a compaction, and stops when th
   if (w.agent.joinable()) w.agent.join();
   REQUIRE_FALSE(w.result);
   CHECK(w.result.error().code == Errc::not_found);
+}
+
+TEST_CASE("abup daemon with Mode=aks: stage and finalize through the annotations, reboot command") {
+  World w;
+  const std::string v2 = "202606.29.0";
+  w.omaha.offer(v2, w.image(v2));
+  TempDir dir;
+  const auto marker = dir / "rebooted";
+  const auto conf = dir / "abup.conf";
+  write_file(conf,
+             "[Update]\nMode=aks\nKeyring=" + (w.node.root().parent_path() / "keys").string() +
+                 "\nBootBackend=" + w.node.backend() +
+                 "\n[Network]\nAllowHTTP=yes\n[Kubernetes]\nKubeconfig=" +
+                 w.api.write_kubeconfig(false).string() +
+                 "\nNodeName=node-1\nHeartbeat=1s\n[Reboot]\nCommand=touch " +
+                 shell_quote(marker.string()) + "\n");
+  pid_t pid = spawn_child(
+      {abup_bin(), "daemon", "--config", conf.string(), "--disk", w.node.disk().string(), "--root",
+       w.node.root().string(), "--state-dir", w.node.state_dir().string()},
+      dir / "daemon.log");
+  REQUIRE(pid > 0);
+  w.ask(w.request("stage", op_id(1), v2));
+  auto s = w.wait_terminal(kStatus, op_id(1));
+  INFO(read_file(dir / "daemon.log"));
+  CHECK(s["code"] == "Success");
+  w.ask(w.request("finalize", op_id(2), v2));
+  s = w.wait_terminal(kStatus, op_id(2));
+  CHECK(s["code"] == "Success");
+  for (int i = 0; i < 300 && !std::filesystem::exists(marker); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  CHECK(std::filesystem::exists(marker));  // [Reboot] Command= ran after the status was written
+  ::kill(pid, SIGTERM);
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  CHECK(w.node.reboot() == 'B');
 }

@@ -52,7 +52,7 @@ TEST_CASE("daemon: a configuration it cannot run stops start-up with what is wro
            Bad{"[Reboot]\nWindow=Mon 25:00 1h\n",
                conf + ":13: [Reboot] Window=Mon 25:00 1h: '25:00' is not a time of day"},
            Bad{"[Update]\nCheckInterval=soon\n", conf + ":13: [Update] CheckInterval=soon"},
-           Bad{"[Update]\nMode=aks\n", "Mode=aks: the AKS driver is not part of this build"},
+           Bad{"[Update]\nMode=nebraska\n", "Mode=nebraska: expected aks or autonomous"},
            Bad{"[Reboot]\nStrategy=fleetlock\n", "Strategy=fleetlock needs FleetLockURL="},
            Bad{"[Reboot]\nStrategy=window\n", "Strategy=window needs Window="},
        }) {
