@@ -14,11 +14,12 @@ int cmd_daemon(const std::vector<std::string>& argv) {
   if (!args) return report(args.error());
   if (args->has("help")) {
     std::printf(
-        "usage: abup daemon --disk PATH [--root DIR] [--config PATH] [--state-dir DIR]\n\n"
+        "usage: abup daemon [--disk PATH] [--root DIR] [--config PATH] [--state-dir DIR]\n\n"
         "What abup.service runs (Type=notify). On start it commits a slot armed before the\n"
         "reboot (after the [Health] checks pass); in Mode=autonomous it then checks the Omaha\n"
         "server on a schedule, stages and arms what it offers, and reboots per [Reboot]\n"
-        "Strategy=. SIGTERM stops the current step at a safe point; it resumes on the next start.\n"
+        "Strategy=; in Mode=aks it follows the update-request annotation on its Node. SIGTERM "
+        "stops the current step at a safe point; it resumes on the next start.\n"
         "Exit status: 0 stopped by a signal, 2 bad configuration or options, 1 other errors.\n\n%s",
         format_options(specs).c_str());
     return 0;
