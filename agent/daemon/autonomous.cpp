@@ -35,14 +35,17 @@ std::string describe_events(const std::vector<omaha::Event>& events) {
   return s;
 }
 
-// Human progress for STATUS=, at most once per percent and phase.
-std::function<void(const StageProgress&)> progress_reporter(const std::string& version) {
+// Progress for the Progress property (the server rate-limits its signals) and a human line for
+// STATUS=, at most once per percent and phase.
+std::function<void(const StageProgress&)> progress_reporter(const std::string& version,
+                                                            Reporter& report) {
   struct Last {
     std::string phase;
     int percent = -1;
   };
   auto last = std::make_shared<Last>();
-  return [version, last](const StageProgress& p) {
+  return [version, last, &report](const StageProgress& p) {
+    report.progress(p);
     const int percent = p.total ? static_cast<int>(p.done * 100 / p.total) : 0;
     if (last->phase == p.phase && last->percent == percent) return;
     last->phase = p.phase;
@@ -63,8 +66,8 @@ const FailedVersion* failed_before(const State& state, const Version& offered) {
 
 }  // namespace
 
-Autonomous::Autonomous(const DaemonOptions& options, Canceller& cancel)
-    : o_(options), cancel_(cancel), store_(options.where.state_dir) {}
+Autonomous::Autonomous(const DaemonOptions& options, Canceller& cancel, Reporter& report)
+    : o_(options), cancel_(cancel), report_(report), store_(options.where.state_dir) {}
 
 protocol::TransportOptions daemon_transport(const Config& config, const Canceller& cancel) {
   protocol::TransportOptions t;
@@ -147,7 +150,8 @@ Status Autonomous::startup() {
     if (on_target && p.kind == "finalize") {
       if (c.ds.health_failed_boot_id == c.host.boot_id)
         return fall_back(c, p, "the health checks already failed in this boot");
-      notify_status("checking the health of " + p.target_version + " before the commit");
+      report_.state(dbus::kStateCommitting,
+                    "checking the health of " + p.target_version + " before the commit");
       HealthChecks checks{o_.config.health_units, o_.config.health_commands,
                           o_.config.health_timeout, o_.unit_state};
       if (auto st = run_health_checks(checks, cancel_); !st) {
@@ -155,7 +159,8 @@ Status Autonomous::startup() {
         return fall_back(c, p, st.error().message);
       }
     }
-    notify_status("committing " + p.target_version);
+    report_.operation(p.operation_id);
+    report_.state(dbus::kStateCommitting, "committing " + p.target_version);
     ABUP_TRY(auto out, commit(o_.where));
     const std::map<std::string, std::string> fields = {{"OPERATION_ID", out.operation_id},
                                                        {"VERSION", out.to_version},
@@ -168,6 +173,7 @@ Status Autonomous::startup() {
       }
     } else if (out.code == kTargetBootFailed) {
       log(Event::boot_failed, Priority::err, out.message, fields);
+      if (p.kind == "finalize") report_.rolled_back();
       if (c.ds.in_progress) {
         omaha::Event failed{3, 0, omaha::kErrorFellBack, ""};
         ABUP_CHECK(queue(c, {failed}, false));
@@ -199,7 +205,7 @@ Status Autonomous::fall_back(Ctx& c, const PendingCommit& p, const std::string& 
 
 Status Autonomous::release_fleetlock(Ctx& c) {
   FleetLock lock{o_.config.fleetlock_url, machine_id(c.host), o_.config.fleetlock_group};
-  notify_status("releasing the FleetLock reboot slot");
+  report_.state(dbus::kStateIdle, "releasing the FleetLock reboot slot");
   ABUP_CHECK(fleetlock_until_granted(
       lock, LockOp::steady_state, transport(), cancel_, kLockRetry, kLockRetryMax,
       [](const std::string& why) { log(Event::reboot, Priority::warning, why); }));
@@ -208,16 +214,16 @@ Status Autonomous::release_fleetlock(Ctx& c) {
   return store_.save(c.ds);
 }
 
-Status Autonomous::round() {
+Status Autonomous::round(const std::string& operation_id) {
   if (o_.config.server.empty()) {
     if (!said_idle_)
       log(Event::check, Priority::notice, "no [Update] Server= configured: no update checks");
     said_idle_ = true;
-    notify_status("idle: no update server configured");
+    report_.state(dbus::kStateIdle, "idle: no update server configured");
     return {};
   }
   if (rebooting_) {
-    notify_status("rebooting");
+    report_.state(dbus::kStateRebooting, "rebooting");
     return {};
   }
   ABUP_TRY(auto c, context());
@@ -230,11 +236,14 @@ Status Autonomous::round() {
     return reboot_per_strategy(c, *c.state.pending);
   }
   const auto sent = c.ds.queued;
-  notify_status("checking for updates at " + o_.config.server);
+  report_.state(dbus::kStateChecking, "checking for updates at " + o_.config.server);
   auto r = omaha::check(c.who, sent, transport());
   if (!r) {
     log(Event::check_failed, Priority::warning, "update check failed: " + r.error().message,
         {{"SERVER", o_.config.server}});
+    report_.checked("error", "");
+    if (r.error().code != Errc::cancelled)
+      report_.failed(r.error(), "update check failed: " + r.error().message);
     return std::move(r).error();
   }
   if (!sent.empty()) {
@@ -250,25 +259,46 @@ Status Autonomous::round() {
     case omaha::CheckResult::Kind::no_update:
       log(Event::check, Priority::info, "no update (running " + running + ")",
           {{"VERSION", running}});
-      notify_status("up to date: " + running);
+      report_.checked("no_update", "");
+      report_.state(dbus::kStateIdle, "up to date: " + running);
       return {};
     case omaha::CheckResult::Kind::not_now:
       log(Event::check, Priority::info, "the update server says not now (" + r->app_status + ")",
           {{"VERSION", running}});
-      notify_status("up to date: " + running + " (server: " + r->app_status + ")");
+      report_.checked("not_now", "");
+      report_.state(dbus::kStateIdle,
+                    "up to date: " + running + " (server: " + r->app_status + ")");
       return {};
     case omaha::CheckResult::Kind::update:
       break;
   }
-  return install(c, *r->offer);
+  report_.checked("update_available", r->offer->version);
+  return install(c, *r->offer, operation_id);
 }
 
-Status Autonomous::install(Ctx& c, const omaha::Offer& offer) {
+StageOptions Autonomous::stage_options(const std::string& source, const std::string& version) {
+  StageOptions so;
+  so.disk = o_.where.disk;
+  so.root = o_.where.root;
+  so.state_dir = o_.where.state_dir;
+  so.source = source;
+  so.transport = transport();
+  so.keyrings = o_.config.keyrings;
+  so.threshold = o_.config.signature_threshold;
+  so.workers = o_.config.workers;
+  so.memory_limit = o_.config.memory_limit;
+  so.reuse = o_.config.reuse;
+  so.on_progress = progress_reporter(version, report_);
+  return so;
+}
+
+Status Autonomous::install(Ctx& c, const omaha::Offer& offer, const std::string& operation_id) {
   const std::map<std::string, std::string> vf = {{"VERSION", c.who.version},
                                                  {"TARGET_VERSION", offer.version}};
   auto skip = [&](const std::string& why) -> Status {
     log(Event::offer_skipped, Priority::notice, "not installing " + offer.version + ": " + why, vf);
-    notify_status("running " + c.who.version + "; offered " + offer.version + " skipped: " + why);
+    report_.state(dbus::kStateIdle,
+                  "running " + c.who.version + "; offered " + offer.version + " skipped: " + why);
     return {};
   };
   auto offered = Version::parse(offer.version);
@@ -279,27 +309,18 @@ Status Autonomous::install(Ctx& c, const omaha::Offer& offer) {
                 f->at + "); waiting for a newer version");
 
   if (!(c.ds.in_progress && c.ds.target_version == offer.version) || c.ds.operation_id.empty())
-    c.ds.operation_id = partitions::Guid::random().str();
+    c.ds.operation_id = operation_id.empty() ? partitions::Guid::random().str() : operation_id;
   c.ds.target_version = offer.version;
   auto fields = vf;
   fields["OPERATION_ID"] = c.ds.operation_id;
   log(Event::stage_started, Priority::notice,
       "updating " + c.who.version + " -> " + offer.version + " from " + offer.url, fields);
+  report_.operation(operation_id.empty() ? c.ds.operation_id : operation_id);
+  report_.clear_error();
+  report_.state(dbus::kStateStaging, "updating to " + offer.version);
   ABUP_CHECK(queue(c, {{13, 1, std::nullopt, ""}}, true));
 
-  StageOptions so;
-  so.disk = o_.where.disk;
-  so.root = o_.where.root;
-  so.state_dir = o_.where.state_dir;
-  so.source = offer.url;
-  so.transport = transport();
-  so.keyrings = o_.config.keyrings;
-  so.threshold = o_.config.signature_threshold;
-  so.workers = o_.config.workers;
-  so.memory_limit = o_.config.memory_limit;
-  so.reuse = o_.config.reuse;
-  so.on_progress = progress_reporter(offer.version);
-  auto staged = stage(so);
+  auto staged = stage(stage_options(offer.url, offer.version));
   auto failed = [&](Error e, const char* step) -> Status {
     if (e.code == Errc::cancelled || cancel_.cancelled()) {
       // Abandoned safely: the slot record says staging/failed, the chunks are re-verified on
@@ -307,10 +328,12 @@ Status Autonomous::install(Ctx& c, const omaha::Offer& offer) {
       log(Event::stage_failed, Priority::notice,
           std::string(step) + " of " + offer.version + " stopped; it resumes on the next start",
           fields);
+      report_.state(dbus::kStateIdle, std::string(step) + " of " + offer.version + " stopped");
       return make_error(Errc::cancelled, e.message);
     }
     log(Event::stage_failed, Priority::err,
         std::string(step) + " of " + offer.version + " failed: " + e.message, fields);
+    report_.failed(e, std::string(step) + " of " + offer.version + " failed: " + e.message);
     const int code = e.code == Errc::network ? kOmahaDownloadError : kOmahaError;
     ABUP_CHECK(queue(c, {{3, 0, code, ""}}, true));
     return std::move(e).with_context(step);
@@ -320,6 +343,8 @@ Status Autonomous::install(Ctx& c, const omaha::Offer& offer) {
       "staged " + staged->version + " on " + staged->slot_label + " (" +
           human_bytes(staged->downloaded) + " downloaded)",
       fields);
+  report_.staged(*staged);
+  report_.state(dbus::kStateStaged, "staged " + staged->version);
   ABUP_CHECK(queue(c, {{14, 1, std::nullopt, ""}}, true));
 
   FinalizeOptions fo;
@@ -329,10 +354,63 @@ Status Autonomous::install(Ctx& c, const omaha::Offer& offer) {
   auto armed = finalize(fo);
   if (!armed) return failed(std::move(armed).error(), "finalize");
   log(Event::armed, Priority::notice, armed->message, fields);
+  report_.state(dbus::kStateArmed, armed->message);
   ABUP_CHECK(queue(c, {{800, 1, std::nullopt, ""}}, true));
   ABUP_TRY(c.state, StateStore(o_.where.state_dir).load());
   if (!c.state.pending) return make_error(Errc::failed, "finalize left no pending commit");
   return reboot_per_strategy(c, *c.state.pending);
+}
+
+Status Autonomous::stage_only(const std::string& what, const std::string& operation_id) {
+  report_.operation(operation_id);
+  report_.clear_error();
+  auto fail = [&](Error e) -> Status {
+    if (e.code == Errc::cancelled) {
+      report_.state(dbus::kStateIdle, "stage of " + what + " stopped");
+    } else {
+      log(Event::stage_failed, Priority::err, "stage of " + what + " failed: " + e.message,
+          {{"OPERATION_ID", operation_id}});
+      report_.failed(e, "stage of " + what + " failed: " + e.message);
+    }
+    return e;
+  };
+  std::string source = what, version = what;
+  if (what.find('/') == std::string::npos) {  // a version: ask the update server for its URL
+    auto wanted = Version::parse(what);
+    if (!wanted) return fail(std::move(wanted).error());
+    auto c = context();
+    if (!c) return fail(std::move(c).error());
+    report_.state(dbus::kStateChecking, "asking " + o_.config.server + " for " + what);
+    auto r = omaha::check(c->who, {}, transport());
+    if (!r) {
+      report_.checked("error", "");
+      return fail(std::move(r).error().with_context("update check"));
+    }
+    const bool has = r->kind == omaha::CheckResult::Kind::update;
+    report_.checked(has ? "update_available" : "no_update", has ? r->offer->version : "");
+    std::optional<Version> offered;
+    if (has)
+      if (auto v = Version::parse(r->offer->version); v) offered = *v;
+    if (!offered || !(*offered == *wanted))
+      return fail(make_error(Errc::not_found,
+                             "the update server offers " +
+                                 (has ? r->offer->version : std::string("no update")) + ", not " +
+                                 what + " (pass the image's URL to stage it anyway)"));
+    source = r->offer->url;
+    version = r->offer->version;
+  }
+  log(Event::stage_started, Priority::notice, "staging " + version + " from " + source,
+      {{"OPERATION_ID", operation_id}});
+  report_.state(dbus::kStateStaging, "staging " + version);
+  auto staged = stage(stage_options(source, version));
+  if (!staged) return fail(std::move(staged).error());
+  log(Event::staged, Priority::notice,
+      "staged " + staged->version + " on " + staged->slot_label + " (" +
+          human_bytes(staged->downloaded) + " downloaded)",
+      {{"OPERATION_ID", operation_id}, {"TARGET_VERSION", staged->version}});
+  report_.staged(*staged);
+  report_.state(dbus::kStateStaged, "staged " + staged->version);
+  return {};
 }
 
 Status Autonomous::reboot_per_strategy(Ctx& c, const PendingCommit& p) {
@@ -352,8 +430,8 @@ Status Autonomous::reboot_per_strategy(Ctx& c, const PendingCommit& p) {
               marker.string(),
           fields);
     said_reboot_needed_ = true;
-    notify_status("reboot needed: " + p.target_version + " is armed in slot " +
-                  std::string(1, p.target_slot));
+    report_.state(dbus::kStateArmed, "reboot needed: " + p.target_version + " is armed in slot " +
+                                         std::string(1, p.target_slot));
     return {};
   }
   if (rebooting_) return {};
@@ -371,7 +449,8 @@ Status Autonomous::reboot_per_strategy(Ctx& c, const PendingCommit& p) {
           p.target_version + " is armed; waiting for the reboot window (" +
               o_.config.reboot_window + ") at " + when,
           fields);
-      notify_status("reboot needed: waiting for the window at " + std::string(when));
+      report_.state(dbus::kStateArmed,
+                    "reboot needed: waiting for the window at " + std::string(when));
       if (!cancel_.wait_until(at))
         return make_error(Errc::cancelled, "waiting for the reboot window: stopped");
     }
@@ -379,7 +458,8 @@ Status Autonomous::reboot_per_strategy(Ctx& c, const PendingCommit& p) {
     c.ds.fleetlock_held = true;  // before asking: a crash after the grant must still release it
     ABUP_CHECK(store_.save(c.ds));
     FleetLock lock{o_.config.fleetlock_url, machine_id(c.host), o_.config.fleetlock_group};
-    notify_status("reboot needed: asking FleetLock " + lock.base + " for a reboot slot");
+    report_.state(dbus::kStateArmed,
+                  "reboot needed: asking FleetLock " + lock.base + " for a reboot slot");
     ABUP_CHECK(fleetlock_until_granted(lock, LockOp::pre_reboot, transport(), cancel_, kLockRetry,
                                        kLockRetryMax, [&](const std::string& why) {
                                          log(Event::reboot, Priority::info, why, fields);
@@ -409,8 +489,11 @@ Status reboot_node(const DaemonOptions& o, Canceller& cancel) {
 
 Status Autonomous::reboot_now(const std::string& why) {
   log(Event::reboot, Priority::notice, why);
-  notify_status(why);
-  ABUP_CHECK(reboot_node(o_, cancel_));
+  report_.state(dbus::kStateRebooting, why);
+  if (auto st = reboot_node(o_, cancel_); !st) {
+    if (st.error().code != Errc::cancelled) report_.failed(st.error(), st.error().message);
+    return st;
+  }
   rebooting_ = true;
   return {};
 }

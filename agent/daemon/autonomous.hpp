@@ -14,8 +14,10 @@
 #include "agent/daemon/cancel.hpp"
 #include "agent/daemon/daemon_state.hpp"
 #include "agent/daemon/health.hpp"
+#include "agent/daemon/report.hpp"
 #include "agent/host.hpp"
 #include "agent/lifecycle.hpp"
+#include "agent/stage.hpp"
 #include "agent/state.hpp"
 #include "update-protocol/omaha/omaha.hpp"
 
@@ -40,12 +42,19 @@ inline constexpr int kOmahaDownloadError = 9;
 
 class Autonomous {
  public:
-  Autonomous(const DaemonOptions& options, Canceller& cancel);
+  // Every step is published through `report` (D-Bus properties, metrics, sd_notify STATUS=).
+  Autonomous(const DaemonOptions& options, Canceller& cancel, Reporter& report);
 
   // At start: the pending commit, gated by the health checks when this boot runs the new slot.
   [[nodiscard]] Status startup();
-  // One scheduled round. An error makes the caller back off (Errc::cancelled: stopping).
-  [[nodiscard]] Status round();
+  // One scheduled round (or one asked for over D-Bus: CheckNow). A new update gets
+  // `operation_id` when one is given. An error makes the caller back off (Errc::cancelled:
+  // stopped).
+  [[nodiscard]] Status round(const std::string& operation_id = {});
+  // D-Bus Stage: stages an image URL/path, or `version` when the update server offers exactly
+  // that; the slot is left staged (Finalize arms it). No Omaha events: an operator's stage.
+  [[nodiscard]] Status stage_only(const std::string& version_or_url,
+                                  const std::string& operation_id);
 
  private:
   struct Ctx {
@@ -55,7 +64,9 @@ class Autonomous {
     DaemonState ds;
   };
   [[nodiscard]] Result<Ctx> context() const;
-  [[nodiscard]] Status install(Ctx& c, const protocol::omaha::Offer& offer);
+  [[nodiscard]] Status install(Ctx& c, const protocol::omaha::Offer& offer,
+                               const std::string& operation_id);
+  [[nodiscard]] StageOptions stage_options(const std::string& source, const std::string& version);
   [[nodiscard]] Status reboot_per_strategy(Ctx& c, const PendingCommit& pending);
   [[nodiscard]] Status reboot_now(const std::string& why);
   [[nodiscard]] Status fall_back(Ctx& c, const PendingCommit& pending, const std::string& why);
@@ -69,6 +80,7 @@ class Autonomous {
 
   const DaemonOptions& o_;
   Canceller& cancel_;
+  Reporter& report_;
   DaemonStore store_;
   bool rebooting_ = false;  // a reboot was asked for: nothing else to do
   bool said_reboot_needed_ = false;

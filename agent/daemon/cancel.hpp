@@ -1,5 +1,6 @@
-// The daemon's stop request, shared by the event loop (which raises it on SIGTERM) and the
-// worker (whose transfers see it through TransportOptions::cancel and whose waits end early).
+// The daemon's stop request, shared by the event loop (which raises it on SIGTERM and on a
+// D-Bus Cancel) and the worker (whose transfers see it through TransportOptions::cancel and whose
+// waits end early).
 #pragma once
 
 #include <atomic>
@@ -17,6 +18,11 @@ class Canceller {
     cv_.notify_all();
   }
   [[nodiscard]] bool cancelled() const { return flag_.load(); }
+  // Lowers the flag again once the cancelled step has ended (a D-Bus Cancel, not a stop).
+  void reset() {
+    std::lock_guard lock(mu_);
+    flag_ = false;
+  }
   [[nodiscard]] const std::atomic<bool>* flag() const { return &flag_; }
   // Sleeps; false when cancelled first.
   [[nodiscard]] bool wait_for(std::chrono::milliseconds d) {

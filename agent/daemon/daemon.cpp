@@ -1,5 +1,6 @@
 #include "agent/daemon/daemon.hpp"
 
+#include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -7,14 +8,25 @@
 #include <random>
 #include <thread>
 
+#include "abup/version.hpp"
 #include "agent/aks/aks.hpp"
 #include "agent/daemon/log.hpp"
 #include "agent/daemon/notify.hpp"
+#include "agent/daemon/report.hpp"
 #include "agent/daemon/schedule.hpp"
+#include "agent/dbus/asio_bus.hpp"
+#include "agent/dbus/bus.hpp"
+#include "agent/dbus/server.hpp"
+#include "agent/metrics.hpp"
+#include "agent/state.hpp"
+#include "partitions/gpt.hpp"
 
 namespace abup::agent::daemon {
 
 namespace asio = boost::asio;
+using dbus::ApiErrc;
+using dbus::ApiError;
+using dbus::Reply;
 
 Status validate(const DaemonOptions& o) {
   const auto& c = o.config;
@@ -30,11 +42,12 @@ Status validate(const DaemonOptions& o) {
 
 namespace {
 
-class Daemon {
+class Daemon : public dbus::Handler {
  public:
   explicit Daemon(const DaemonOptions& o)
       : o_(o),
-        auto_(o, cancel_),
+        report_(o.config.mode),
+        auto_(o, cancel_, report_),
         signals_(io_, SIGTERM, SIGINT),
         check_timer_(io_),
         watchdog_timer_(io_),
@@ -49,6 +62,11 @@ class Daemon {
         "abup daemon started (mode " + o_.config.mode + ", reboot strategy " +
             o_.config.reboot_strategy + ")",
         {{"MODE", o_.config.mode}});
+    report_.refresh_slots(o_.where);
+    start_metrics();
+    start_api();
+    report_.set_on_change([this] { publish_soon(); });
+    publish();
     if (o_.config.mode == "aks") {
       notify_ready("running (aks mode)");
       run_aks_mode();
@@ -57,11 +75,205 @@ class Daemon {
     }
     io_.run();
     if (worker_.joinable()) worker_.join();
+    report_.set_on_change({});
+    server_.reset();  // releases the name: clients see the daemon go
+    bus_driver_.reset();
+    bus_.reset();
+    if (metrics_server_) metrics_server_->stop();
+    metrics_server_.reset();
     log(Event::stopping, Priority::info, "abup daemon stopped");
     return 0;
   }
 
+  // org.abup.Agent1 (docs/dbus.md), on the loop thread.
+  Reply<std::string> check_now() override {
+    if (auto refused = not_in_aks_mode("CheckNow")) return *refused;
+    if (busy_ || stopping_) return busy();
+    if (o_.config.server.empty())
+      return ApiError{ApiErrc::nothing_to_do, "no [Update] Server= is configured: nothing to ask"};
+    const auto op = partitions::Guid::random().str();
+    announce(op, dbus::kStateChecking, "checking for updates (asked over D-Bus)");
+    check_timer_.cancel();  // this is the round; the schedule goes on after it
+    start_round(op);
+    return op;
+  }
+
+  Reply<std::string> stage(const std::string& what) override {
+    if (auto refused = not_in_aks_mode("Stage")) return *refused;
+    if (busy_ || stopping_) return busy();
+    if (what.empty()) return check_now();
+    const bool is_version = what.find('/') == std::string::npos;
+    if (is_version) {
+      if (auto v = Version::parse(what); !v)
+        return ApiError{ApiErrc::invalid_args, "'" + what +
+                                                   "' is neither a version nor an image URL or "
+                                                   "path: " +
+                                                   v.error().message};
+      if (o_.config.server.empty())
+        return ApiError{ApiErrc::nothing_to_do, "no [Update] Server= is configured to ask for " +
+                                                    what + "; pass the image's URL instead"};
+    }
+    const auto op = partitions::Guid::random().str();
+    announce(op, is_version ? dbus::kStateChecking : dbus::kStateStaging,
+             "staging " + what + " (asked over D-Bus)");
+    check_timer_.cancel();
+    start_op([this, what, op] { return auto_.stage_only(what, op); },
+             [this](const Status& st) { after_scheduled(st); });
+    return op;
+  }
+
+  Reply<dbus::OutcomeMap> finalize(bool reboot) override {
+    if (auto refused = not_in_aks_mode("Finalize")) return *refused;
+    if (busy_ || stopping_) return busy();
+    auto state = StateStore(o_.where.state_dir).load();
+    if (!state) return dbus::to_api_error(state.error());
+    bool staged = false;
+    for (const auto& [uuid, rec] : state->slots) staged = staged || rec.state == SlotState::staged;
+    if (!staged) return ApiError{ApiErrc::not_staged, "nothing is staged; stage an image first"};
+    auto out = agent::finalize(FinalizeOptions{o_.where, "", "", false});
+    if (!out) return dbus::to_api_error(out.error());
+    log(Event::armed, Priority::notice, out->message + " (asked over D-Bus)",
+        {{"OPERATION_ID", out->operation_id}});
+    return armed(*out, reboot);
+  }
+
+  Reply<dbus::OutcomeMap> rollback(bool reboot, bool force) override {
+    if (auto refused = not_in_aks_mode("Rollback")) return *refused;
+    if (busy_ || stopping_) return busy();
+    auto out = agent::rollback(RollbackOptions{o_.where, "", force});
+    if (!out) return dbus::to_api_error(out.error());
+    log(Event::armed, Priority::notice, out->message + " (rollback asked over D-Bus)",
+        {{"OPERATION_ID", out->operation_id}});
+    report_.rolled_back();
+    return armed(*out, reboot);
+  }
+
+  Reply<std::string> cancel() override {
+    if (auto refused = not_in_aks_mode("Cancel")) return *refused;
+    if (!busy_) return ApiError{ApiErrc::nothing_to_do, "no operation runs"};
+    if (stopping_) return busy();
+    log(Event::stopping, Priority::notice,
+        "operation " + report_.status().operation_id +
+            " cancelled over D-Bus: stopping it at its next safe point");
+    cancelled_by_api_ = true;
+    cancel_.cancel();
+    return report_.status().operation_id;
+  }
+
  private:
+  // The control plane owns every step in aks mode: a local method would race it.
+  std::optional<ApiError> not_in_aks_mode(const char* method) const {
+    if (o_.config.mode != "aks") return std::nullopt;
+    return ApiError{ApiErrc::refused,
+                    std::string(method) +
+                        ": [Agent] Mode=aks: the AKS control plane drives updates through the " +
+                        o_.config.annotation_prefix + "/update-request annotation of this Node"};
+  }
+
+  ApiError busy() const {
+    const auto s = report_.status();
+    if (stopping_) return {ApiErrc::busy, "the daemon is stopping"};
+    return {ApiErrc::busy, "operation " + (s.operation_id.empty() ? "(start-up)" : s.operation_id) +
+                               " is " + s.state + "; retry later or Cancel it"};
+  }
+
+  // A method's new operation becomes visible before its work starts, so that the StateChanged
+  // a client waits for cannot be folded into an unchanged state.
+  void announce(const std::string& op, std::string_view state, const std::string& line) {
+    report_.operation(op);
+    report_.clear_error();
+    report_.state(state, line);
+    publish();
+  }
+
+  Reply<dbus::OutcomeMap> armed(const Outcome& out, bool reboot) {
+    report_.operation(out.operation_id);
+    report_.clear_error();
+    report_.refresh_slots(o_.where);
+    report_.state(reboot ? dbus::kStateRebooting : dbus::kStateArmed, out.message);
+    publish();
+    if (reboot) {
+      check_timer_.cancel();
+      start_op([this] { return reboot_node(o_, cancel_); },
+               [this](const Status& st) {
+                 if (!st) {
+                   log(Event::error, Priority::err, "reboot: " + st.error().message);
+                   report_.failed(st.error(), "reboot failed: " + st.error().message);
+                 }
+                 after_scheduled({});
+               });
+    }
+    return dbus::outcome_map(out);
+  }
+
+  void start_metrics() {
+    if (o_.config.metrics_listen.empty()) return;
+    auto m = MetricsServer::start(io_, o_.config.metrics_listen);
+    if (!m) {
+      log(Event::error, Priority::err,
+          "[Metrics] Listen=" + o_.config.metrics_listen + ": " + m.error().message);
+      return;
+    }
+    metrics_server_ = std::move(*m);
+    log(Event::started, Priority::info,
+        "metrics at http://" + o_.config.metrics_listen + "/metrics (port " +
+            std::to_string(metrics_server_->port()) + ")");
+  }
+
+  // The D-Bus API is how the CLI follows the daemon; without a system bus (a container, a
+  // test) the daemon still works and `abup status` reads the disk.
+  void start_api() {
+    auto bus = dbus::open_system_bus();
+    if (!bus) {
+      log(Event::error, Priority::warning,
+          "no D-Bus API (" + bus.error().message + "); abup status reads the disk instead");
+      return;
+    }
+    bus_ = std::move(*bus);
+    auto server = dbus::Server::start(bus_.get(), *this, report_.status());
+    if (!server) {
+      log(Event::error, Priority::err, "no D-Bus API: " + server.error().message);
+      bus_.reset();
+      return;
+    }
+    server_ = std::move(*server);
+    bus_driver_ = std::make_unique<dbus::AsioBus>(io_, bus_.get(), [this](const Error& e) {
+      log(Event::error, Priority::err, "the D-Bus connection failed: " + e.message);
+    });
+    server_->set_wake([this] { bus_driver_->kick(); });
+    if (auto st = bus_driver_->start(); !st) {
+      log(Event::error, Priority::err, "no D-Bus API: " + st.error().message);
+      server_.reset();
+      bus_driver_.reset();
+      bus_.reset();
+    }
+  }
+
+  // From any thread: one publish on the loop for any number of changes before it runs.
+  void publish_soon() {
+    if (publish_queued_.exchange(true)) return;
+    asio::post(io_, [this] {
+      publish_queued_ = false;
+      publish();
+    });
+  }
+
+  void publish() {
+    if (server_) server_->update(report_.status());
+    auto text = render_metrics(report_.metrics());
+    if (text == metrics_text_) return;
+    metrics_text_ = text;
+    if (metrics_server_) metrics_server_->update(text);
+    if (o_.config.metrics_textfile.empty()) return;
+    if (auto st = write_metrics_textfile(o_.config.metrics_textfile, text); !st) {
+      if (!said_textfile_failed_)
+        log(Event::error, Priority::warning, "[Metrics] Textfile=: " + st.error().message);
+      said_textfile_failed_ = true;
+    } else {
+      said_textfile_failed_ = false;
+    }
+  }
+
   // aks mode: the control plane drives every step (and the commit after a reboot) through the
   // Node's annotations; run_aks() blocks on the worker until stopped. A failure other than the
   // Node being gone is retried with the check schedule's backoff.
@@ -73,8 +285,10 @@ class Daemon {
           a.where = o_.where;
           a.transport = daemon_transport(o_.config, cancel_);
           a.reboot = [this] { return reboot_node(o_, cancel_); };
-          return aks::run_aks(a, *cancel_.flag(),
-                              [](std::string_view line) { notify_status(std::string(line)); });
+          return aks::run_aks(a, *cancel_.flag(), [this](std::string_view line) {
+            notify_status(std::string(line));
+            asio::post(io_, [this] { report_.refresh_slots(o_.where); });
+          });
         },
         [this](const Status& st) {
           if (st) return;  // stopped
@@ -96,10 +310,15 @@ class Daemon {
   }
 
   void run_autonomous_mode() {
-    notify_status("starting: checking for a pending commit");
+    report_.state(dbus::kStateCommitting, "starting: checking for a pending commit");
     start_op([this] { return auto_.startup(); },
              [this](const Status& st) {
-               if (!st) log(Event::error, Priority::err, "start-up commit: " + st.error().message);
+               if (!st) {
+                 log(Event::error, Priority::err, "start-up commit: " + st.error().message);
+                 report_.failed(st.error(), "start-up commit failed: " + st.error().message);
+               } else if (report_.status().state == dbus::kStateCommitting) {
+                 report_.state(dbus::kStateIdle, "running");
+               }
                notify_ready(st ? "running" : "running (start-up commit failed)");
                schedule(schedule_.first());
              });
@@ -135,18 +354,26 @@ class Daemon {
     if (stopping_) return;
     check_timer_.expires_after(delay);
     check_timer_.async_wait([this](auto ec) {
-      if (ec || stopping_) return;
-      start_op([this] { return auto_.round(); },
-               [this](const Status& st) {
-                 if (st) return schedule(schedule_.after_success());
-                 if (st.error().code == Errc::cancelled) return;
-                 auto delay = schedule_.after_failure();
-                 log(Event::error, Priority::warning,
-                     st.error().message + "; next try in " + std::to_string(delay.count()) +
-                         "s (failure " + std::to_string(schedule_.failures()) + ")");
-                 schedule(delay);
-               });
+      if (ec || stopping_ || busy_) return;
+      start_round({});
     });
+  }
+
+  void start_round(const std::string& op) {
+    start_op([this, op] { return auto_.round(op); },
+             [this](const Status& st) { after_scheduled(st); });
+  }
+
+  // After a round or an operation asked over D-Bus: the next check, sooner after success.
+  void after_scheduled(const Status& st) {
+    report_.refresh_slots(o_.where);
+    if (st) return schedule(schedule_.after_success());
+    if (st.error().code == Errc::cancelled) return schedule(schedule_.after_success());
+    auto delay = schedule_.after_failure();
+    log(Event::error, Priority::warning,
+        st.error().message + "; next try in " + std::to_string(delay.count()) + "s (failure " +
+            std::to_string(schedule_.failures()) + ")");
+    schedule(delay);
   }
 
   template <typename Op, typename Done>
@@ -161,6 +388,12 @@ class Daemon {
           io_.stop();
           return;
         }
+        if (cancelled_by_api_) {
+          cancelled_by_api_ = false;
+          cancel_.reset();
+          if (report_.status().state != dbus::kStateError)
+            report_.state(dbus::kStateIdle, "cancelled");
+        }
         done(st);
       });
     });
@@ -168,13 +401,22 @@ class Daemon {
 
   const DaemonOptions& o_;
   Canceller cancel_;
+  Reporter report_;
   Autonomous auto_;
   asio::io_context io_;
   asio::signal_set signals_;
   asio::steady_timer check_timer_, watchdog_timer_;
   CheckSchedule schedule_;
   std::thread worker_;
-  bool busy_ = false, stopping_ = false;
+  bool busy_ = false, stopping_ = false, cancelled_by_api_ = false;
+  // The API and the metrics; declared after io_, destroyed before it.
+  dbus::BusPtr bus_;
+  std::unique_ptr<dbus::AsioBus> bus_driver_;
+  std::unique_ptr<dbus::Server> server_;
+  std::unique_ptr<MetricsServer> metrics_server_;
+  std::atomic<bool> publish_queued_{false};
+  std::string metrics_text_;
+  bool said_textfile_failed_ = false;
 };
 
 }  // namespace

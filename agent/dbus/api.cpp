@@ -86,7 +86,9 @@ Status read_slot_facts(const LifecycleOptions& where, AgentStatus& st) {
   st.staged_version.clear();
   if (booted) {
     const auto& other = pair.other(*booted);
-    if (const auto* rec = state.slot(other.partuuid()); rec && rec->state == SlotState::staged)
+    // Staged, or staged and armed for the next boot: either way it waits on the other slot.
+    if (const auto* rec = state.slot(other.partuuid());
+        rec && (rec->state == SlotState::staged || rec->state == SlotState::armed))
       st.staged_version = rec->version;
   }
   // The bootloader's view is best effort, as in `abup status`: unknown slots stay "".

@@ -1,0 +1,173 @@
+#include "agent/daemon/report.hpp"
+
+#include <chrono>
+
+#include "agent/daemon/log.hpp"
+#include "agent/daemon/notify.hpp"
+
+namespace abup::agent::daemon {
+
+namespace {
+
+std::int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+std::string error_code_name(const Error& error) {
+  const auto name = dbus::error_name(dbus::to_api_error(error).code);
+  return name.substr(name.rfind('.') + 1);
+}
+
+Reporter::Reporter(std::string mode) {
+  st_.mode = mode;
+  m_.mode = std::move(mode);
+  m_.state = st_.state;
+  m_.known_states = {std::string(dbus::kStateIdle),       std::string(dbus::kStateChecking),
+                     std::string(dbus::kStateStaging),    std::string(dbus::kStateStaged),
+                     std::string(dbus::kStateArmed),      std::string(dbus::kStateRebooting),
+                     std::string(dbus::kStateCommitting), std::string(dbus::kStateError)};
+}
+
+void Reporter::set_on_change(std::function<void()> hook) {
+  std::lock_guard lock(mu_);
+  hook_ = std::move(hook);
+}
+
+void Reporter::changed() {
+  std::function<void()> hook;
+  {
+    std::lock_guard lock(mu_);
+    hook = hook_;
+  }
+  if (hook) hook();
+}
+
+void Reporter::state(std::string_view state, const std::string& line) {
+  notify_status(line);
+  {
+    std::lock_guard lock(mu_);
+    if (state == dbus::kStateStaging && st_.state != dbus::kStateStaging)
+      stage_started_ = std::chrono::steady_clock::now();
+    if (state != dbus::kStateStaging) st_.progress = {};
+    st_.state = std::string(state);
+    m_.state = st_.state;
+  }
+  changed();
+}
+
+void Reporter::operation(const std::string& id) {
+  {
+    std::lock_guard lock(mu_);
+    st_.operation_id = id;
+  }
+  changed();
+}
+
+void Reporter::progress(const StageProgress& p) {
+  {
+    std::lock_guard lock(mu_);
+    st_.progress = {p.phase, p.done, p.total};
+  }
+  changed();
+}
+
+void Reporter::checked(std::string_view result, const std::string& offered) {
+  {
+    std::lock_guard lock(mu_);
+    const auto now = std::chrono::system_clock::now().time_since_epoch();
+    st_.last_check = static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::microseconds>(now).count());
+    st_.available_version = offered;
+    m_.last_check_time = unix_now();
+    m_.last_check_result = std::string(result);
+    ++m_.checks_total;
+  }
+  changed();
+}
+
+void Reporter::failed(const Error& error, const std::string& line) {
+  notify_status(line);
+  {
+    std::lock_guard lock(mu_);
+    st_.last_error_code = error_code_name(error);
+    st_.last_error = error.message;
+    st_.state = std::string(dbus::kStateError);
+    st_.progress = {};
+    m_.state = st_.state;
+    ++m_.failures_by_code[st_.last_error_code];
+  }
+  changed();
+}
+
+void Reporter::clear_error() {
+  {
+    std::lock_guard lock(mu_);
+    st_.last_error_code.clear();
+    st_.last_error.clear();
+  }
+  changed();
+}
+
+void Reporter::staged(const StageSummary& s) {
+  {
+    std::lock_guard lock(mu_);
+    UpdateTransfer t;
+    t.version = s.version;
+    t.downloaded = s.downloaded;
+    t.reused = s.reused + s.skipped;
+    t.written = s.written + s.zeroed;
+    t.duration_seconds = s.seconds;
+    m_.last_update = t;
+    m_.last_update_time = unix_now();
+    st_.staged_version = s.version;
+  }
+  changed();
+}
+
+void Reporter::rolled_back() {
+  {
+    std::lock_guard lock(mu_);
+    ++m_.rollbacks_total;
+  }
+  changed();
+}
+
+void Reporter::refresh_slots(const LifecycleOptions& where) {
+  dbus::AgentStatus facts;
+  if (auto st = dbus::read_slot_facts(where, facts); !st) {
+    log(Event::error, Priority::warning, "reading the slots for the status: " + st.error().message);
+    return;
+  }
+  {
+    std::lock_guard lock(mu_);
+    st_.booted_slot = facts.booted_slot;
+    st_.next_slot = facts.next_slot;
+    st_.default_slot = facts.default_slot;
+    st_.booted_version = facts.booted_version;
+    st_.staged_version = facts.staged_version;
+    m_.booted.reset();
+    m_.staged.reset();
+    if (!facts.booted_slot.empty()) {
+      m_.booted = SlotVersion{facts.booted_slot, facts.booted_version};
+      if (!facts.staged_version.empty())
+        m_.staged = SlotVersion{facts.booted_slot == "A" ? "B" : "A", facts.staged_version};
+    }
+  }
+  changed();
+}
+
+dbus::AgentStatus Reporter::status() const {
+  std::lock_guard lock(mu_);
+  return st_;
+}
+
+MetricsSnapshot Reporter::metrics() const {
+  std::lock_guard lock(mu_);
+  return m_;
+}
+
+}  // namespace abup::agent::daemon
