@@ -38,9 +38,19 @@ DISK_MB = 2 + ESP_MB + 2 * USR_MB + ROOT_MB + 1
 PART_OFFSET = {n: start * MiB for n, start, *_ in PARTS}
 PART_SIZE = {n: size * MiB for n, _, size, *_ in PARTS}
 
-# The kernel modules /init loads, in this order after their dependencies.
-WANTED_MODULES = ["crc32c_generic", "virtio_pci", "virtio_blk", "ext4", "nls_cp437",
-                  "nls_utf8", "nls_ascii", "vfat", "efivarfs", "qemu_fw_cfg"]
+# The kernel modules /init loads, in this order after their dependencies (virtio_net for the
+# aks scenario's user networking; without a NIC it finds nothing to drive).
+WANTED_MODULES = ["crc32c_generic", "virtio_pci", "virtio_blk", "virtio_net", "ext4",
+                  "nls_cp437", "nls_utf8", "nls_ascii", "vfat", "efivarfs", "qemu_fw_cfg"]
+# What fetch_kernel unpacks from the kernel package (the cache is redone when this changes).
+KERNEL_FILES = ["./boot/vmlinuz-*", "./lib/modules/*/kernel/drivers/virtio/*",
+                "./lib/modules/*/kernel/drivers/block/virtio_blk.ko",
+                "./lib/modules/*/kernel/drivers/net/virtio_net.ko",
+                "./lib/modules/*/kernel/drivers/net/net_failover.ko",
+                "./lib/modules/*/kernel/net/core/failover.ko",
+                "./lib/modules/*/kernel/drivers/firmware/qemu_fw_cfg.ko",
+                "./lib/modules/*/kernel/fs/*", "./lib/modules/*/kernel/lib/*",
+                "./lib/modules/*/kernel/crypto/crc32c_generic.ko"]
 
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
@@ -129,16 +139,13 @@ def fetch_kernel(cache):
         check(debs, f"apt-get download {m.group(1)} left no .deb in {cache}")
     deb = debs[-1]
     x = cache / (deb.stem + ".x")
-    if not (x / "done").exists():
+    done = deb.name + "\n" + "\n".join(KERNEL_FILES) + "\n"
+    if not (x / "done").exists() or (x / "done").read_text() != done:
         shutil.rmtree(x, ignore_errors=True)
         x.mkdir()
-        sh(f"dpkg-deb --fsys-tarfile '{deb}' | tar -x -C '{x}' --wildcards './boot/vmlinuz-*' "
-           "'./lib/modules/*/kernel/drivers/virtio/*' "
-           "'./lib/modules/*/kernel/drivers/block/virtio_blk.ko' "
-           "'./lib/modules/*/kernel/drivers/firmware/qemu_fw_cfg.ko' "
-           "'./lib/modules/*/kernel/fs/*' './lib/modules/*/kernel/lib/*' "
-           "'./lib/modules/*/kernel/crypto/crc32c_generic.ko'")
-        (x / "done").write_text(deb.name + "\n")
+        sh(f"dpkg-deb --fsys-tarfile '{deb}' | tar -x -C '{x}' --wildcards "
+           + " ".join(f"'{f}'" for f in KERNEL_FILES))
+        (x / "done").write_text(done)
     vmlinuz = sorted((x / "boot").glob("vmlinuz-*"))[-1]
     moddir = sorted((x / "lib/modules").iterdir())[-1]
     return vmlinuz, moddir
@@ -450,21 +457,25 @@ class Boot:
         return json.loads(text[text.index("{"):])
 
 
-def run_qemu(disk, vars_fd, plan, log_path, timeout, kill_on=None):
+def run_qemu(disk, vars_fd, plan, log_path, timeout, kill_on=None, net=False):
     """Boots the disk on OVMF (TCG, one CPU) with `plan` as the fw_cfg file the guest's /init
     runs. Returns when QEMU exits (the guest powered off or rebooted: -no-reboot), or kills it
     at once (SIGKILL: a power cut) when `kill_on` appears in the serial log. A boot that does
-    neither within `timeout` seconds fails."""
+    neither within `timeout` seconds fails. With `net`, the guest has a virtio NIC on QEMU's user
+    networking (10.0.2.15/24; the host's loopback is 10.0.2.2) and no iPXE option ROM (the
+    firmware still boots the disk first)."""
     plan_file = log_path.with_suffix(".plan.sh")
     plan_file.write_text(plan)
     log_path.unlink(missing_ok=True)
     cmd = ["qemu-system-x86_64", "-machine", "q35,accel=tcg", "-m", "512", "-smp", "1",
-           "-nographic", "-no-reboot", "-monitor", "none", "-nic", "none",
-           "-serial", f"file:{log_path}",
-           "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
-           "-drive", f"if=pflash,format=raw,unit=1,file={vars_fd}",
-           "-drive", f"file={disk},format=raw,if=virtio",
-           "-fw_cfg", f"name=opt/abup-e2e/plan,file={plan_file}"]
+           "-nographic", "-no-reboot", "-monitor", "none"]
+    cmd += (["-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0,romfile="] if net
+            else ["-nic", "none"])
+    cmd += ["-serial", f"file:{log_path}",
+            "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
+            "-drive", f"if=pflash,format=raw,unit=1,file={vars_fd}",
+            "-drive", f"file={disk},format=raw,if=virtio",
+            "-fw_cfg", f"name=opt/abup-e2e/plan,file={plan_file}"]
     t0 = time.monotonic()
     p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                          stderr=open(log_path.with_suffix(".stderr"), "w"))

@@ -20,6 +20,9 @@ class Paths:
         self.base = self.work / "base"
         self.abup = self.build / "abup"
         self.abup_image = self.build / "abup-image"
+        self.abup_serve = self.build / "abup-serve"
+        self.fake_apiserver = self.build / "abup-fake-apiserver"
+        self.images = self.work / "build/root/e2e/images"  # the signed images `build` made
 
     def disk(self, backend):
         return self.base / f"{backend}.img"
@@ -60,11 +63,11 @@ class Machine:
         for f in (self.disk, self.vars):
             e.sh(["cp", "--sparse=always", str(f) + "." + name, str(f)])
 
-    def boot(self, plan, what, kill_on=None):
+    def boot(self, plan, what, kill_on=None, net=False):
         self.n += 1
         log(f"{self.backend} boot {self.n}: {what}")
         return e.run_qemu(self.disk, self.vars, plan, self.dir / f"boot-{self.n:02d}.log",
-                          BOOT_TIMEOUT, kill_on)
+                          BOOT_TIMEOUT, kill_on, net)
 
     # -- the host's view of the disk image and the variable store
     def state(self):

@@ -75,6 +75,7 @@ json status_body(int code, const std::string& reason, const std::string& message
 struct FakeApiServer::Impl {
   TempDir tmp;
   std::string name;
+  std::vector<std::string> extra_sans;
   asio::io_context io;
   ssl::context tls{ssl::context::tls_server};
   tcp::acceptor acceptor{io};
@@ -105,13 +106,24 @@ struct FakeApiServer::Impl {
 
   void make_pki() {
     std::string d = q(tmp.path());
+    std::string sans = "IP:127.0.0.1,DNS:localhost";
+    for (const auto& san : extra_sans) {
+      bool ok = (san.starts_with("IP:") || san.starts_with("DNS:")) &&
+                san.find_first_not_of(
+                    "abcdefghijklmnopqrstuvwxyz"
+                    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:.-") == std::string::npos;
+      if (!ok) throw std::invalid_argument("subjectAltName '" + san + "': expected IP:… or DNS:…");
+      sans += "," + san;
+    }
     run_ok(
         "set -e; cd " + d +
         "; openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2"
         " -subj /CN=fake-kubernetes-ca -keyout ca.key -out ca.crt 2>/dev/null;"
         " openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=kube-apiserver"
         " -keyout server.key -out server.csr 2>/dev/null;"
-        " printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\n' > server.ext;"
+        " printf 'subjectAltName=" +
+        sans +
+        "\\n' > server.ext;"
         " openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2"
         " -extfile server.ext -out server.crt 2>/dev/null;"
         " openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes"
@@ -371,9 +383,11 @@ struct FakeApiServer::Impl {
   }
 };
 
-FakeApiServer::FakeApiServer(std::string node_name) : impl_(std::make_unique<Impl>()) {
+FakeApiServer::FakeApiServer(std::string node_name, std::vector<std::string> extra_sans)
+    : impl_(std::make_unique<Impl>()) {
   Impl& m = *impl_;
   m.name = std::move(node_name);
+  m.extra_sans = std::move(extra_sans);
   m.make_pki();
   auto dir = m.tmp.path();
   m.tls.use_certificate_chain_file((dir / "server.crt").string());
@@ -428,7 +442,8 @@ const std::filesystem::path& FakeApiServer::dir() const {
   return impl_->tmp.path();
 }
 
-std::filesystem::path FakeApiServer::write_kubeconfig(bool inline_data) const {
+std::filesystem::path FakeApiServer::write_kubeconfig(bool inline_data,
+                                                      const std::string& server) const {
   auto d = dir();
   auto path = d / (inline_data ? "kubeconfig-inline" : "kubeconfig");
   std::string cluster = inline_data
@@ -442,7 +457,7 @@ std::filesystem::path FakeApiServer::write_kubeconfig(bool inline_data) const {
   write_file(path,
              "apiVersion: v1\nkind: Config\nclusters:\n- name: other\n  cluster:\n"
              "    server: https://192.0.2.1:6443\n- name: aks\n  cluster:\n" +
-                 cluster + "    server: " + server_url() +
+                 cluster + "    server: " + (server.empty() ? server_url() : server) +
                  "\ncontexts:\n- name: node\n  context:\n    cluster: aks\n"
                  "    user: kubelet\ncurrent-context: node\nusers:\n- name: kubelet\n"
                  "  user:\n" +

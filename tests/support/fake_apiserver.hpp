@@ -23,14 +23,19 @@ struct ApiRequest {
 
 class FakeApiServer {
  public:
-  explicit FakeApiServer(std::string node_name);
+  // extra_sans: more subjectAltName entries of the server certificate ("IP:10.0.2.2",
+  // "DNS:name"), for clients that reach the loopback server through another address (a QEMU
+  // guest on user networking sees the host as 10.0.2.2).
+  explicit FakeApiServer(std::string node_name, std::vector<std::string> extra_sans = {});
   ~FakeApiServer();
   FakeApiServer(const FakeApiServer&) = delete;
   FakeApiServer& operator=(const FakeApiServer&) = delete;
 
   [[nodiscard]] std::string server_url() const;  // https://127.0.0.1:PORT
-  // A kubeconfig for system:node:<name> with files (inline = false) or *-data members.
-  [[nodiscard]] std::filesystem::path write_kubeconfig(bool inline_data) const;
+  // A kubeconfig for system:node:<name> with files (inline = false) or *-data members; `server`
+  // replaces server_url() (the same server as another client reaches it).
+  [[nodiscard]] std::filesystem::path write_kubeconfig(bool inline_data,
+                                                       const std::string& server = "") const;
   // A kubeconfig using a bearer token file instead of a client certificate.
   [[nodiscard]] std::filesystem::path write_token_kubeconfig(const std::string& token) const;
   [[nodiscard]] const std::filesystem::path& dir() const;
