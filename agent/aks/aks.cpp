@@ -12,6 +12,7 @@
 
 #include "abup/version.hpp"
 #include "agent/aks/aks_store.hpp"
+#include "agent/dbus/api.hpp"
 #include "agent/host.hpp"
 #include "agent/kube/client.hpp"
 #include "agent/stage.hpp"
@@ -186,6 +187,16 @@ void Agent::finish(contract::OperationStatus s, bool commit_phase) {
              "operation " + s.operation_id + ": " + s.message);
   say(std::string(contract::to_string(s.operation)) + " " + s.operation_id + ": " +
       std::string(contract::to_string(s.code)) + ": " + s.message);
+  if (ok && o_.on_step) {
+    const bool armed = !commit_phase && s.code == Code::success &&
+                       (s.operation == Operation::finalize || s.operation == Operation::rollback);
+    const bool staged = !commit_phase && s.code == Code::success && s.operation == Operation::stage;
+    o_.on_step(armed    ? dbus::kStateArmed
+               : staged ? dbus::kStateStaged
+                        : dbus::kStateIdle,
+               s.operation_id);
+  }
+  if (!ok && o_.on_failed) o_.on_failed(s.operation_id, contract::to_string(s.code), s.message);
 }
 
 omaha::Identity Agent::identity(const contract::Request& r) const {
@@ -243,12 +254,14 @@ WorkResult Agent::do_stage(const contract::Request& r) {
   so.workers = o_.config.workers;
   so.memory_limit = o_.config.memory_limit;
   so.reuse = o_.config.reuse;
+  so.on_progress = o_.on_progress;
   auto staged = stage(so);
   if (!staged) {
     send_omaha(r, {{3, 0, kOmahaErrorGeneric, ""}}, false);
     return {Code::operation_failed, "stage " + r.target_version + ": " + staged.error().message};
   }
   send_omaha(r, {{14, 1, std::nullopt, ""}}, false);
+  if (o_.on_staged) o_.on_staged(*staged);
   return {Code::success,
           "staged " + staged->version + " on " + staged->slot_label + " and verified it",
           staged->version};
@@ -308,6 +321,7 @@ void Agent::start(const contract::Request& r) {
   write_status(s, false);
   next_beat_ = Clock::now() + beat();
   if (r.operation == Operation::stage) {
+    if (o_.on_step) o_.on_step(dbus::kStateStaging, r.operation_id);
     cancel_work_ = false;
     worker_ = std::thread([this, r] {
       WorkResult w = do_stage(r);
@@ -349,6 +363,7 @@ void Agent::reap() {
   if (r.operation == Operation::finalize) send_omaha(r, {{800, 1, std::nullopt, ""}}, false);
   if (gone_ || stop_) return;
   say("rebooting into " + s.to_version);
+  if (o_.on_step) o_.on_step(dbus::kStateRebooting, r.operation_id);
   if (o_.reboot)
     if (auto st = o_.reboot(); !st) say("reboot failed: " + st.error().message);
 }

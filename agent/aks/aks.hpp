@@ -13,6 +13,7 @@
 #include "abup/result.hpp"
 #include "agent/config.hpp"
 #include "agent/lifecycle.hpp"
+#include "agent/stage.hpp"
 #include "update-protocol/http/client.hpp"
 
 namespace abup::agent::aks {
@@ -25,6 +26,19 @@ struct AksOptions {
   // An error is reported and the agent goes on (the commit waits for a reboot).
   std::function<Status()> reboot;
   int watch_timeout_seconds = 290;
+
+  // What the daemon publishes (D-Bus State/OperationId/Progress/LastError, metrics); each may be
+  // empty, and may be called from the stage's worker thread.
+  // A step of an operation: dbus::kStateStaging, kStateStaged, kStateArmed, kStateRebooting,
+  // kStateIdle (a commit reported, or nothing to do).
+  std::function<void(std::string_view state, const std::string& operation_id)> on_step;
+  std::function<void(const StageProgress&)> on_progress;
+  std::function<void(const StageSummary&)> on_staged;
+  // An operation ended with a failure code of the contract (OperationFailed, NotStaged,
+  // TargetBootFailed, ...) and the message reported for it.
+  std::function<void(const std::string& operation_id, std::string_view code,
+                     const std::string& message)>
+      on_failed;
 };
 
 // on_status gets one human line per step (sd_notify STATUS=, the journal); it may be called from

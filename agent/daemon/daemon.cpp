@@ -285,6 +285,18 @@ class Daemon : public dbus::Handler {
           a.where = o_.where;
           a.transport = daemon_transport(o_.config, cancel_);
           a.reboot = [this] { return reboot_node(o_, cancel_); };
+          a.on_step = [this](std::string_view state, const std::string& op) {
+            report_.operation(op);
+            if (state == dbus::kStateStaging) report_.clear_error();
+            report_.state(state, "");
+          };
+          a.on_progress = [this](const StageProgress& p) { report_.progress(p); };
+          a.on_staged = [this](const StageSummary& s) { report_.staged(s); };
+          a.on_failed = [this](const std::string& op, std::string_view code,
+                               const std::string& message) {
+            report_.operation(op);
+            report_.failed(std::string(code), message, "");
+          };
           return aks::run_aks(a, *cancel_.flag(), [this](std::string_view line) {
             notify_status(std::string(line));
             asio::post(io_, [this] { report_.refresh_slots(o_.where); });
@@ -333,7 +345,10 @@ class Daemon : public dbus::Handler {
     stopping_ = true;
     log(Event::stopping, Priority::info,
         std::string("stopping on ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") +
-            (busy_ ? ": abandoning the current step at a safe point" : ""));
+            // In aks mode the worker always runs (the watch): only an operation is a step.
+            (busy_ && (o_.config.mode != "aks" || report_.status().state == dbus::kStateStaging)
+                 ? ": abandoning the current step at a safe point"
+                 : ""));
     notify_stopping("stopping");
     cancel_.cancel();
     check_timer_.cancel();

@@ -47,7 +47,7 @@ void Reporter::changed() {
 }
 
 void Reporter::state(std::string_view state, const std::string& line) {
-  notify_status(line);
+  if (!line.empty()) notify_status(line);
   {
     std::lock_guard lock(mu_);
     if (state == dbus::kStateStaging && st_.state != dbus::kStateStaging)
@@ -90,11 +90,16 @@ void Reporter::checked(std::string_view result, const std::string& offered) {
 }
 
 void Reporter::failed(const Error& error, const std::string& line) {
-  notify_status(line);
+  failed(error_code_name(error), error.message, line);
+}
+
+void Reporter::failed(const std::string& code, const std::string& message,
+                      const std::string& line) {
+  if (!line.empty()) notify_status(line);
   {
     std::lock_guard lock(mu_);
-    st_.last_error_code = error_code_name(error);
-    st_.last_error = error.message;
+    st_.last_error_code = code;
+    st_.last_error = message;
     st_.state = std::string(dbus::kStateError);
     st_.progress = {};
     m_.state = st_.state;

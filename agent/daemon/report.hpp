@@ -24,8 +24,8 @@ class Reporter {
   // Called after every change, on the changing thread (the daemon posts a publish to its loop).
   void set_on_change(std::function<void()> hook);
 
-  // A new step: the State property (dbus::kState*) and the human line for sd_notify STATUS=.
-  // Leaving the staging state clears the progress.
+  // A new step: the State property (dbus::kState*) and the human line for sd_notify STATUS=
+  // (none when empty). Leaving the staging state clears the progress.
   void state(std::string_view state, const std::string& line);
   // The operation the published state belongs to.
   void operation(const std::string& id);
@@ -34,6 +34,8 @@ class Reporter {
   void checked(std::string_view result, const std::string& offered_version);
   // An operation failed: LastErrorCode/LastError, failures_by_code, State=error.
   void failed(const Error& error, const std::string& line);
+  // The same with a code of its own (the AKS contract's: OperationFailed, TargetBootFailed, ...).
+  void failed(const std::string& code, const std::string& message, const std::string& line);
   void clear_error();
   void staged(const StageSummary& summary);
   void rolled_back();

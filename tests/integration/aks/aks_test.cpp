@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "integration/lifecycle/node.hpp"
+#include "support/agent_bus.hpp"
 #include "support/fake_apiserver.hpp"
 #include "support/fault_server.hpp"
 #include "support/nginx.hpp"
@@ -365,6 +366,13 @@ TEST_CASE("the agent survives a broken watch and a compaction, and stops when th
 }
 
 TEST_CASE("abup daemon with Mode=aks: stage and finalize through the annotations, reboot command") {
+  AgentBus bus;  // the daemon publishes each step on org.abup.Agent1
+  ::setenv("DBUS_SYSTEM_BUS_ADDRESS", bus.address().c_str(), 1);
+  auto property = [&](const std::string& name) {
+    auto r = run("busctl --address=" + shell_quote(bus.address()) +
+                 " get-property org.abup.Agent1 /org/abup/Agent1 org.abup.Agent1 " + name);
+    return r.exit_code == 0 ? r.out : "busctl failed: " + r.out;
+  };
   World w;
   const std::string v2 = "202606.29.0";
   w.omaha.offer(v2, w.image(v2));
@@ -377,7 +385,8 @@ TEST_CASE("abup daemon with Mode=aks: stage and finalize through the annotations
                  "\n[Network]\nAllowHTTP=yes\n[Kubernetes]\nKubeconfig=" +
                  w.api.write_kubeconfig(false).string() +
                  "\nNodeName=node-1\nHeartbeat=1s\n[Reboot]\nCommand=touch " +
-                 shell_quote(marker.string()) + "\n");
+                 shell_quote(marker.string()) +
+                 "\n[Metrics]\nTextfile=" + (dir / "abup.prom").string() + "\n");
   pid_t pid = spawn_child(
       {abup_bin(), "daemon", "--config", conf.string(), "--disk", w.node.disk().string(), "--root",
        w.node.root().string(), "--state-dir", w.node.state_dir().string()},
@@ -387,16 +396,39 @@ TEST_CASE("abup daemon with Mode=aks: stage and finalize through the annotations
   auto s = w.wait_terminal(kStatus, op_id(1));
   INFO(read_file(dir / "daemon.log"));
   CHECK(s["code"] == "Success");
+  auto settled = [&](const std::string& state, const std::string& op) {
+    for (int i = 0; i < 500; ++i) {
+      if (property("State") == "s \"" + state + "\"\n" &&
+          property("OperationId") == "s \"" + op + "\"\n")
+        return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return false;
+  };
+  CHECK(property("Mode") == "s \"aks\"\n");
+  CHECK(settled("staged", op_id(1)));
+  CHECK(property("StagedVersion") == "s \"" + v2 + "\"\n");
+  const auto prom = read_file(dir / "abup.prom");
+  CHECK(prom.find("abup_info{mode=\"aks\"} 1") != std::string::npos);
+  CHECK(prom.find("abup_last_update_bytes{") != std::string::npos);
   w.ask(w.request("finalize", op_id(2), v2));
   s = w.wait_terminal(kStatus, op_id(2));
   CHECK(s["code"] == "Success");
   for (int i = 0; i < 300 && !std::filesystem::exists(marker); ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   CHECK(std::filesystem::exists(marker));  // [Reboot] Command= ran after the status was written
+  CHECK(settled("rebooting", op_id(2)));
+  CHECK(property("NextSlot") == "s \"B\"\n");
+  // A request the node cannot serve shows as the daemon's last error.
+  w.ask(w.request("finalize", op_id(3), "202612.01.0"));
+  CHECK(w.wait_terminal(kStatus, op_id(3))["code"] == "NotStaged");
+  CHECK(settled("error", op_id(3)));
+  CHECK(property("LastError").find("NotStaged") != std::string::npos);
   ::kill(pid, SIGTERM);
   int status = 0;
   REQUIRE(::waitpid(pid, &status, 0) == pid);
   CHECK(WIFEXITED(status));
   CHECK(WEXITSTATUS(status) == 0);
   CHECK(w.node.reboot() == 'B');
+  ::unsetenv("DBUS_SYSTEM_BUS_ADDRESS");
 }
