@@ -127,6 +127,11 @@ class Daemon : public dbus::Handler {
     if (busy_ || stopping_) return busy();
     auto state = StateStore(o_.where.state_dir).load();
     if (!state) return dbus::to_api_error(state.error());
+    if (const auto& p = state->pending; p && p->kind == "finalize")
+      return ApiError{ApiErrc::refused, "slot " + std::string(1, p->target_slot) +
+                                            " is armed already with " + p->target_version +
+                                            " (operation " + p->operation_id +
+                                            "): reboot into it, or Rollback"};
     bool staged = false;
     for (const auto& [uuid, rec] : state->slots) staged = staged || rec.state == SlotState::staged;
     if (!staged) return ApiError{ApiErrc::not_staged, "nothing is staged; stage an image first"};

@@ -117,6 +117,10 @@ TEST_CASE("daemon API: Stage an image URL, Finalize, then the slot facts and met
   CHECK(property(bus, "DefaultSlot") == "s \"A\"\n");
   CHECK(nlohmann::json::parse(b.node.state_text())["pending"]["targetVersion"] == kNew);
   CHECK_FALSE(std::filesystem::exists(b.reboot_marker()));  // Finalize(false) does not reboot
+  auto twice =
+      busctl(bus, "call org.abup.Agent1 /org/abup/Agent1 org.abup.Agent1 Finalize b false");
+  CHECK(twice.exit_code != 0);
+  CHECK(twice.out.find("is armed already with " + std::string(kNew)) != std::string::npos);
 
   // The metrics: the same text in the file and on the endpoint, valid for promtool.
   REQUIRE(wait_until([&] {
