@@ -115,6 +115,7 @@ protocol::TransportOptions transport(const Args& args, const Config& config) {
   t.client_cert = args.get_or("client-cert", config.client_cert);
   t.client_key = args.get_or("client-key", config.client_key);
   t.allow_http = args.has("allow-http") || config.allow_http;
+  t.proxy = config.proxy;
   return t;
 }
 

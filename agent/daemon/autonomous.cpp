@@ -75,6 +75,7 @@ protocol::TransportOptions daemon_transport(const Config& config, const Cancelle
   t.client_cert = config.client_cert;
   t.client_key = config.client_key;
   t.allow_http = config.allow_http;
+  t.proxy = config.proxy;
   t.cancel = cancel.flag();
   return t;
 }

@@ -301,6 +301,8 @@ class Daemon : public dbus::Handler {
                                const std::string& message) {
             report_.operation(op);
             report_.failed(std::string(code), message, "");
+            // The bootloader went back to the old slot on its own: a rollback all the same.
+            if (code == "TargetBootFailed") report_.rolled_back();
           };
           return aks::run_aks(a, *cancel_.flag(), [this](std::string_view line) {
             notify_status(std::string(line));

@@ -22,6 +22,9 @@ struct TransportOptions {
   // The same as PEM text held in memory (kubeconfig *-data), used without temporary files; each
   // one, when set, replaces its file counterpart.
   std::string ca_pem, client_cert_pem, client_key_pem;
+  // An HTTP(S) proxy URL ("http://proxy:3128") for every request; empty: the proxy environment
+  // variables (https_proxy, all_proxy). no_proxy/NO_PROXY applies either way.
+  std::string proxy;
   bool allow_http = false;  // plain http:// is refused unless set
   int max_redirects = 5;
   int max_retries = 6;  // per request, on transient failures (connect, 5xx, 408/429, reset)

@@ -285,6 +285,8 @@ Outcome Easy::perform(const std::string& url, const Request& request, const Body
   set(h, CURLOPT_TCP_KEEPALIVE, 1L, bad);
   set(h, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L, bad);
   set(h, CURLOPT_ERRORBUFFER, error_buffer_, bad);
+  // NULL restores libcurl's default: the proxy from the environment.
+  set(h, CURLOPT_PROXY, options_.proxy.empty() ? nullptr : options_.proxy.c_str(), bad);
   if (!options_.ca_file.empty()) {
     set(h, CURLOPT_CAINFO, options_.ca_file.c_str(), bad);
     set(h, CURLOPT_CAPATH, static_cast<const char*>(nullptr), bad);

@@ -31,6 +31,24 @@ TEST_CASE("http_request GET returns status, lower-cased headers and body") {
   CHECK(missing->body == "status 404\n");
 }
 
+TEST_CASE("http_request goes through TransportOptions::proxy when set") {
+  Docroot d;
+  FaultServer proxy(d.root);  // answers anything; what matters is what it was asked
+  auto o = fast_options();
+  o.proxy = proxy.url("");
+  // A name that cannot resolve: only the proxy can have answered.
+  auto r = http_request("GET", "http://abup-proxied.invalid/echo/x", {}, "", o);
+  REQUIRE_MESSAGE(r.has_value(), (r ? "" : r.error().message));
+  const auto seen = proxy.requests();
+  REQUIRE(seen.size() == 1);
+  CHECK(seen[0] == "GET http://abup-proxied.invalid/echo/x -");  // absolute-form: a proxy request
+
+  o.proxy.clear();  // the environment again (none set here): a direct, failing lookup
+  auto direct = http_request("GET", "http://abup-proxied.invalid/echo/x", {}, "", o);
+  CHECK_FALSE(direct.has_value());
+  CHECK(proxy.requests().size() == 1);
+}
+
 TEST_CASE("http_request POST sends the body and headers") {
   Docroot d;
   FaultServer fault(d.root);
