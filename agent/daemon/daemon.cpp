@@ -242,7 +242,7 @@ class Daemon : public dbus::Handler {
       return;
     }
     server_ = std::move(*server);
-    bus_driver_ = std::make_unique<dbus::AsioBus>(io_, bus_.get(), [this](const Error& e) {
+    bus_driver_ = std::make_unique<dbus::AsioBus>(io_, bus_.get(), [](const Error& e) {
       log(Event::error, Priority::err, "the D-Bus connection failed: " + e.message);
     });
     server_->set_wake([this] { bus_driver_->kick(); });
