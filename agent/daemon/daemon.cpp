@@ -412,9 +412,7 @@ class Daemon : public dbus::Handler {
         }
         if (cancelled_by_api_) {
           cancelled_by_api_ = false;
-          cancel_.reset();
-          if (report_.status().state != dbus::kStateError)
-            report_.state(dbus::kStateIdle, "cancelled");
+          cancel_.reset();  // the step published where it stopped (idle, still armed, ...)
         }
         done(st);
       });

@@ -50,8 +50,6 @@ void Reporter::state(std::string_view state, const std::string& line) {
   if (!line.empty()) notify_status(line);
   {
     std::lock_guard lock(mu_);
-    if (state == dbus::kStateStaging && st_.state != dbus::kStateStaging)
-      stage_started_ = std::chrono::steady_clock::now();
     if (state != dbus::kStateStaging) st_.progress = {};
     st_.state = std::string(state);
     m_.state = st_.state;

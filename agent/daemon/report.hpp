@@ -52,7 +52,6 @@ class Reporter {
   mutable std::mutex mu_;
   dbus::AgentStatus st_;
   MetricsSnapshot m_;
-  std::chrono::steady_clock::time_point stage_started_{};
   std::function<void()> hook_;
 };
 
