@@ -23,7 +23,7 @@ struct Loader {
   Status apply(const std::string& where, const std::string& section, const std::string& key,
                const std::string& value) {
     auto bad = [&](const std::string& why) {
-      return make_error(Errc::invalid_input,
+      return make_error(Errc::usage,
                         where + ": [" + section + "] " + key + "=" + value + ": " + why);
     };
     auto as_int = [&](long long min, long long max) -> Result<long long> {
@@ -192,16 +192,16 @@ struct Loader {
       if (line.empty() || line[0] == '#' || line[0] == ';') continue;
       if (line.front() == '[') {
         if (line.back() != ']' || line.size() < 3)
-          return make_error(Errc::invalid_input,
+          return make_error(Errc::usage,
                             where + ": malformed section header '" + line + "'");
         section = line.substr(1, line.size() - 2);
         continue;
       }
       auto eq = line.find('=');
       if (eq == std::string::npos)
-        return make_error(Errc::invalid_input, where + ": expected Key=value, got '" + line + "'");
+        return make_error(Errc::usage, where + ": expected Key=value, got '" + line + "'");
       if (section.empty())
-        return make_error(Errc::invalid_input, where + ": setting outside of a [Section]");
+        return make_error(Errc::usage, where + ": setting outside of a [Section]");
       ABUP_CHECK(apply(where, section, trim(line.substr(0, eq)), trim(line.substr(eq + 1))));
     }
     return {};
@@ -257,7 +257,7 @@ const std::vector<std::string>& known_config_keys() {
 Result<bool> parse_bool(std::string_view t) {
   if (t == "yes" || t == "true" || t == "on" || t == "1" || t == "y" || t == "t") return true;
   if (t == "no" || t == "false" || t == "off" || t == "0" || t == "n" || t == "f") return false;
-  return make_error(Errc::invalid_input, "'" + std::string(t) + "' is not a boolean");
+  return make_error(Errc::usage, "'" + std::string(t) + "' is not a boolean");
 }
 
 Result<std::chrono::seconds> parse_timespan(std::string_view text) {
@@ -267,7 +267,7 @@ Result<std::chrono::seconds> parse_timespan(std::string_view text) {
       {"hour", 3600}, {"hours", 3600},  {"d", 86400},     {"day", 86400}, {"days", 86400},
       {"w", 604800},  {"week", 604800}, {"weeks", 604800}};
   auto bad = [&] {
-    return make_error(Errc::invalid_input,
+    return make_error(Errc::usage,
                       "'" + std::string(text) + "' is not a time span (e.g. 90s, 5min, 1h 30min)");
   };
   long long total = 0;

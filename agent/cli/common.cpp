@@ -126,7 +126,7 @@ int report(const Error& e, int status) {
 
 int report(const Error& e) {
   std::fprintf(stderr, "abup: %s\n", e.message.c_str());
-  return e.code == Errc::invalid_input ? 2 : 1;
+  return e.code == Errc::invalid_input || e.code == Errc::usage ? 2 : 1;
 }
 
 }  // namespace abup::agent::cli

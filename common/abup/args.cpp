@@ -17,7 +17,7 @@ Result<Args> Args::parse(const std::vector<std::string>& argv,
         continue;
       }
       if (!only_positionals && arg.size() > 1 && arg[0] == '-')
-        return make_error(Errc::invalid_input, "unknown option '" + arg + "' (options are --long)");
+        return make_error(Errc::usage, "unknown option '" + arg + "' (options are --long)");
       a.positionals_.push_back(arg);
       continue;
     }
@@ -31,16 +31,16 @@ Result<Args> Args::parse(const std::vector<std::string>& argv,
     const OptionSpec* spec = nullptr;
     for (const auto& s : specs)
       if (s.name == name) spec = &s;
-    if (!spec) return make_error(Errc::invalid_input, "unknown option '--" + name + "'");
+    if (!spec) return make_error(Errc::usage, "unknown option '--" + name + "'");
     if (spec->takes_value && !inline_value) {
       if (i + 1 >= argv.size())
-        return make_error(Errc::invalid_input, "option '--" + name + "' needs a value");
+        return make_error(Errc::usage, "option '--" + name + "' needs a value");
       value = argv[++i];
     } else if (!spec->takes_value && inline_value) {
-      return make_error(Errc::invalid_input, "option '--" + name + "' takes no value");
+      return make_error(Errc::usage, "option '--" + name + "' takes no value");
     }
     if (!spec->repeatable && a.values_.count(name))
-      return make_error(Errc::invalid_input, "option '--" + name + "' given twice");
+      return make_error(Errc::usage, "option '--" + name + "' given twice");
     a.values_.emplace(name, value);
   }
   return a;
@@ -71,7 +71,7 @@ Result<long long> Args::get_int(const std::string& name, long long fallback, lon
   long long n = 0;
   auto [p, ec] = std::from_chars(v->data(), v->data() + v->size(), n);
   if (ec != std::errc() || p != v->data() + v->size() || n < min || n > max)
-    return make_error(Errc::invalid_input, "option '--" + name + "': '" + *v +
+    return make_error(Errc::usage, "option '--" + name + "': '" + *v +
                                                "' is not a whole number from " +
                                                std::to_string(min) + " to " + std::to_string(max));
   return n;
@@ -93,7 +93,7 @@ Result<unsigned long long> Args::get_size(const std::string& name,
   unsigned long long n = 0;
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
   if (s.empty() || ec != std::errc() || p != s.data() + s.size() || n == 0 || n > (~0ull) / mult)
-    return make_error(Errc::invalid_input,
+    return make_error(Errc::usage,
                       "option '--" + name + "': '" + *v + "' is not a size (e.g. 4M, 65536)");
   return n * mult;
 }

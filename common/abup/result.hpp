@@ -20,6 +20,7 @@ enum class Errc {
   network,    // transport failed (may be transient)
   refused,    // a safety rule forbids it (booted slot, mounted target, ...)
   cancelled,
+  usage,  // a bad command line or configuration: the caller must change how abup is invoked
 };
 
 struct [[nodiscard]] Error {
