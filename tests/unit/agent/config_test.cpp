@@ -104,7 +104,7 @@ TEST_CASE("config: a malformed value names the file, line and setting") {
     CAPTURE(c.text);
     auto cfg = load_text(dir, c.text);
     REQUIRE_FALSE(cfg);
-    CHECK(cfg.error().code == Errc::invalid_input);
+    CHECK(cfg.error().code == Errc::usage);
     CHECK(cfg.error().message.find(c.expect) != std::string::npos);
   }
 }
