@@ -134,8 +134,8 @@ struct Loader {
       ABUP_TRY(auto n, as_int(1, 64));
       cfg.signature_threshold = static_cast<int>(n);
     } else if (id == "Update.BootBackend") {
-      if (value != "gptprio" && value != "uefi" && value != "grubenv")
-        return bad("expected gptprio, uefi or grubenv");
+      if (value != "gptprio" && value != "uefi" && value != "grubenv" && value != "systemd-boot")
+        return bad("expected gptprio, uefi, grubenv or systemd-boot");
       cfg.boot_backend = value;
     } else if (id == "Boot.GrubEnv") {
       cfg.grubenv = value;
@@ -192,8 +192,7 @@ struct Loader {
       if (line.empty() || line[0] == '#' || line[0] == ';') continue;
       if (line.front() == '[') {
         if (line.back() != ']' || line.size() < 3)
-          return make_error(Errc::usage,
-                            where + ": malformed section header '" + line + "'");
+          return make_error(Errc::usage, where + ": malformed section header '" + line + "'");
         section = line.substr(1, line.size() - 2);
         continue;
       }

@@ -2,6 +2,8 @@
 
 #include <string>
 
+#include "partitions/boot/systemd_boot.hpp"
+
 namespace abup::partitions::boot {
 
 Status check_slot_name(char slot, std::string_view backend) {
@@ -15,6 +17,7 @@ Result<std::unique_ptr<Backend>> make_backend(std::string_view name, const Backe
   if (name == "gptprio") return make_gptprio_backend(context, io);
   if (name == "grubenv") return make_grubenv_backend(context, io);
   if (name == "uefi") return make_uefi_backend(context, io);
+  if (name == "systemd-boot") return make_systemd_boot_backend(context, io);
   return make_error(Errc::invalid_input, "unknown boot backend \"" + std::string(name) +
                                              "\" (expected one of: " + std::string(kBackendNames) +
                                              ")");

@@ -1,7 +1,7 @@
 // Boot backends (DESIGN.md §8): one interface, chosen by a configuration word. Each arms one
 // try of a slot, commits a slot as the good default, and says what the bootloader will boot.
-// Every persistent write goes through a SectorWriter (gptprio, grubenv) or a VarStore (uefi) so
-// tests can record and replay it.
+// Every persistent write goes through a SectorWriter (gptprio, grubenv) or a VarStore (uefi,
+// systemd-boot) so tests can record and replay it.
 #pragma once
 
 #include <cstdint>
@@ -23,8 +23,9 @@ namespace abup::partitions::boot {
 using SectorWriter = partitions::SectorWriter;
 using FdSectorWriter = partitions::FdSectorWriter;
 
-// EFI global variables (vendor GUID 8be4df61-93ca-11d2-aa0d-00e098032b8c) as efivarfs shows
-// them. set() replaces one variable atomically (efivarfs: one write() = one SetVariable).
+// The EFI variables of one vendor GUID (the EFI global one for uefi, systemd's Boot Loader
+// Interface one for systemd-boot) as efivarfs shows them. set() replaces one variable atomically
+// (efivarfs: one write() = one SetVariable).
 struct EfiVariable {
   std::uint32_t attributes = 0;
   std::vector<std::uint8_t> data;
@@ -33,7 +34,7 @@ struct EfiVariable {
 class VarStore {
  public:
   virtual ~VarStore() = default;
-  // Names (without the GUID suffix) of the global variables present, e.g. "BootOrder".
+  // Names (without the GUID suffix) of the store's variables present, e.g. "BootOrder".
   [[nodiscard]] virtual Result<std::vector<std::string>> list() const = 0;
   // nullopt when absent; an error naming the variable when its file is too short.
   [[nodiscard]] virtual Result<std::optional<EfiVariable>> get(std::string_view name) const = 0;
@@ -42,13 +43,17 @@ class VarStore {
 };
 
 inline constexpr std::string_view kEfiGlobalGuid = "8be4df61-93ca-11d2-aa0d-00e098032b8c";
+// systemd's Boot Loader Interface (LoaderEntryDefault, LoaderEntryOneShot, ...).
+inline constexpr std::string_view kLoaderInterfaceGuid = "4a67b082-0a4c-41cf-b6c7-440b29bb8c4f";
 // NON_VOLATILE | BOOTSERVICE_ACCESS | RUNTIME_ACCESS
 inline constexpr std::uint32_t kEfiVarNvBsRt = 0x7;
 
 // The production VarStore: an efivarfs mount (or, in tests, a plain directory) holding files
-// Name-8be4df61-93ca-11d2-aa0d-00e098032b8c = 4-byte little-endian attributes + data. Clears
-// FS_IMMUTABLE_FL before writing or deleting (ioctl errors ENOTTY/EOPNOTSUPP are ignored).
-[[nodiscard]] std::unique_ptr<VarStore> make_efivarfs_store(const std::filesystem::path& dir);
+// Name-<vendor guid> = 4-byte little-endian attributes + data; it sees only the variables of
+// `vendor_guid`. Clears FS_IMMUTABLE_FL before writing or deleting (ioctl errors
+// ENOTTY/EOPNOTSUPP are ignored).
+[[nodiscard]] std::unique_ptr<VarStore> make_efivarfs_store(
+    const std::filesystem::path& dir, std::string_view vendor_guid = kEfiGlobalGuid);
 
 struct SlotBootState {
   bool good = false;  // committed / successful: the bootloader may boot it without counting
@@ -72,6 +77,9 @@ struct BackendContext {
   // Per slot: loader path on the ESP; default \EFI\acl\usr-a.efi, \EFI\acl\usr-b.efi.
   std::map<char, std::string> uefi_loader;
   std::map<char, std::string> uefi_cmdline;  // per slot: optional data (kernel command line)
+  // systemd-boot: per slot, its boot loader entry id (a Type #2 UKI's file name in EFI/Linux/);
+  // default acl-usr-a.efi, acl-usr-b.efi.
+  std::map<char, std::string> loader_entry;
 };
 
 // Test seams: where writes go instead of the real target. Not owned; must outlive the backend.
@@ -79,7 +87,7 @@ struct BackendContext {
 // so a recording writer should also pass its writes through.
 struct BackendIo {
   SectorWriter* writer = nullptr;  // gptprio: the disk; grubenv: the grubenv file
-  VarStore* vars = nullptr;        // uefi (used for reads and writes)
+  VarStore* vars = nullptr;        // uefi, systemd-boot (used for reads and writes)
 };
 
 class Backend {
@@ -97,11 +105,11 @@ class Backend {
   [[nodiscard]] virtual Result<BootView> read() const = 0;
 };
 
-inline constexpr std::string_view kBackendNames = "gptprio, grubenv, uefi";
+inline constexpr std::string_view kBackendNames = "gptprio, grubenv, uefi, systemd-boot";
 
-// name: "gptprio" | "uefi" | "grubenv". io: test seams (default: the real target: the disk for
-// gptprio, the grubenv file, the efivars directory). context.pair is required by gptprio and
-// uefi and must outlive the backend.
+// name: "gptprio" | "uefi" | "grubenv" | "systemd-boot". io: test seams (default: the real
+// target: the disk for gptprio, the grubenv file, the efivars directory). context.pair is
+// required by gptprio and uefi and must outlive the backend.
 [[nodiscard]] Result<std::unique_ptr<Backend>> make_backend(std::string_view name,
                                                             const BackendContext& context,
                                                             BackendIo io = {});
@@ -113,6 +121,9 @@ inline constexpr std::string_view kBackendNames = "gptprio, grubenv, uefi";
                                                                     BackendIo io);
 [[nodiscard]] Result<std::unique_ptr<Backend>> make_uefi_backend(const BackendContext& context,
                                                                  BackendIo io);
+// Declared with its entry-id defaults in partitions/boot/systemd_boot.hpp.
+[[nodiscard]] Result<std::unique_ptr<Backend>> make_systemd_boot_backend(
+    const BackendContext& context, BackendIo io);
 
 // Shared checks.
 [[nodiscard]] Status check_slot_name(char slot, std::string_view backend);

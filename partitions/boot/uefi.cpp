@@ -177,12 +177,13 @@ std::optional<std::uint16_t> boot_number(std::string_view name) {
 
 class EfivarfsStore final : public VarStore {
  public:
-  explicit EfivarfsStore(std::filesystem::path dir) : dir_(std::move(dir)) {}
+  EfivarfsStore(std::filesystem::path dir, std::string_view guid)
+      : dir_(std::move(dir)), guid_(guid) {}
 
   Result<std::vector<std::string>> list() const override {
     std::error_code ec;
     std::vector<std::string> out;
-    const std::string suffix = "-" + std::string(kEfiGlobalGuid);
+    const std::string suffix = "-" + guid_;
     std::filesystem::directory_iterator it(dir_, ec), end;
     if (ec)
       return make_error(Errc::not_found, "efivars " + dir_.string() + ": " + ec.message() +
@@ -243,7 +244,7 @@ class EfivarfsStore final : public VarStore {
 
  private:
   std::filesystem::path file(std::string_view name) const {
-    return dir_ / (std::string(name) + "-" + std::string(kEfiGlobalGuid));
+    return dir_ / (std::string(name) + "-" + guid_);
   }
 
   bool on_efivarfs() const {
@@ -270,6 +271,7 @@ class EfivarfsStore final : public VarStore {
   }
 
   std::filesystem::path dir_;
+  std::string guid_;
 };
 
 // ---- the backend ---------------------------------------------------------------------------
@@ -542,8 +544,9 @@ class UefiBackend final : public Backend {
 
 }  // namespace
 
-std::unique_ptr<VarStore> make_efivarfs_store(const std::filesystem::path& dir) {
-  return std::make_unique<EfivarfsStore>(dir);
+std::unique_ptr<VarStore> make_efivarfs_store(const std::filesystem::path& dir,
+                                              std::string_view vendor_guid) {
+  return std::make_unique<EfivarfsStore>(dir, vendor_guid);
 }
 
 Result<std::unique_ptr<Backend>> make_uefi_backend(const BackendContext& context, BackendIo io) {

@@ -57,9 +57,15 @@ OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 GRUB_MODULES = ("part_gpt fat ext2 normal linux loadenv test echo regexp probe halt reboot "
                 "search configfile").split()
 EFI_GLOBAL = "8be4df61-93ca-11d2-aa0d-00e098032b8c"
+# systemd's Boot Loader Interface (LoaderEntryOneShot, LoaderEntryDefault, LoaderEntrySelected).
+LOADER_GUID = "4a67b082-0a4c-41cf-b6c7-440b29bb8c4f"
+# systemd-boot: Debian's systemd-boot-efi (252) and shim-unsigned.
+SD_BOOT = Path("/usr/lib/systemd/boot/efi/systemd-bootx64.efi")
+SD_STUB = Path("/usr/lib/systemd/boot/efi/linuxx64.efi.stub")
+SHIM = Path("/usr/lib/shim/shimx64.efi")
 
 # Backends and, for uefi, the command line each slot's load option carries.
-BACKENDS = ("grubenv", "uefi")
+BACKENDS = ("grubenv", "uefi", "systemd-boot")
 
 
 # Under TCG on a loaded machine the kernel's IO-APIC timer check can fail ("IO-APIC + timer
@@ -71,6 +77,38 @@ def uefi_cmdline(slot):
     uuid_ = USR_A if slot == "A" else USR_B
     return (f"initrd=\\EFI\\acl\\initrd.img console=ttyS0 panic=-1 abup.slot={slot} "
             f"mount.usr=PARTUUID={uuid_} {KERNEL_ARGS}")
+
+
+def uki_cmdline(slot):
+    """The .cmdline of a slot's UKI. Debian 12's stub (systemd 252) has no addon support, so what
+    ACL puts in the slot's addon (the usr partition) is in the UKI itself."""
+    uuid_ = USR_A if slot == "A" else USR_B
+    return f"console=ttyS0 panic=-1 abup.slot={slot} mount.usr=PARTUUID={uuid_} {KERNEL_ARGS}"
+
+
+def uki_entry(slot):
+    """systemd-boot's entry id of a slot = its UKI's file name in ESP/EFI/Linux/ (the defaults
+    of abup's systemd-boot backend)."""
+    return f"acl-usr-{slot.lower()}.efi"
+
+
+def build_uki(vmlinuz, initrd, slot, version, out, work):
+    """A Type #2 UKI: systemd-boot-efi's stub with .osrel, .cmdline, .linux and .initrd added by
+    objcopy at VMAs above the stub's own sections (systemd-stub(7)'s objcopy recipe)."""
+    osrel, cmdline = work / f"uki-{slot}.osrel", work / f"uki-{slot}.cmdline"
+    osrel.write_text(f'NAME="Azure Container Linux"\nPRETTY_NAME="Azure Container Linux {slot}"\n'
+                     f"ID=flatcar\nVERSION_ID={version}\nIMAGE_VERSION={version}\n"
+                     f"BUILD_ID=e2e-{slot.lower()}\n")
+    cmdline.write_text(uki_cmdline(slot) + "\n")
+    out.unlink(missing_ok=True)
+    sh(["objcopy",
+        "--add-section", f".osrel={osrel}", "--change-section-vma", ".osrel=0x20000",
+        "--add-section", f".cmdline={cmdline}", "--change-section-vma", ".cmdline=0x30000",
+        "--add-section", f".linux={vmlinuz}", "--change-section-vma", ".linux=0x2000000",
+        "--add-section", f".initrd={initrd}", "--change-section-vma", ".initrd=0x3000000",
+        str(SD_STUB), str(out)])
+    check(Path(vmlinuz).stat().st_size < 0x1000000,
+          f"{vmlinuz} is larger than the 16 MiB between the .linux and .initrd VMAs")
 
 
 def abup_conf(backend):
@@ -110,10 +148,10 @@ def need_programs():
     """A missing tool is a failure (CI installs them with tools/setup), never a skip."""
     missing = [p for p in ("qemu-system-x86_64", "grub-mkimage", "grub-editenv", "sgdisk",
                            "mkfs.ext4", "mkfs.vfat", "mcopy", "debugfs", "cpio", "apt-get",
-                           "dpkg-deb", "strip", "ldd", "mtype", "openssl", "gzip")
+                           "dpkg-deb", "strip", "ldd", "mtype", "openssl", "gzip", "objcopy")
                if shutil.which(p) is None]
     for f in (OVMF_CODE, OVMF_VARS, Path("/bin/busybox"),
-              Path("/usr/lib/grub/x86_64-efi/linux.mod")):
+              Path("/usr/lib/grub/x86_64-efi/linux.mod"), SD_BOOT, SD_STUB, SHIM):
         if not f.exists():
             missing.append(str(f))
     if missing:
@@ -377,13 +415,22 @@ def boot_vars(vars_fd):
     return {"order": order, "next": nxt, "entries": entries}
 
 
+def loader_vars(vars_fd):
+    """The Boot Loader Interface variables the VARS file keeps (the non-volatile ones:
+    LoaderEntryOneShot, LoaderEntryDefault; LoaderEntrySelected is volatile, the guest prints
+    it), decoded from NUL-terminated UTF-16LE."""
+    return {n: d.decode("utf-16-le").rstrip("\0")
+            for (n, guid), (_, d) in ovmf_variables(vars_fd).items() if guid == LOADER_GUID}
+
+
 def efivars_dir(vars_fd, dest):
-    """The global variables of the VARS file as efivarfs shows them (Name-GUID files holding
-    4 bytes of attributes + data), for `abup status --root` on the host."""
+    """The global and Boot Loader Interface variables of the VARS file as efivarfs shows them
+    (Name-GUID files holding 4 bytes of attributes + data), for `abup status --root` on the
+    host."""
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
     for (name, guid), (attrs, value) in ovmf_variables(vars_fd).items():
-        if guid == EFI_GLOBAL:
+        if guid in (EFI_GLOBAL, LOADER_GUID):
             (dest / f"{name}-{guid}").write_bytes(attrs.to_bytes(4, "little") + value)
 
 

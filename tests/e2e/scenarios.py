@@ -84,6 +84,9 @@ class Machine:
     def uefi(self):
         return e.boot_vars(self.vars)
 
+    def loader(self):
+        return e.loader_vars(self.vars)
+
     def host_status(self, booted):
         """`abup status --json` run on the host against the disk image file, with the state
         directory, the grubenv and the efivars read back from the image and the VARS file."""
@@ -104,6 +107,8 @@ class Machine:
                 (state / f).write_text(text)
         if self.backend == "grubenv":
             e.esp_copy_out(self.disk, "/grub/grubenv", root / "grubenv")
+        elif self.backend == "systemd-boot":
+            e.efivars_dir(self.vars, root / "sys/firmware/efi/efivars")
         else:
             e.efivars_dir(self.vars, root / "sys/firmware/efi/efivars")
         out = e.sh([str(self.p.abup), "status", "--json", "--disk", str(self.disk), "--root",
@@ -129,7 +134,19 @@ def expect_code(b, tag, code):
 
 
 def expect_firmware_entry(m, b, slot):
-    """uefi: OVMF's boot manager started the slot's own Boot#### (not a fallback path)."""
+    """uefi: OVMF's boot manager started the slot's own Boot#### (not a fallback path).
+    systemd-boot: it booted the slot's UKI (LoaderEntrySelected, which it sets, volatile, for
+    the OS), and it was itself started by shim (LoaderImageIdentifier: the grubx64.efi that
+    shim loads from its own directory)."""
+    if m.backend == "systemd-boot":
+        selected, image = b.marker("E2E-LoaderEntrySelected:"), b.marker(
+            "E2E-LoaderImageIdentifier:")
+        check(selected == e.uki_entry(slot),
+              f"{b.log_path}: systemd-boot booted entry {selected!r}, not {e.uki_entry(slot)}")
+        check(image and image.lower() == "\\efi\\boot\\grubx64.efi",
+              f"{b.log_path}: systemd-boot was started as {image!r}, not by shim as "
+              "\\EFI\\BOOT\\grubx64.efi")
+        return
     if m.backend != "uefi":
         return
     want = f'"Azure Container Linux {slot}"'
@@ -141,7 +158,20 @@ def expect_firmware_entry(m, b, slot):
 def expect_boot_config(m, next_slot, default_slot, tries=None):
     """The bootloader's state read back from the image (grub-editenv on the ESP's grubenv, or
     the OVMF VARS file) and `abup status` on the host agreeing with it."""
-    if m.backend == "grubenv":
+    if m.backend == "systemd-boot":
+        v = m.loader()
+        by_id = {e.uki_entry(s): s for s in "AB"}
+        default = by_id.get(v.get("LoaderEntryDefault"))
+        one_shot = v.get("LoaderEntryOneShot")
+        nxt = by_id.get(one_shot) if one_shot else default
+        check(nxt == next_slot and default == default_slot,
+              f"Boot Loader Interface variables in the VARS file {v}: expected "
+              f"next={next_slot} default={default_slot}")
+        if tries:
+            for s, t in tries.items():
+                check((one_shot == e.uki_entry(s)) == (t == 1),
+                      f"Boot Loader Interface variables {v}: expected {s} to have {t} tries")
+    elif m.backend == "grubenv":
         env = m.grubenv()
         order = env["ORDER"].split()
         first_ok = next((s for s in order if env[f"{s}_OK"] == "1"), None)
@@ -203,6 +233,8 @@ def cycle(p, backend):
     #    finalizes and reboots.
     b = m.boot(stage_finalize(V2), "factory state: A stages and finalizes " + V2)
     expect_boot(m, b, "A", V1)
+    if backend == "systemd-boot":
+        expect_firmware_entry(m, b, "A")  # loader.conf's default: no variable of ours yet
     expect_code(b, "commit", "NothingPending")
     check(b.output("stage") and b.output("stage")[0] == 0, f"{b.log_path}: stage failed")
     check(b.rebooted_in("finalize"), f"{b.log_path}: finalize --reboot did not arm and reboot")
@@ -278,6 +310,9 @@ FAULTS = {
     "grubenv": ["boot-write:1", "finalize-armed:1", "finalize-saved:1"],
     # the first finalize writes Boot#### of A, of B, BootNext, BootOrder, then state.json.
     "uefi": ["boot-write:1", "boot-write:3", "boot-write:4", "finalize-saved:1"],
+    # the first finalize writes LoaderEntryDefault (the running A), LoaderEntryOneShot (B), then
+    # state.json.
+    "systemd-boot": ["boot-write:1", "boot-write:2", "finalize-saved:1"],
 }
 PLUG = "E2E-PULL-THE-PLUG"
 

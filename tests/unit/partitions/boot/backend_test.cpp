@@ -19,12 +19,15 @@ TEST_CASE("make_backend picks a backend by name and lists the names on an unknow
   auto missing_pair = make_backend("gptprio", ctx);
   REQUIRE_FALSE(missing_pair.has_value());
   CHECK(missing_pair.error().message.find("slot pair") != std::string::npos);
-  auto bad = make_backend("systemd-boot", ctx);
+  auto s = make_backend("systemd-boot", ctx);
+  REQUIRE(s.has_value());
+  CHECK((*s)->name() == "systemd-boot");
+  auto bad = make_backend("refind", ctx);
   REQUIRE_FALSE(bad.has_value());
   CHECK(bad.error().code == Errc::invalid_input);
   const std::string& m = bad.error().message;
-  CHECK_MESSAGE(m.find("systemd-boot") != std::string::npos, m);
-  for (const char* n : {"gptprio", "grubenv", "uefi"})
+  CHECK_MESSAGE(m.find("refind") != std::string::npos, m);
+  for (const char* n : {"gptprio", "grubenv", "uefi", "systemd-boot"})
     CHECK_MESSAGE(m.find(n) != std::string::npos, m);
   auto bad_slot = (*g)->arm('C');
   REQUIRE_FALSE(bad_slot.has_value());
