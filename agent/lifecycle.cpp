@@ -14,6 +14,7 @@
 #include "abup/fs.hpp"
 #include "abup/hex.hpp"
 #include "agent/host.hpp"
+#include "agent/persisted_json.hpp"
 #include "agent/state.hpp"
 #include "partitions/gpt.hpp"
 #include "update-protocol/manifest/manifest.hpp"
@@ -342,20 +343,45 @@ json outcome_json(const Outcome& o) {
           {"toVersion", o.to_version}};
 }
 
-Result<std::vector<json>> read_history(const std::filesystem::path& dir) {
+Result<std::vector<json>> read_history(const std::filesystem::path& dir,
+                                       std::vector<std::string>* skipped) {
   std::vector<json> out;
-  auto text = read_file(dir / "history.jsonl");
+  const auto path = dir / "history.jsonl";
+  auto text = read_file(path);
   if (!text) {
     if (text.error().code == Errc::not_found) return out;
     return std::move(text).error();
   }
+  // Every reader looks these up as strings: a line where one is not is skipped, as a torn one.
+  auto check = [&](const json& j, std::size_t line) -> Status {
+    if (!j.is_object())
+      return make_error(Errc::invalid_input,
+                        path.string() + ":" + std::to_string(line) + ": not a JSON object");
+    const JsonFields f(path.string() + ":" + std::to_string(line), j);
+    for (const char* key : {"time", "operationId", "kind", "outcome", "fromPartuuid", "toPartuuid",
+                            "fromVersion", "toVersion"})
+      ABUP_CHECK(f.string(key));
+    for (const char* key : {"fromSlot", "toSlot"})
+      if (auto it = j.find(key); it != j.end() && !it->is_null()) ABUP_CHECK(f.string(key));
+    return {};
+  };
   std::size_t pos = 0;
-  while (pos < text->size()) {
+  for (std::size_t line = 1; pos < text->size(); ++line) {
     auto nl = text->find('\n', pos);
     if (nl == std::string::npos) nl = text->size();
-    auto j = json::parse(text->substr(pos, nl - pos), nullptr, false);
-    if (!j.is_discarded() && j.is_object()) out.push_back(std::move(j));
+    const auto piece = text->substr(pos, nl - pos);
     pos = nl + 1;
+    if (piece.find_first_not_of(" \t\r") == std::string::npos) continue;
+    auto j = json::parse(piece, nullptr, false);
+    if (j.is_discarded()) {
+      if (skipped) skipped->push_back(path.string() + ":" + std::to_string(line) + ": not JSON");
+      continue;
+    }
+    if (auto st = check(j, line); !st) {
+      if (skipped) skipped->push_back(st.error().message);
+      continue;
+    }
+    out.push_back(std::move(j));
   }
   return out;
 }

@@ -76,10 +76,10 @@ struct Outcome {
 // <state-dir>/history.jsonl: one JSON object per line and finished operation (time,
 // operationId, kind, fromSlot, toSlot, fromVersion, toVersion, fromPartuuid, toPartuuid,
 // outcome). Appended with O_APPEND and fsync; a line already there for the same operation, kind
-// and outcome is not written twice (a re-run after a kill). Unparsable (torn) lines are skipped
-// when read.
+// and outcome is not written twice (a re-run after a kill). Unparsable (torn) lines, and lines
+// where one of those fields is not a string, are skipped when read (`skipped` says which and why).
 [[nodiscard]] Status append_history(const std::filesystem::path& state_dir, const Outcome& outcome);
 [[nodiscard]] Result<std::vector<nlohmann::json>> read_history(
-    const std::filesystem::path& state_dir);
+    const std::filesystem::path& state_dir, std::vector<std::string>* skipped = nullptr);
 
 }  // namespace abup::agent

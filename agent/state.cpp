@@ -6,6 +6,7 @@
 #include <ctime>
 #include <nlohmann/json.hpp>
 
+#include "agent/persisted_json.hpp"
 #include "update-protocol/manifest/manifest.hpp"
 
 namespace abup::agent {
@@ -57,23 +58,110 @@ json pending_to_json(const PendingCommit& p) {
           {"armedAt", p.armed_at}};
 }
 
-std::optional<PendingCommit> pending_from_json(const json& j) {
-  if (!j.is_object()) return std::nullopt;
+constexpr std::string_view kFileKeys[] = {"schemaVersion", "slots", "pending", "failedVersions"};
+constexpr std::string_view kSlotKeys[] = {"state",  "version",   "manifestSha256",
+                                          "source", "updatedAt", "error"};
+constexpr std::string_view kPendingKeys[] = {"operationId",     "kind",          "targetSlot",
+                                             "targetPartuuid",  "targetVersion", "previousPartuuid",
+                                             "previousVersion", "bootId",        "backend",
+                                             "armedAt"};
+constexpr std::string_view kFailedKeys[] = {"version", "code", "operationId", "at"};
+
+std::string slot_key(const std::string& uuid, const SlotRecord& r) {
+  return "slots/" + uuid + "/" + r.version + "/" + r.manifest_sha256;
+}
+std::string pending_key(const PendingCommit& p) {
+  return "pending/" + p.operation_id;
+}
+std::string failed_key(const FailedVersion& f) {
+  return "failedVersions/" + f.version + "/" + f.operation_id;
+}
+
+Result<SlotRecord> slot_from(const JsonFields& f) {
+  SlotRecord r;
+  ABUP_TRY(auto name, f.string("state", "unknown"));
+  auto state = parse_slot_state(name);
+  if (!state)
+    return f.error(
+        "state", "'" + name + "' is not one of unknown, staging, staged, armed, committed, failed");
+  r.state = *state;
+  ABUP_TRY(r.version, f.string("version"));
+  ABUP_TRY(r.manifest_sha256, f.string("manifestSha256"));
+  ABUP_TRY(r.source, f.string("source"));
+  ABUP_TRY(r.updated_at, f.string("updatedAt"));
+  ABUP_TRY(r.error, f.string("error"));
+  return r;
+}
+
+Result<PendingCommit> pending_from(const JsonFields& f) {
   PendingCommit p;
-  p.operation_id = j.value("operationId", "");
-  p.kind = j.value("kind", "finalize");
-  auto slot = j.value("targetSlot", "");
-  if (slot != "A" && slot != "B") return std::nullopt;
+  ABUP_TRY(p.operation_id, f.string("operationId"));
+  ABUP_TRY(p.kind, f.string("kind", "finalize"));
+  ABUP_TRY(auto slot, f.string("targetSlot"));
+  if (slot != "A" && slot != "B") return f.error("targetSlot", "expected \"A\" or \"B\"");
   p.target_slot = slot[0];
-  p.target_partuuid = j.value("targetPartuuid", "");
-  p.target_version = j.value("targetVersion", "");
-  p.previous_partuuid = j.value("previousPartuuid", "");
-  p.previous_version = j.value("previousVersion", "");
-  p.boot_id = j.value("bootId", "");
-  p.backend = j.value("backend", "");
-  p.armed_at = j.value("armedAt", "");
-  if (p.operation_id.empty() || p.target_partuuid.empty()) return std::nullopt;
+  ABUP_TRY(p.target_partuuid, f.string("targetPartuuid"));
+  ABUP_TRY(p.target_version, f.string("targetVersion"));
+  ABUP_TRY(p.previous_partuuid, f.string("previousPartuuid"));
+  ABUP_TRY(p.previous_version, f.string("previousVersion"));
+  ABUP_TRY(p.boot_id, f.string("bootId"));
+  ABUP_TRY(p.backend, f.string("backend"));
+  ABUP_TRY(p.armed_at, f.string("armedAt"));
+  if (p.operation_id.empty()) return f.error("operationId", "missing or empty");
+  if (p.target_partuuid.empty()) return f.error("targetPartuuid", "missing or empty");
   return p;
+}
+
+Result<FailedVersion> failed_from(const JsonFields& f) {
+  FailedVersion v;
+  ABUP_TRY(v.version, f.string("version"));
+  ABUP_TRY(v.code, f.string("code"));
+  ABUP_TRY(v.operation_id, f.string("operationId"));
+  ABUP_TRY(v.at, f.string("at"));
+  return v;
+}
+
+void keep_unknown(State& st, const std::string& key, const JsonFields& f,
+                  std::span<const std::string_view> known) {
+  if (auto u = f.unknown(known); !u.empty()) st.unknown[key] = std::move(u);
+}
+
+Result<State> parse_state(const std::filesystem::path& path, std::string_view text) {
+  ABUP_TRY(auto doc, JsonFields::parse(path, text));
+  const JsonFields top(path, doc);
+  State st;
+  ABUP_TRY(st.schema_version, top.schema_version());
+  keep_unknown(st, "", top, kFileKeys);
+  ABUP_TRY(auto slots, top.members("slots"));
+  for (const auto& [uuid, f] : slots) {
+    ABUP_TRY(auto r, slot_from(f));
+    keep_unknown(st, slot_key(uuid, r), f, kSlotKeys);
+    st.slots[uuid] = std::move(r);
+  }
+  // Files written before the lifecycle commands have neither key; no pending commit is null.
+  ABUP_TRY(auto pending, top.object("pending", true));
+  if (pending) {
+    ABUP_TRY(auto p, pending_from(*pending));
+    keep_unknown(st, pending_key(p), *pending, kPendingKeys);
+    st.pending = std::move(p);
+  }
+  ABUP_TRY(auto failed, top.objects("failedVersions"));
+  for (const auto& f : failed) {
+    ABUP_TRY(auto v, failed_from(f));
+    keep_unknown(st, failed_key(v), f, kFailedKeys);
+    st.failed_versions.push_back(std::move(v));
+  }
+  return st;
+}
+
+Error newer_schema(const std::filesystem::path& path, int version) {
+  return make_error(Errc::refused,
+                    path.string() + ": schemaVersion " + std::to_string(version) +
+                        ", written by a newer abup; this abup writes version " +
+                        std::to_string(kStateSchemaVersion) +
+                        " and changes nothing (abup status still shows it). Run the newer abup "
+                        "(boot the slot that has it), or move the file aside to start from an "
+                        "empty state");
 }
 
 }  // namespace
@@ -82,75 +170,62 @@ json pending_json(const PendingCommit& p) {
   return pending_to_json(p);
 }
 
-Result<State> StateStore::load() const {
+Result<State> StateStore::load_for_status() const {
   auto path = dir_ / "state.json";
   auto text = read_file(path);
   if (!text) {
     if (text.error().code == Errc::not_found) return State{};
     return std::move(text).error();
   }
-  auto bad = [&](const std::string& why) {
-    return make_error(Errc::invalid_input,
-                      path.string() + ": " + why + " (move it aside to start from an empty state)");
-  };
-  json doc = json::parse(*text, nullptr, false);
-  if (doc.is_discarded() || !doc.is_object()) return bad("not a JSON object");
-  State st;
-  auto slots = doc.find("slots");
-  if (slots != doc.end()) {
-    if (!slots->is_object()) return bad("slots: expected an object");
-    for (auto& [uuid, rec] : slots->items()) {
-      if (!rec.is_object()) return bad("slots." + uuid + ": expected an object");
-      SlotRecord r;
-      auto state = parse_slot_state(rec.value("state", "unknown"));
-      if (!state) return bad("slots." + uuid + ".state: unknown value");
-      r.state = *state;
-      r.version = rec.value("version", "");
-      r.manifest_sha256 = rec.value("manifestSha256", "");
-      r.source = rec.value("source", "");
-      r.updated_at = rec.value("updatedAt", "");
-      r.error = rec.value("error", "");
-      st.slots[uuid] = std::move(r);
-    }
-  }
-  // Files written before the lifecycle commands have neither key.
-  if (auto p = doc.find("pending"); p != doc.end() && !p->is_null()) {
-    st.pending = pending_from_json(*p);
-    if (!st.pending) return bad("pending: expected operationId, targetSlot A|B, targetPartuuid");
-  }
-  if (auto f = doc.find("failedVersions"); f != doc.end()) {
-    if (!f->is_array()) return bad("failedVersions: expected an array");
-    for (const auto& e : *f) {
-      if (!e.is_object()) return bad("failedVersions: expected objects");
-      st.failed_versions.push_back({e.value("version", ""), e.value("code", ""),
-                                    e.value("operationId", ""), e.value("at", "")});
-    }
+  auto st = parse_state(path, *text);
+  if (!st && st.error().code == Errc::invalid_input) {
+    Error e = std::move(st).error();
+    e.message += " (correct it, or move it aside to start from an empty state)";
+    return e;
   }
   return st;
 }
 
+Result<State> StateStore::load() const {
+  ABUP_TRY(auto st, load_for_status());
+  if (st.schema_version > kStateSchemaVersion)
+    return newer_schema(dir_ / "state.json", st.schema_version);
+  return st;
+}
+
 Status StateStore::save(const State& st) const {
+  if (st.schema_version > kStateSchemaVersion)
+    return newer_schema(dir_ / "state.json", st.schema_version);
+  auto unknown = [&](json& j, const std::string& key) {
+    if (auto it = st.unknown.find(key); it != st.unknown.end()) restore_unknown(j, it->second);
+  };
   std::error_code ec;
   std::filesystem::create_directories(dir_, ec);
   json doc;
-  doc["schemaVersion"] = 1;
+  doc["schemaVersion"] = kStateSchemaVersion;
   doc["slots"] = json::object();
   for (const auto& [uuid, r] : st.slots) {
     json j = {{"state", to_string(r.state)}, {"version", r.version}, {"updatedAt", r.updated_at}};
     if (!r.manifest_sha256.empty()) j["manifestSha256"] = r.manifest_sha256;
     if (!r.source.empty()) j["source"] = r.source;
     if (!r.error.empty()) j["error"] = r.error;
+    unknown(j, slot_key(uuid, r));
     doc["slots"][uuid] = std::move(j);
   }
-  if (st.pending) doc["pending"] = pending_to_json(*st.pending);
+  if (st.pending) {
+    doc["pending"] = pending_to_json(*st.pending);
+    unknown(doc["pending"], pending_key(*st.pending));
+  }
   if (!st.failed_versions.empty()) {
     doc["failedVersions"] = json::array();
-    for (const auto& f : st.failed_versions)
-      doc["failedVersions"].push_back({{"version", f.version},
-                                       {"code", f.code},
-                                       {"operationId", f.operation_id},
-                                       {"at", f.at}});
+    for (const auto& f : st.failed_versions) {
+      json j = {
+          {"version", f.version}, {"code", f.code}, {"operationId", f.operation_id}, {"at", f.at}};
+      unknown(j, failed_key(f));
+      doc["failedVersions"].push_back(std::move(j));
+    }
   }
+  unknown(doc, "");
   return atomic_write_file(dir_ / "state.json", doc.dump(2) + "\n", 0600);
 }
 

@@ -54,6 +54,13 @@ struct State {
   std::map<std::string, SlotRecord> slots;  // by PARTUUID
   std::optional<PendingCommit> pending;
   std::vector<FailedVersion> failed_versions;
+  // As read from the file. One newer than this abup's is shown by status but never written.
+  int schema_version = 1;
+  // Members this abup does not know (a newer abup of the same schema added them), serialized,
+  // by the record that held them: "" for the file, "slots/UUID/VERSION/MANIFEST",
+  // "pending/OPERATION", "failedVersions/VERSION/OPERATION". Written back while that record still
+  // describes the same thing; a record this abup replaces drops them (they may describe the old).
+  std::map<std::string, std::map<std::string, std::string>> unknown;
 
   [[nodiscard]] const SlotRecord* slot(const std::string& partuuid) const;
   [[nodiscard]] const FailedVersion* failed_version(const std::string& version) const;
@@ -63,8 +70,13 @@ class StateStore {
  public:
   explicit StateStore(std::filesystem::path dir) : dir_(std::move(dir)) {}
   [[nodiscard]] const std::filesystem::path& dir() const { return dir_; }
-  // A missing file is an empty state; an unparsable one is an error naming it.
+  // For acting on the slots: a missing file is an empty state; an unparsable one, a field of the
+  // wrong type (Errc::invalid_input) or a newer schemaVersion (Errc::refused) is an error naming
+  // the file and the field. Never throws.
   [[nodiscard]] Result<State> load() const;
+  // For showing: as load(), but a file of a newer schema is read as far as this abup knows it.
+  [[nodiscard]] Result<State> load_for_status() const;
+  // Refuses (Errc::refused) a state read from a newer schema, leaving the file as it is.
   [[nodiscard]] Status save(const State& state) const;
   // The signed manifest of the image staged on a slot, kept for status and for reusing chunks.
   [[nodiscard]] Status save_manifest(const std::string& partuuid, std::string_view json) const;

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "abup/fs.hpp"
+#include "agent/persisted_json.hpp"
 
 namespace abup::agent::aks {
 
@@ -24,15 +25,77 @@ json request_json(const contract::Request& r) {
   return j;
 }
 
-Result<contract::Request> request_from(const json& j) {
-  // Stored requests were validated when they arrived; re-validated here all the same.
-  json doc = j;
+constexpr std::string_view kFileKeys[] = {"schemaVersion", "operations", "inFlight", "armed",
+                                          "staged"};
+
+// Stored requests were validated when they arrived; re-validated here all the same.
+Result<contract::Request> request_from(const JsonFields& parent) {
+  ABUP_TRY(auto f, parent.object("request"));
+  if (!f) return parent.error("request", "missing");
+  json doc = f->raw();
   doc["schemaVersion"] = contract::kSchemaVersion;
-  return contract::parse_request(doc.dump());
+  auto r = contract::parse_request(doc.dump());
+  if (!r) return parent.error("request", r.error().message);
+  return r;
 }
 
-Result<contract::OperationStatus> status_from(const json& j) {
-  return contract::parse_status(j.dump());
+Result<std::optional<contract::OperationStatus>> status_from(const JsonFields& parent,
+                                                             std::string_view key) {
+  ABUP_TRY(auto f, parent.object(key));
+  if (!f) return std::optional<contract::OperationStatus>();
+  auto s = contract::parse_status(f->raw().dump());
+  if (!s) return parent.error(key, s.error().message);
+  return std::optional<contract::OperationStatus>(std::move(*s));
+}
+
+Result<AksState> parse_aks_state(const std::filesystem::path& path, std::string_view text) {
+  ABUP_TRY(auto doc, JsonFields::parse(path, text));
+  const JsonFields top(path, doc);
+  ABUP_TRY(int schema, top.schema_version());
+  if (schema > kStateSchemaVersion)
+    return make_error(Errc::refused,
+                      path.string() + ": schemaVersion " + std::to_string(schema) +
+                          ", written by a newer abup; this abup writes version " +
+                          std::to_string(kStateSchemaVersion) +
+                          " and changes nothing. Run the newer abup (boot the slot that has it), "
+                          "or move the file aside (the AKS operations it caches are then "
+                          "forgotten)");
+  AksState st;
+  st.unknown = top.unknown(kFileKeys);
+  ABUP_TRY(auto ops, top.objects("operations"));
+  for (const auto& op : ops) {
+    CachedOperation c;
+    ABUP_TRY(c.operation_id, op.string("operationId"));
+    ABUP_TRY(c.operation, status_from(op, "operation"));
+    ABUP_TRY(c.commit, status_from(op, "commit"));
+    st.cache.push_back(std::move(c));
+  }
+  ABUP_TRY(auto f, top.object("inFlight"));
+  if (f) {
+    InFlight in;
+    ABUP_TRY(in.request, request_from(*f));
+    ABUP_TRY(in.started_utc, f->string("startedUtc"));
+    ABUP_TRY(in.from_version, f->string("fromVersion"));
+    st.in_flight = std::move(in);
+  }
+  ABUP_TRY(auto a, top.object("armed"));
+  if (a) {
+    Armed armed;
+    ABUP_TRY(armed.request, request_from(*a));
+    ABUP_TRY(armed.started_utc, a->string("startedUtc"));
+    ABUP_TRY(armed.from_version, a->string("fromVersion"));
+    ABUP_TRY(armed.to_version, a->string("toVersion"));
+    st.armed = std::move(armed);
+  }
+  ABUP_TRY(auto s, top.object("staged"));
+  if (s) {
+    Staged staged;
+    ABUP_TRY(staged.node_update_id, s->string("nodeUpdateId"));
+    ABUP_TRY(staged.version, s->string("version"));
+    ABUP_TRY(staged.operation_id, s->string("operationId"));
+    st.staged = std::move(staged);
+  }
+  return st;
 }
 
 }  // namespace
@@ -60,47 +123,12 @@ Result<AksState> load_aks_state(const std::filesystem::path& dir) {
     if (text.error().code == Errc::not_found) return AksState{};
     return std::move(text).error();
   }
-  auto bad = [&](const std::string& why) {
-    return make_error(Errc::invalid_input, path.string() + ": " + why);
-  };
-  json doc = json::parse(*text, nullptr, false);
-  if (doc.is_discarded() || !doc.is_object()) return bad("not a JSON object");
-  AksState st;
-  for (const auto& op : doc.value("operations", json::array())) {
-    CachedOperation c;
-    c.operation_id = op.value("operationId", "");
-    for (auto [key, out] : {std::pair{"operation", &c.operation}, std::pair{"commit", &c.commit}})
-      if (op.contains(key)) {
-        auto s = status_from(op[key]);
-        if (!s) return bad(s.error().message);
-        *out = std::move(*s);
-      }
-    st.cache.push_back(std::move(c));
-  }
-  if (doc.contains("inFlight")) {
-    const json& f = doc["inFlight"];
-    auto r = request_from(f["request"]);
-    if (!r) return bad("inFlight: " + r.error().message);
-    st.in_flight = InFlight{*r, f.value("startedUtc", ""), f.value("fromVersion", "")};
-  }
-  if (doc.contains("armed")) {
-    const json& a = doc["armed"];
-    auto r = request_from(a["request"]);
-    if (!r) return bad("armed: " + r.error().message);
-    st.armed =
-        Armed{*r, a.value("startedUtc", ""), a.value("fromVersion", ""), a.value("toVersion", "")};
-  }
-  if (doc.contains("staged")) {
-    const json& s = doc["staged"];
-    st.staged =
-        Staged{s.value("nodeUpdateId", ""), s.value("version", ""), s.value("operationId", "")};
-  }
-  return st;
+  return parse_aks_state(path, *text);
 }
 
 Status save_aks_state(const std::filesystem::path& dir, const AksState& st) {
   json doc;
-  doc["schemaVersion"] = 1;
+  doc["schemaVersion"] = kStateSchemaVersion;
   doc["operations"] = json::array();
   for (const auto& c : st.cache) {
     json j = {{"operationId", c.operation_id}};
@@ -121,6 +149,7 @@ Status save_aks_state(const std::filesystem::path& dir, const AksState& st) {
     doc["staged"] = {{"nodeUpdateId", st.staged->node_update_id},
                      {"version", st.staged->version},
                      {"operationId", st.staged->operation_id}};
+  restore_unknown(doc, st.unknown);
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   return atomic_write_file(dir / "aks.json", doc.dump(2) + "\n", 0600);

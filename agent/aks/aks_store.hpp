@@ -41,11 +41,15 @@ struct AksState {
   std::optional<InFlight> in_flight;
   std::optional<Armed> armed;
   std::optional<Staged> staged;
+  // Top-level members this abup does not know (serialized), written back unchanged.
+  std::map<std::string, std::string> unknown;
 
   [[nodiscard]] CachedOperation* find(const std::string& operation_id);
   void remember(const protocol::aks::OperationStatus& status, bool commit_phase);
 };
 
+// Missing: the empty state. Never throws: a field of the wrong type is an error naming the file
+// and the field (Errc::invalid_input), a newer schemaVersion one saying so (Errc::refused).
 [[nodiscard]] Result<AksState> load_aks_state(const std::filesystem::path& state_dir);
 [[nodiscard]] Status save_aks_state(const std::filesystem::path& state_dir, const AksState& state);
 

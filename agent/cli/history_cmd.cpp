@@ -19,8 +19,10 @@ int cmd_history(const std::vector<std::string>& argv) {
   }
   auto common = load_common(*args, false);
   if (!common) return report(common.error());
-  auto lines = read_history(common->state_dir);
+  std::vector<std::string> skipped;
+  auto lines = read_history(common->state_dir, &skipped);
   if (!lines) return report(lines.error());
+  for (const auto& why : skipped) std::fprintf(stderr, "abup: skipped: %s\n", why.c_str());
   if (args->has("json")) {
     std::printf("%s\n", nlohmann::json(*lines).dump(2).c_str());
     return 0;

@@ -4,6 +4,7 @@
 #include "agent/cli/common.hpp"
 #include "agent/host.hpp"
 #include "agent/lifecycle.hpp"
+#include "agent/persisted_json.hpp"
 #include "agent/state.hpp"
 #include "partitions/slots.hpp"
 
@@ -68,9 +69,22 @@ int cmd_status(const std::vector<std::string>& argv) {
   auto host = read_host_facts(common->root);
   if (!host) return report(host.error());
   // Status reads without the lock: it must work while an operation runs, and state.json is
-  // replaced atomically, so it is always whole.
-  auto state = StateStore(common->state_dir).load();
-  if (!state) return report(state.error());
+  // replaced atomically, so it is always whole. A state file it cannot use does not hide what
+  // the disk and the bootloader say: it is shown beside them, and the exit status is 1.
+  auto loaded = StateStore(common->state_dir).load_for_status();
+  std::string state_error;
+  State empty;
+  const State* state = &empty;
+  if (!loaded) {
+    state_error = loaded.error().message;
+  } else {
+    state = &*loaded;
+    if (state->schema_version > kStateSchemaVersion)
+      state_error = (common->state_dir / "state.json").string() + ": schemaVersion " +
+                    std::to_string(state->schema_version) +
+                    ", written by a newer abup: shown as far as this abup knows it; the commands "
+                    "that change the slots refuse";
+  }
   auto where = lifecycle_options(*args, *common);
   if (!where) return report(where.error());
   // The bootloader's view. Status must work without it (a missing grubenv, no efivars): the
@@ -143,6 +157,7 @@ int cmd_status(const std::vector<std::string>& argv) {
                           {"pending", pending}};
     if (view) out["backendDetail"] = view->detail;
     if (!backend_error.empty()) out["backendError"] = backend_error;
+    if (!state_error.empty()) out["stateError"] = state_error;
     if (!state->failed_versions.empty()) {
       out["failedVersions"] = nlohmann::json::array();
       for (const auto& f : state->failed_versions)
@@ -151,7 +166,8 @@ int cmd_status(const std::vector<std::string>& argv) {
     }
     out["daemon"] = live ? daemon_json(*live) : nlohmann::json(nullptr);
     std::printf("%s\n", out.dump(2).c_str());
-    return 0;
+    if (!state_error.empty()) std::fprintf(stderr, "abup: %s\n", state_error.c_str());
+    return state_error.empty() ? 0 : 1;
   }
   std::printf("disk %s%s\n", common->disk.c_str(), *booted ? "" : " (booted slot unknown)");
   for (const auto& s : slots) {
@@ -180,8 +196,9 @@ int cmd_status(const std::vector<std::string>& argv) {
                 p.kind.c_str(), p.operation_id.c_str(), p.target_slot, p.previous_version.c_str(),
                 p.target_version.c_str(), p.armed_at.c_str());
   }
+  if (!state_error.empty()) std::printf("state: %s\n", state_error.c_str());
   print_daemon(live);
-  return 0;
+  return state_error.empty() ? 0 : 1;
 }
 
 }  // namespace abup::agent::cli

@@ -227,7 +227,14 @@ Status Autonomous::round(const std::string& operation_id) {
     report_.state(dbus::kStateRebooting, "rebooting");
     return {};
   }
-  ABUP_TRY(auto c, context());
+  auto ctx = context();
+  if (!ctx) {
+    // A state file it cannot use (corrupt, newer schema): no update work until it is fixed;
+    // published, and read again on the next round.
+    report_.failed(ctx.error(), "no update work: " + ctx.error().message);
+    return std::move(ctx).error();
+  }
+  auto& c = *ctx;
   // Armed before the last reboot but not committed (the start-up commit failed): again.
   if (c.state.pending && c.state.pending->boot_id != c.host.boot_id) return startup();
   // Armed in this boot: the reboot is what is left to do.

@@ -318,6 +318,7 @@ class Daemon : public dbus::Handler {
             return;
           }
           auto delay = schedule_.after_failure();
+          report_.failed(st.error(), "aks mode: " + st.error().message);
           log(Event::error, Priority::warning,
               "aks mode: " + st.error().message + "; restarting in " +
                   std::to_string(delay.count()) + "s");

@@ -1,8 +1,10 @@
 #include "agent/daemon/daemon_state.hpp"
 
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "abup/fs.hpp"
+#include "agent/persisted_json.hpp"
 
 namespace abup::agent::daemon {
 
@@ -19,25 +21,43 @@ Result<DaemonState> DaemonStore::load() const {
     if (text.error().code == Errc::not_found) return s;
     return std::move(text).error();
   }
-  try {
-    auto j = json::parse(*text);
-    for (const auto& e : j.value("queuedEvents", json::array())) {
-      protocol::omaha::Event ev;
-      ev.type = e.at("eventType").get<int>();
-      ev.result = e.at("eventResult").get<int>();
-      if (e.contains("errorCode")) ev.error_code = e["errorCode"].get<int>();
-      ev.previous_version = e.value("previousVersion", "");
-      s.queued.push_back(ev);
+  ABUP_TRY(auto doc, JsonFields::parse(path_, *text));
+  const JsonFields j(path_, doc);
+  ABUP_TRY(int schema, j.schema_version());
+  if (schema > kStateSchemaVersion)
+    return make_error(Errc::refused,
+                      path_.string() + ": schemaVersion " + std::to_string(schema) +
+                          ", written by a newer abup; this abup writes version " +
+                          std::to_string(kStateSchemaVersion) +
+                          " and changes nothing. Run the newer abup (boot the slot that has it), "
+                          "or move the file aside (Omaha events not yet sent are then lost)");
+  constexpr std::string_view kKnown[] = {"schemaVersion",      "queuedEvents",      "inProgress",
+                                         "operationId",        "targetVersion",     "fleetlockHeld",
+                                         "healthFailedBootId", "eventsAcknowledged"};
+  s.unknown = j.unknown(kKnown);
+  ABUP_TRY(auto events, j.objects("queuedEvents"));
+  constexpr std::int64_t kMax = std::numeric_limits<int>::max();
+  for (const auto& e : events) {
+    protocol::omaha::Event ev;
+    ABUP_TRY(auto type, e.integer("eventType", -1, 0, kMax));
+    ABUP_TRY(auto result, e.integer("eventResult", -1, 0, kMax));
+    if (type < 0) return e.error("eventType", "missing");
+    if (result < 0) return e.error("eventResult", "missing");
+    ev.type = static_cast<int>(type);
+    ev.result = static_cast<int>(result);
+    if (e.raw().contains("errorCode")) {
+      ABUP_TRY(auto code, e.integer("errorCode", 0, std::numeric_limits<int>::min(), kMax));
+      ev.error_code = static_cast<int>(code);
     }
-    s.in_progress = j.value("inProgress", false);
-    s.operation_id = j.value("operationId", "");
-    s.target_version = j.value("targetVersion", "");
-    s.fleetlock_held = j.value("fleetlockHeld", false);
-    s.health_failed_boot_id = j.value("healthFailedBootId", "");
-    s.events_acknowledged = j.value("eventsAcknowledged", std::uint64_t{0});
-  } catch (const json::exception& e) {
-    return make_error(Errc::invalid_input, path_.string() + ": " + e.what());
+    ABUP_TRY(ev.previous_version, e.string("previousVersion"));
+    s.queued.push_back(ev);
   }
+  ABUP_TRY(s.in_progress, j.boolean("inProgress", false));
+  ABUP_TRY(s.operation_id, j.string("operationId"));
+  ABUP_TRY(s.target_version, j.string("targetVersion"));
+  ABUP_TRY(s.fleetlock_held, j.boolean("fleetlockHeld", false));
+  ABUP_TRY(s.health_failed_boot_id, j.string("healthFailedBootId"));
+  ABUP_TRY(s.events_acknowledged, j.count("eventsAcknowledged", 0));
   return s;
 }
 
@@ -49,13 +69,15 @@ Status DaemonStore::save(const DaemonState& s) const {
     if (!e.previous_version.empty()) ev["previousVersion"] = e.previous_version;
     events.push_back(ev);
   }
-  json j = {{"queuedEvents", events},
+  json j = {{"schemaVersion", kStateSchemaVersion},
+            {"queuedEvents", events},
             {"inProgress", s.in_progress},
             {"operationId", s.operation_id},
             {"targetVersion", s.target_version},
             {"fleetlockHeld", s.fleetlock_held},
             {"healthFailedBootId", s.health_failed_boot_id},
             {"eventsAcknowledged", s.events_acknowledged}};
+  restore_unknown(j, s.unknown);
   std::error_code ec;
   std::filesystem::create_directories(path_.parent_path(), ec);
   return atomic_write_file(path_, j.dump(2) + "\n", 0600);

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -21,7 +22,8 @@ struct DaemonState {
   std::string target_version;   // of the update in progress
   bool fleetlock_held = false;  // pre-reboot was asked: steady-state owed after the commit
   std::string health_failed_boot_id;
-  std::uint64_t events_acknowledged = 0;  // in total, for status and tests
+  std::uint64_t events_acknowledged = 0;       // in total, for status and tests
+  std::map<std::string, std::string> unknown;  // members a newer abup added, written back
 };
 
 [[nodiscard]] bool is_terminal(const protocol::omaha::Event& e);
@@ -29,7 +31,9 @@ struct DaemonState {
 class DaemonStore {
  public:
   explicit DaemonStore(std::filesystem::path dir) : path_(std::move(dir) / "daemon.json") {}
-  // Missing: the empty state; unparsable: an error naming the file.
+  // Missing: the empty state. Never throws: unparsable or a field of the wrong type is an error
+  // naming the file and the field (Errc::invalid_input), a newer schemaVersion one saying so
+  // (Errc::refused).
   [[nodiscard]] Result<DaemonState> load() const;
   [[nodiscard]] Status save(const DaemonState& state) const;
   [[nodiscard]] const std::filesystem::path& path() const { return path_; }

@@ -32,7 +32,10 @@ Result<NodeObject> node_from(const json& doc) {
   auto bad = [](const std::string& why) {
     return make_error(Errc::invalid_input, "Node object: " + why);
   };
-  if (!doc.is_object() || doc.value("kind", "Node") != "Node") return bad("not a v1 Node");
+  if (!doc.is_object()) return bad("not a v1 Node");
+  // Looked at by type first: value() throws on a non-string "kind".
+  if (auto k = doc.find("kind"); k != doc.end() && !(k->is_string() && *k == "Node"))
+    return bad("not a v1 Node");
   auto meta = doc.find("metadata");
   if (meta == doc.end() || !meta->is_object()) return bad("no metadata");
   NodeObject n;

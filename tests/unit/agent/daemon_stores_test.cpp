@@ -1,0 +1,248 @@
+// aks.json and daemon.json, the daemon's own state files beside state.json: read with every
+// field's type checked (an error naming file and field, never an exception that aborts the
+// daemon), a newer schemaVersion refused, members this abup does not know kept on rewrite.
+#include <doctest/doctest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "abup/fs.hpp"
+#include "agent/aks/aks_store.hpp"
+#include "agent/daemon/daemon_state.hpp"
+#include "support/util.hpp"
+
+using namespace abup;
+using namespace abup::agent;
+using abup::test::TempDir;
+using nlohmann::json;
+namespace contract = abup::protocol::aks;
+
+namespace {
+
+constexpr const char* kNodeUpdate = "8a0f3c1e-5b6d-4e2f-9a7b-1c2d3e4f5a6b";
+constexpr const char* kOp = "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0";
+
+contract::Request request(contract::Operation op) {
+  contract::Request r;
+  r.node_update_id = kNodeUpdate;
+  r.operation_id = kOp;
+  r.operation = op;
+  r.target_version = "202606.29.0";
+  r.server = "https://updates.example/v1/update";
+  r.app_id = "{e96281a6-d1af-4bde-9a0a-97b76e56dc57}";
+  r.track = "stable";
+  return r;
+}
+
+// aks.json as abup writes it, every member present.
+json valid_aks(const TempDir& dir) {
+  aks::AksState st;
+  contract::OperationStatus s;
+  s.node_update_id = kNodeUpdate;
+  s.operation_id = kOp;
+  s.operation = contract::Operation::stage;
+  s.code = contract::Code::success;
+  s.started_utc = s.last_updated_utc = s.finished_utc = "2026-12-01T00:00:00Z";
+  st.remember(s, false);
+  st.in_flight = aks::InFlight{request(contract::Operation::stage), "2026-12-01T00:00:00Z", "1.0"};
+  st.armed = aks::Armed{request(contract::Operation::finalize), "2026-12-01T00:00:00Z", "1.0",
+                        "202606.29.0"};
+  st.staged = aks::Staged{kNodeUpdate, "202606.29.0", kOp};
+  REQUIRE(aks::save_aks_state(dir.path(), st));
+  return json::parse(abup::test::read_file(dir.path() / "aks.json"));
+}
+
+json valid_daemon(const TempDir& dir) {
+  daemon::DaemonState s;
+  s.queued.push_back({13, 1, std::nullopt, ""});
+  s.queued.push_back({3, 0, 44, "202601.01.0"});
+  s.in_progress = true;
+  s.operation_id = kOp;
+  s.target_version = "202606.29.0";
+  s.fleetlock_held = true;
+  s.health_failed_boot_id = "b1";
+  s.events_acknowledged = 4;
+  REQUIRE(daemon::DaemonStore(dir.path()).save(s));
+  return json::parse(abup::test::read_file(dir.path() / "daemon.json"));
+}
+
+struct Bad {
+  std::string pointer;
+  json value;
+  std::string why;
+};
+
+void write_json(const std::filesystem::path& p, const json& doc) {
+  REQUIRE(atomic_write_file(p, doc.dump(2) + "\n"));
+}
+
+}  // namespace
+
+TEST_CASE("aks.json: a valid file reads back whole") {
+  TempDir dir;
+  valid_aks(dir);
+  auto st = aks::load_aks_state(dir.path());
+  REQUIRE_MESSAGE(st, (st ? "" : st.error().message));
+  REQUIRE(st->cache.size() == 1);
+  CHECK(st->cache[0].operation);
+  REQUIRE(st->in_flight);
+  CHECK(st->in_flight->request.operation_id == kOp);
+  REQUIRE(st->armed);
+  CHECK(st->armed->to_version == "202606.29.0");
+  REQUIRE(st->staged);
+  CHECK(st->staged->version == "202606.29.0");
+}
+
+TEST_CASE("aks.json: every field of the wrong type is an error naming file and field") {
+  const std::vector<Bad> cases = {
+      {"/operations", json::object(), "operations: expected an array, got object"},
+      {"/operations/0", "x", "operations[0]: expected an object, got string"},
+      {"/operations/0/operationId", 7, "operations[0].operationId: expected a string, got number"},
+      {"/operations/0/operation", 7, "operations[0].operation: expected an object, got number"},
+      {"/operations/0/operation/code", 7, "operations[0].operation: "},
+      {"/operations/0/commit", "Success", "operations[0].commit: expected an object, got string"},
+      {"/inFlight", 7, "inFlight: expected an object, got number"},
+      {"/inFlight/request", 7, "inFlight.request: expected an object, got number"},
+      {"/inFlight/request/operationId", 7, "inFlight.request: "},
+      {"/inFlight/startedUtc", 7, "inFlight.startedUtc: expected a string, got number"},
+      {"/inFlight/fromVersion", 7, "inFlight.fromVersion: expected a string, got number"},
+      {"/armed", json::array(), "armed: expected an object, got array"},
+      {"/armed/request", nullptr, "armed.request: expected an object, got null"},
+      {"/armed/startedUtc", 7, "armed.startedUtc: expected a string, got number"},
+      {"/armed/fromVersion", 7, "armed.fromVersion: expected a string, got number"},
+      {"/armed/toVersion", 7, "armed.toVersion: expected a string, got number"},
+      {"/staged", true, "staged: expected an object, got boolean"},
+      {"/staged/nodeUpdateId", 7, "staged.nodeUpdateId: expected a string, got number"},
+      {"/staged/version", 7, "staged.version: expected a string, got number"},
+      {"/staged/operationId", 7, "staged.operationId: expected a string, got number"},
+      {"/schemaVersion", "1", "schemaVersion: expected an integer, got string"},
+  };
+  for (const auto& c : cases) {
+    TempDir dir;
+    json doc = valid_aks(dir);
+    doc[json::json_pointer(c.pointer)] = c.value;
+    write_json(dir.path() / "aks.json", doc);
+    auto st = aks::load_aks_state(dir.path());
+    INFO(c.pointer, " = ", c.value.dump());
+    REQUIRE_FALSE(st);
+    INFO(st.error().message);
+    CHECK(st.error().code == Errc::invalid_input);
+    CHECK(st.error().message.find((dir.path() / "aks.json").string() + ": " + c.why) == 0);
+  }
+  TempDir dir;
+  json doc = valid_aks(dir);
+  doc["armed"].erase("request");
+  write_json(dir.path() / "aks.json", doc);
+  auto st = aks::load_aks_state(dir.path());
+  REQUIRE_FALSE(st);
+  CHECK(st.error().message.find("armed.request: missing") != std::string::npos);
+}
+
+TEST_CASE("aks.json: a newer schemaVersion is refused; unknown members survive a rewrite") {
+  TempDir dir;
+  json doc = valid_aks(dir);
+  doc["schemaVersion"] = 2;
+  write_json(dir.path() / "aks.json", doc);
+  auto st = aks::load_aks_state(dir.path());
+  REQUIRE_FALSE(st);
+  CHECK(st.error().code == Errc::refused);
+  CHECK(st.error().message.find("aks.json: schemaVersion 2, written by a newer abup") !=
+        std::string::npos);
+
+  doc["schemaVersion"] = 1;
+  doc["drainPolicy"] = {{"grace", 30}};
+  write_json(dir.path() / "aks.json", doc);
+  st = aks::load_aks_state(dir.path());
+  REQUIRE(st);
+  st->staged.reset();
+  REQUIRE(aks::save_aks_state(dir.path(), *st));
+  auto out = json::parse(abup::test::read_file(dir.path() / "aks.json"));
+  CHECK(out["drainPolicy"] == json{{"grace", 30}});
+  CHECK_FALSE(out.contains("staged"));
+}
+
+TEST_CASE("daemon.json: a valid file reads back whole") {
+  TempDir dir;
+  auto doc = valid_daemon(dir);
+  CHECK(doc["schemaVersion"] == 1);
+  auto s = daemon::DaemonStore(dir.path()).load();
+  REQUIRE_MESSAGE(s, (s ? "" : s.error().message));
+  REQUIRE(s->queued.size() == 2);
+  CHECK(s->queued[1].error_code == 44);
+  CHECK(s->queued[1].previous_version == "202601.01.0");
+  CHECK(s->in_progress);
+  CHECK(s->fleetlock_held);
+  CHECK(s->events_acknowledged == 4);
+}
+
+TEST_CASE("daemon.json: every field of the wrong type is an error naming file and field") {
+  const std::vector<Bad> cases = {
+      {"/queuedEvents", "13/1", "queuedEvents: expected an array, got string"},
+      {"/queuedEvents/0", 13, "queuedEvents[0]: expected an object, got number"},
+      {"/queuedEvents/0/eventType", "13",
+       "queuedEvents[0].eventType: expected an integer, got string"},
+      {"/queuedEvents/0/eventType", 13.5,
+       "queuedEvents[0].eventType: expected an integer, got number"},
+      {"/queuedEvents/0/eventType", -1, "queuedEvents[0].eventType: -1 is out of range"},
+      {"/queuedEvents/0/eventType", 1ull << 40,
+       "queuedEvents[0].eventType: 1099511627776 is out of range"},
+      {"/queuedEvents/0/eventResult", false,
+       "queuedEvents[0].eventResult: expected an integer, got boolean"},
+      {"/queuedEvents/1/errorCode", "44",
+       "queuedEvents[1].errorCode: expected an integer, got string"},
+      {"/queuedEvents/1/previousVersion", 2026,
+       "queuedEvents[1].previousVersion: expected a string, got number"},
+      {"/inProgress", "yes", "inProgress: expected true or false, got string"},
+      {"/operationId", 5, "operationId: expected a string, got number"},
+      {"/targetVersion", 5, "targetVersion: expected a string, got number"},
+      {"/fleetlockHeld", 1, "fleetlockHeld: expected true or false, got number"},
+      {"/healthFailedBootId", false, "healthFailedBootId: expected a string, got boolean"},
+      {"/eventsAcknowledged", -1,
+       "eventsAcknowledged: expected a non-negative integer, got number"},
+      {"/eventsAcknowledged", "3",
+       "eventsAcknowledged: expected a non-negative integer, got string"},
+  };
+  for (const auto& c : cases) {
+    TempDir dir;
+    json doc = valid_daemon(dir);
+    doc[json::json_pointer(c.pointer)] = c.value;
+    write_json(dir.path() / "daemon.json", doc);
+    auto s = daemon::DaemonStore(dir.path()).load();
+    INFO(c.pointer, " = ", c.value.dump());
+    REQUIRE_FALSE(s);
+    INFO(s.error().message);
+    CHECK(s.error().code == Errc::invalid_input);
+    CHECK(s.error().message.find((dir.path() / "daemon.json").string() + ": " + c.why) == 0);
+  }
+  TempDir dir;
+  json doc = valid_daemon(dir);
+  doc["queuedEvents"][0].erase("eventType");
+  write_json(dir.path() / "daemon.json", doc);
+  auto s = daemon::DaemonStore(dir.path()).load();
+  REQUIRE_FALSE(s);
+  CHECK(s.error().message.find("queuedEvents[0].eventType: missing") != std::string::npos);
+}
+
+TEST_CASE("daemon.json: without schemaVersion it is version 1; newer is refused; unknown kept") {
+  TempDir dir;
+  json doc = valid_daemon(dir);
+  doc.erase("schemaVersion");
+  doc["lastWindow"] = "Mon 02:00";
+  write_json(dir.path() / "daemon.json", doc);
+  daemon::DaemonStore store(dir.path());
+  auto s = store.load();
+  REQUIRE(s);
+  s->in_progress = false;
+  REQUIRE(store.save(*s));
+  auto out = json::parse(abup::test::read_file(dir.path() / "daemon.json"));
+  CHECK(out["lastWindow"] == "Mon 02:00");
+  CHECK(out["schemaVersion"] == 1);
+  CHECK(out["inProgress"] == false);
+
+  out["schemaVersion"] = 3;
+  write_json(dir.path() / "daemon.json", out);
+  auto newer = store.load();
+  REQUIRE_FALSE(newer);
+  CHECK(newer.error().code == Errc::refused);
+  CHECK(newer.error().message.find("daemon.json: schemaVersion 3, written by a newer abup") !=
+        std::string::npos);
+}
