@@ -290,6 +290,12 @@ StageOptions Autonomous::stage_options(const std::string& source, const std::str
   so.memory_limit = o_.config.memory_limit;
   so.reuse = o_.config.reuse;
   so.on_progress = progress_reporter(version, report_);
+  // The armed check reads the bootloader the daemon manages.
+  so.boot_backend = o_.where.backend;
+  so.grubenv = o_.where.grubenv;
+  so.efivars = o_.where.efivars;
+  so.uefi_loader = o_.where.uefi_loader;
+  so.uefi_cmdline = o_.where.uefi_cmdline;
   return so;
 }
 
