@@ -14,6 +14,7 @@
 #include "abup/fs.hpp"
 #include "abup/hex.hpp"
 #include "agent/host.hpp"
+#include "agent/lifecycle_guard.hpp"
 #include "agent/state.hpp"
 #include "partitions/gpt.hpp"
 #include "update-protocol/manifest/manifest.hpp"

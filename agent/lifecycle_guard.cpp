@@ -1,9 +1,10 @@
 // The checks that keep slot writers and the bootloader apart (issue 13 items 1, 6, 7, 10): the
 // disk lock, which slot a stage may write, and the re-verification before arming.
+#include "agent/lifecycle_guard.hpp"
+
 #include <thread>
 
 #include "agent/frame_pipeline.hpp"
-#include "agent/lifecycle.hpp"
 #include "agent/state.hpp"
 #include "partitions/block_target.hpp"
 #include "update-protocol/manifest/manifest.hpp"

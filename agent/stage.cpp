@@ -7,7 +7,7 @@
 #include "abup/hex.hpp"
 #include "agent/host.hpp"
 #include "agent/image_stager.hpp"
-#include "agent/lifecycle.hpp"
+#include "agent/lifecycle_guard.hpp"
 #include "agent/state.hpp"
 #include "partitions/block_target.hpp"
 #include "partitions/slots.hpp"

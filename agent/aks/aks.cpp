@@ -15,6 +15,7 @@
 #include "agent/dbus/api.hpp"
 #include "agent/host.hpp"
 #include "agent/kube/client.hpp"
+#include "agent/lifecycle_guard.hpp"
 #include "agent/stage.hpp"
 #include "agent/state.hpp"
 #include "update-protocol/aks/contract.hpp"

@@ -164,7 +164,8 @@ TEST_CASE("daemon API: abup update --wait checks now, shows progress, ends when 
   CHECK(b.server.omaha().size() >= 1);
   // The round goes on to arm it (Strategy=off: no reboot, /run/reboot-required instead).
   CHECK(wait_until([&] { return property(bus, "State") == "s \"armed\"\n"; }));
-  CHECK(std::filesystem::exists(b.node.root() / "run/reboot-required"));
+  // State=armed is published before the 800/1 event is sent and the marker is written.
+  CHECK(wait_until([&] { return std::filesystem::exists(b.node.root() / "run/reboot-required"); }));
   CHECK(property(bus, "AvailableVersion") == "s \"" + std::string(kNew) + "\"\n");
   CHECK(property(bus, "LastCheck") != "t 0\n");
   CHECK(d.signal_and_wait(SIGTERM) == 0);
