@@ -215,3 +215,25 @@ TEST_CASE("rollback refuses the previous slot once a stage has written it") {
   CHECK(n.cgpt(kPartUsrA, "-T") == "0");
   CHECK(n.status()["next"] == "B");
 }
+
+TEST_CASE("disarm killed after the bootloader write: stage still refuses, disarm again finishes") {
+  Node n("gptprio");
+  n.stage(kGood);
+  REQUIRE(n.abup("finalize").exit_code == 0);
+  auto killed = n.abup("disarm", "", "ABUP_FAULT=disarm-backend:1");
+  REQUIRE(killed.exit_code == 137);
+  check_b_never_booted(n);
+  CHECK_FALSE(n.status()["pending"].is_null());
+  // The pending record alone keeps a stage off B.
+  auto r = n.stage_image(n.build(kOld, true), "--allow-downgrade");
+  INFO(r.out);
+  CHECK(r.exit_code == 1);
+  CHECK(r.out.find("abup disarm") != std::string::npos);
+  auto again = n.abup("disarm", "--json");
+  INFO(again.out);
+  CHECK(again.exit_code == 0);
+  CHECK(again.out.find("\"Disarmed\"") != std::string::npos);
+  CHECK(n.status()["pending"].is_null());
+  CHECK(n.status()["slots"][1]["state"] == "staged");
+  check_b_never_booted(n);
+}
