@@ -14,6 +14,7 @@
 #include "abup/fs.hpp"
 #include "abup/hex.hpp"
 #include "agent/host.hpp"
+#include "agent/lifecycle_guard.hpp"
 #include "agent/persisted_json.hpp"
 #include "agent/state.hpp"
 #include "partitions/gpt.hpp"
@@ -99,6 +100,26 @@ Status check_staged_manifest(const StateStore& store, const partitions::Slot& ta
   return {};
 }
 
+// Invariant 3 at arming time: the slot's bytes are read back again, so that whatever wrote the
+// slot after the stage (another process, a stage killed before it recorded anything) is caught.
+// A changed slot is recorded as failed: status then says it must be staged again.
+Status reverify_before_arming(const LifecycleOptions& o, const StateStore& store, State& state,
+                              const Context& c, const partitions::Slot& target) {
+  ABUP_TRY(auto text, store.load_manifest(target.partuuid()));
+  auto st = reverify_staged(c.pair, target.name, c.booted, text, o.root);
+  if (st) return {};
+  auto e = std::move(st).error().with_context("finalize: the staged image on " + describe(target) +
+                                              " changed since it was staged");
+  e.code = Errc::refused;
+  e.message += "; stage it again";
+  auto& rec = state.slots[target.partuuid()];
+  rec.state = SlotState::failed;
+  rec.error = e.message;
+  rec.updated_at = now_utc();
+  ABUP_CHECK(store.save(state));
+  return e;
+}
+
 Outcome make_outcome(std::string kind, std::string_view code, const PendingCommit& p) {
   Outcome out;
   out.kind = std::move(kind);
@@ -176,7 +197,7 @@ Result<Outcome> finalize(const FinalizeOptions& fo) {
   ABUP_TRY(auto c, read_context(o));
   ABUP_CHECK(require_booted(c, o));
   StateStore store(o.state_dir);
-  ABUP_TRY(Fd lock, store.lock());
+  ABUP_TRY(auto locks, lock_for_writing(o.state_dir, o.disk));
   ABUP_TRY(auto state, store.load());
   const auto& target = c.pair.other(*c.booted);
   const SlotRecord* rec = state.slot(target.partuuid());
@@ -203,13 +224,14 @@ Result<Outcome> finalize(const FinalizeOptions& fo) {
     return make_error(Errc::refused, "finalize: version " + rec->version + " already failed (" +
                                          f->code + ", operation " + f->operation_id + ", " + f->at +
                                          "); --allow-failed-version arms it anyway");
+  ABUP_CHECK(reverify_before_arming(o, store, state, c, target));
   auto p = new_pending("finalize", fo.operation_id, c, target, rec->version, o);
   return arm_and_record(o, store, state, c, target, std::move(p), "finalize");
 }
 
 Result<Outcome> commit(const LifecycleOptions& o) {
   StateStore store(o.state_dir);
-  ABUP_TRY(Fd lock, store.lock());
+  ABUP_TRY(auto locks, lock_for_writing(o.state_dir, o.disk));
   ABUP_TRY(auto state, store.load());
   if (!state.pending) {
     Outcome out;
@@ -285,7 +307,7 @@ Result<Outcome> rollback(const RollbackOptions& ro) {
   ABUP_TRY(auto c, read_context(o));
   ABUP_CHECK(require_booted(c, o));
   StateStore store(o.state_dir);
-  ABUP_TRY(Fd lock, store.lock());
+  ABUP_TRY(auto locks, lock_for_writing(o.state_dir, o.disk));
   ABUP_TRY(auto state, store.load());
   const auto& target = c.pair.other(*c.booted);
   std::vector<std::string> warnings;
@@ -305,8 +327,11 @@ Result<Outcome> rollback(const RollbackOptions& ro) {
   const SlotRecord* rec = state.slot(target.partuuid());
   bool committed = rec && rec->state == SlotState::committed;
   std::string version = rec ? rec->version : "";
+  // A stage wrote the slot since (staging, staged, failed): what history says it held is gone,
+  // and arming it could boot a half-written /usr.
+  const bool overwritten = rec && !committed && rec->state != SlotState::unknown;
   ABUP_TRY(auto history, read_history(o.state_dir));
-  for (auto it = history.rbegin(); it != history.rend() && !committed; ++it) {
+  for (auto it = history.rbegin(); it != history.rend() && !committed && !overwritten; ++it) {
     const auto& h = *it;
     if (h.value("toPartuuid", "") == target.partuuid() && h.value("outcome", "") == kCommitted) {
       committed = true;
@@ -326,6 +351,57 @@ Result<Outcome> rollback(const RollbackOptions& ro) {
   auto p = new_pending("rollback", ro.operation_id, c, target, version, o);
   ABUP_TRY(auto out, arm_and_record(o, store, state, c, target, std::move(p), "rollback"));
   out.warnings = std::move(warnings);
+  return out;
+}
+
+Result<Outcome> disarm(const LifecycleOptions& o) {
+  ABUP_TRY(auto c, read_context(o));
+  ABUP_CHECK(require_booted(c, o));
+  StateStore store(o.state_dir);
+  ABUP_TRY(auto locks, lock_for_writing(o.state_dir, o.disk));
+  ABUP_TRY(auto state, store.load());
+  const auto& target = c.pair.other(*c.booted);
+  std::optional<PendingCommit> p = state.pending;
+  if (p && p->boot_id != c.host.boot_id)
+    return make_error(Errc::refused, "disarm: operation " + p->operation_id +
+                                         " armed a slot before the last reboot; run `abup commit` "
+                                         "(it records whether that slot booted)");
+  if (p && p->target_partuuid != target.partuuid()) p.reset();
+  // The bootloader's own view decides, not only the state file: an arming whose state write was
+  // lost is disarmed too.
+  ABUP_TRY(auto backend, open_backend(o, c.pair, p && !p->backend.empty() ? p->backend : ""));
+  ABUP_TRY(auto view, backend->read());
+  const bool armed = view.next == target.name && view.default_slot != target.name;
+  if (!armed && !p) {
+    Outcome out;
+    out.kind = "disarm";
+    out.code = std::string(kNothingPending);
+    out.time = now_utc();
+    out.message = "nothing to disarm: " + describe(target) +
+                  " is not armed (the bootloader boots " +
+                  (view.next ? std::string(1, *view.next) : std::string("no slot")) + " next)";
+    return out;
+  }
+  if (armed)
+    if (auto st = backend->mark_bad(target.name); !st)
+      return std::move(st).error().with_context("disarm " + describe(target));
+  fault_point("disarm-backend");
+  const SlotRecord* rec = state.slot(target.partuuid());
+  auto pending =
+      p ? *p : new_pending("disarm", "", c, target, rec ? rec->version : std::string(), o);
+  auto out = make_outcome("disarm", kDisarmed, pending);
+  out.message = "disarmed " + describe(target) + (p ? " (operation " + p->operation_id + ")" : "") +
+                ": the bootloader boots " + std::string(1, *c.booted) + " again";
+  ABUP_CHECK(append_history(o.state_dir, out));
+  if (p) {
+    auto& r = state.slots[target.partuuid()];
+    // finalize armed a staged image (still there: finalize re-verifies it before arming it
+    // again); rollback armed the previous, committed one.
+    r.state = p->kind == "rollback" ? SlotState::committed : SlotState::staged;
+    r.updated_at = out.time;
+    state.pending.reset();
+    ABUP_CHECK(store.save(state));
+  }
   return out;
 }
 

@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <nlohmann/json_fwd.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -50,6 +51,7 @@ inline constexpr std::string_view kCommitted = "Committed";
 inline constexpr std::string_view kNothingPending = "NothingPending";
 inline constexpr std::string_view kNotRebooted = "NotRebooted";
 inline constexpr std::string_view kTargetBootFailed = "TargetBootFailed";
+inline constexpr std::string_view kDisarmed = "Disarmed";
 
 struct Outcome {
   std::string kind;  // finalize | commit | rollback
@@ -66,6 +68,11 @@ struct Outcome {
 [[nodiscard]] Result<Outcome> finalize(const FinalizeOptions& options);
 [[nodiscard]] Result<Outcome> commit(const LifecycleOptions& options);
 [[nodiscard]] Result<Outcome> rollback(const RollbackOptions& options);
+// Undoes an arming of the slot not booted (finalize or rollback, in this boot): the bootloader
+// then boots the booted slot again (backend mark_bad of the armed slot: one crash-safe write),
+// and the pending commit is dropped. The staged image stays staged: finalize can arm it again.
+// NothingPending when neither the bootloader nor the state has the slot armed.
+[[nodiscard]] Result<Outcome> disarm(const LifecycleOptions& options);
 
 // The configured backend over `pair` (which must outlive it).
 [[nodiscard]] Result<std::unique_ptr<partitions::boot::Backend>> open_backend(

@@ -16,6 +16,7 @@ Commands:
   finalize  arm one try of the staged slot (then reboot)
   commit    after the reboot: make the armed slot the default, or record its failure
   rollback  arm one try of the previous slot
+  disarm    undo an arming before its reboot: the booted slot boots again
   status    show the slots, the bootloader's view, and what abup did to them
   history   the finished lifecycle operations
   daemon    run as the update service (what abup.service runs)
@@ -44,6 +45,7 @@ int main(int argc, char** argv) {
   if (cmd == "finalize") return cmd_finalize(args);
   if (cmd == "commit") return cmd_commit(args);
   if (cmd == "rollback") return cmd_rollback(args);
+  if (cmd == "disarm") return cmd_disarm(args);
   if (cmd == "history") return cmd_history(args);
   if (cmd == "daemon") return cmd_daemon(args);
   if (cmd == "check") return cmd_check(args);

@@ -7,6 +7,7 @@
 #include "abup/hex.hpp"
 #include "agent/host.hpp"
 #include "agent/image_stager.hpp"
+#include "agent/lifecycle_guard.hpp"
 #include "agent/state.hpp"
 #include "partitions/block_target.hpp"
 #include "partitions/slots.hpp"
@@ -21,12 +22,17 @@ struct Job {
   bool reuse;  // chunks may come from the booted slot's usr partition
 };
 
-Result<char> choose_target(const StageOptions& o, std::optional<char> booted) {
-  if (o.slot) return *o.slot;
-  if (booted) return *booted == 'A' ? 'B' : 'A';
-  return make_error(Errc::refused,
-                    "cannot tell which slot is booted: " + (o.root / "proc/cmdline").string() +
-                        " names neither usr partition (pass --slot A|B to choose the target)");
+LifecycleOptions boot_where(const StageOptions& o) {
+  LifecycleOptions w;
+  w.disk = o.disk;
+  w.root = o.root;
+  w.state_dir = o.state_dir;
+  w.backend = o.boot_backend;
+  w.grubenv = o.grubenv;
+  w.efivars = o.efivars;
+  w.uefi_loader = o.uefi_loader;
+  w.uefi_cmdline = o.uefi_cmdline;
+  return w;
 }
 
 }  // namespace
@@ -41,11 +47,14 @@ Result<StageSummary> stage(const StageOptions& o) {
   ABUP_TRY(auto pair, partitions::discover_slots(o.disk));
   ABUP_TRY(auto booted, partitions::booted_slot(pair, o.root));
   ABUP_TRY(auto host, read_host_facts(o.root));
-  ABUP_TRY(const char target_name, choose_target(o, booted));
 
+  // Under both locks, before anything is written: a slot the bootloader is about to boot is
+  // never the target (issue 13 items 1, 6, 7).
   StateStore store(o.state_dir);
-  ABUP_TRY(Fd lock, store.lock());
+  ABUP_TRY(auto locks, lock_for_writing(o.state_dir, o.disk));
   ABUP_TRY(auto state, store.load());
+  ABUP_TRY(const char target_name,
+           choose_stage_target(boot_where(o), pair, booted, o.slot, o.force_slot, state));
   ABUP_TRY(auto keyring, protocol::Keyring::load(o.keyrings));
   if (keyring.size() == 0)
     return make_error(Errc::untrusted, "no trusted keys: " + keyring.describe() +

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -33,8 +34,14 @@ struct StageOptions {
   std::vector<std::filesystem::path> keyrings;
   int threshold = 1;
   bool allow_downgrade = false;
-  std::optional<char> slot;               // explicit target slot; default: the one not booted
-  unsigned workers = 0;                   // decode threads; 0 = all cores
+  std::optional<char> slot;  // explicit target slot; default: the one not booted
+  // The bootloader's view decides whether the target may be written (choose_stage_target in
+  // agent/lifecycle.hpp): the backend and its files, as LifecycleOptions names them.
+  std::string boot_backend = "gptprio";
+  std::filesystem::path grubenv, efivars;
+  std::map<char, std::string> uefi_loader, uefi_cmdline;
+  bool force_slot = false;  // write the bootloader's default slot (the booted slot unknown)
+  unsigned workers = 0;     // decode threads; 0 = all cores
   std::uint64_t memory_limit = 16 << 20;  // frame buffers in flight (compressed + decoded)
   bool reuse = true;                      // copy identical chunks from the booted slot
   std::function<void(const StageProgress&)> on_progress;

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -10,6 +11,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <sstream>
 #include <vector>
@@ -94,7 +96,45 @@ struct AlignedFree {
   void operator()(std::uint8_t* p) const { std::free(p); }
 };
 
+// "pid 1234 (abup)" for the process /proc/locks names as holding a flock on (dev, ino).
+std::string lock_holder(dev_t dev, ino_t ino) {
+  auto text = read_file("/proc/locks");
+  if (!text) return {};
+  char want[64];
+  std::snprintf(want, sizeof want, "%02x:%02x:%lu", major(dev), minor(dev),
+                static_cast<unsigned long>(ino));
+  std::istringstream lines(*text);
+  std::string line;
+  while (std::getline(lines, line)) {
+    // "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF" (blocked waiters start with "->")
+    std::istringstream f(line);
+    std::string id, kind, mode, rw, pid, where;
+    if (!(f >> id >> kind >> mode >> rw >> pid >> where) || kind != "FLOCK" || where != want)
+      continue;
+    std::string comm;
+    if (auto c = read_file("/proc/" + pid + "/comm")) comm = *c;
+    while (!comm.empty() && comm.back() == '\n') comm.pop_back();
+    return "pid " + pid + (comm.empty() ? "" : " (" + comm + ")");
+  }
+  return {};
+}
+
 }  // namespace
+
+Result<Fd> lock_disk(const std::string& disk) {
+  // O_RDONLY: the lock needs no write access, and a reader never conflicts with O_EXCL openers.
+  ABUP_TRY(Fd fd, open_file(disk, O_RDONLY | O_CLOEXEC));
+  if (::flock(fd.get(), LOCK_EX | LOCK_NB) == 0) return fd;
+  const int err = errno;
+  if (err != EWOULDBLOCK) return make_error(Errc::io, "lock " + disk + ": " + errno_text(err));
+  struct stat st {};
+  std::string holder;
+  if (::fstat(fd.get(), &st) == 0) holder = lock_holder(st.st_dev, st.st_ino);
+  return make_error(Errc::refused, disk + " is locked by " +
+                                       (holder.empty() ? std::string("another process") : holder) +
+                                       " (another abup writes its slots, possibly with another "
+                                       "--state-dir); wait for it to finish");
+}
 
 Result<BlockTarget> BlockTarget::open(const SlotPair& pair, char target, std::optional<char> booted,
                                       std::uint64_t needed, const std::filesystem::path& root) {

@@ -71,6 +71,13 @@ class BlockTarget {
   std::shared_ptr<Fd> fd_, direct_fd_;  // direct_fd_ null where O_DIRECT is refused
 };
 
+// Exclusive advisory lock (flock) on the whole disk: the disk-image file or the whole-disk block
+// device node, never a partition (the target partition itself is opened O_EXCL). Two abup
+// processes with different state directories then cannot write the same slots, and udev leaves
+// a locked disk alone while it is written (systemd's "Locking Block Device Access"). Fails at
+// once when held, naming the holder's pid and command from /proc/locks when it can.
+[[nodiscard]] Result<Fd> lock_disk(const std::string& disk);
+
 // Read-only access to a slot (the booted one, for reusing identical chunks).
 class SlotReader {
  public:

@@ -15,6 +15,7 @@
 #include "agent/dbus/api.hpp"
 #include "agent/host.hpp"
 #include "agent/kube/client.hpp"
+#include "agent/lifecycle_guard.hpp"
 #include "agent/stage.hpp"
 #include "agent/state.hpp"
 #include "update-protocol/aks/contract.hpp"
@@ -226,6 +227,10 @@ void Agent::send_omaha(const contract::Request& r, const std::vector<omaha::Even
 }
 
 WorkResult Agent::do_stage(const contract::Request& r) {
+  // An armed slot (finalize or rollback waiting for its reboot) is never written: answered
+  // before any download; stage() checks again under its locks.
+  if (auto st = stage_preflight(o_.where); !st && st.error().code == Errc::refused)
+    return {Code::operation_failed, "stage " + r.target_version + ": " + st.error().message};
   omaha::Identity who = identity(r);
   protocol::TransportOptions t = o_.transport;
   t.cancel = &cancel_work_;
@@ -255,6 +260,11 @@ WorkResult Agent::do_stage(const contract::Request& r) {
   so.memory_limit = o_.config.memory_limit;
   so.reuse = o_.config.reuse;
   so.on_progress = o_.on_progress;
+  so.boot_backend = o_.where.backend;
+  so.grubenv = o_.where.grubenv;
+  so.efivars = o_.where.efivars;
+  so.uefi_loader = o_.where.uefi_loader;
+  so.uefi_cmdline = o_.where.uefi_cmdline;
   auto staged = stage(so);
   if (!staged) {
     send_omaha(r, {{3, 0, kOmahaErrorGeneric, ""}}, false);

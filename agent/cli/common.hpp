@@ -56,6 +56,7 @@ int cmd_status(const std::vector<std::string>& argv);
 int cmd_finalize(const std::vector<std::string>& argv);
 int cmd_commit(const std::vector<std::string>& argv);
 int cmd_rollback(const std::vector<std::string>& argv);
+int cmd_disarm(const std::vector<std::string>& argv);
 int cmd_history(const std::vector<std::string>& argv);
 int cmd_daemon(const std::vector<std::string>& argv);
 int cmd_check(const std::vector<std::string>& argv);

@@ -28,8 +28,8 @@ void draw(const StageProgress& p) {
 
 int cmd_stage(const std::vector<std::string>& argv) {
   auto specs = common_options();
-  auto t = transport_options();
-  specs.insert(specs.end(), t.begin(), t.end());
+  for (auto v : {transport_options(), backend_options()})
+    specs.insert(specs.end(), v.begin(), v.end());
   specs.insert(
       specs.end(),
       {
@@ -38,6 +38,8 @@ int cmd_stage(const std::vector<std::string>& argv) {
            "DIR  trusted keys (repeatable; default: the configured keyrings)"},
           {"threshold", true, false, "N  valid signatures required (default: configuration, 1)"},
           {"slot", true, false, "A|B  target slot (default: the one not booted)"},
+          {"force-slot", false, false,
+           "write --slot even when the bootloader boots it by default (booted slot unknown)"},
           {"allow-downgrade", false, false, "stage an image older than the running one"},
           {"workers", true, false, "N  decode threads (default: all cores)"},
           {"no-reuse", false, false, "do not copy identical chunks from the booted slot"},
@@ -76,6 +78,14 @@ int cmd_stage(const std::vector<std::string>& argv) {
       return report(make_error(Errc::invalid_input, "--slot: expected A or B, got '" + *s + "'"));
     o.slot = static_cast<char>(std::toupper(static_cast<unsigned char>((*s)[0])));
   }
+  o.force_slot = args->has("force-slot");
+  auto where = lifecycle_options(*args, *common);
+  if (!where) return report(where.error());
+  o.boot_backend = where->backend;
+  o.grubenv = where->grubenv;
+  o.efivars = where->efivars;
+  o.uefi_loader = where->uefi_loader;
+  o.uefi_cmdline = where->uefi_cmdline;
   o.allow_downgrade = args->has("allow-downgrade");
   auto workers = args->get_int("workers", common->config.workers, 0, 256);
   if (!workers) return report(workers.error());

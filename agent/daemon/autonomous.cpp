@@ -10,6 +10,7 @@
 #include "agent/daemon/notify.hpp"
 #include "agent/daemon/process.hpp"
 #include "agent/daemon/window.hpp"
+#include "agent/lifecycle_guard.hpp"
 #include "agent/stage.hpp"
 #include "partitions/gpt.hpp"
 #include "partitions/slots.hpp"
@@ -198,6 +199,7 @@ Status Autonomous::fall_back(Ctx& c, const PendingCommit& p, const std::string& 
   // The bootloader then falls back to the old slot; the commit after that reboot records
   // TargetBootFailed and the failed version, and the next check reports 3/0 error 44.
   ABUP_TRY(auto pair, partitions::discover_slots(o_.where.disk));
+  ABUP_TRY(auto locks, lock_for_writing(o_.where.state_dir, o_.where.disk));
   ABUP_TRY(auto backend, open_backend(o_.where, pair, p.backend));
   ABUP_CHECK_CTX(backend->mark_bad(p.target_slot),
                  "mark slot " + std::string(1, p.target_slot) + " bad");
@@ -297,6 +299,12 @@ StageOptions Autonomous::stage_options(const std::string& source, const std::str
   so.memory_limit = o_.config.memory_limit;
   so.reuse = o_.config.reuse;
   so.on_progress = progress_reporter(version, report_);
+  // The armed check reads the bootloader the daemon manages.
+  so.boot_backend = o_.where.backend;
+  so.grubenv = o_.where.grubenv;
+  so.efivars = o_.where.efivars;
+  so.uefi_loader = o_.where.uefi_loader;
+  so.uefi_cmdline = o_.where.uefi_cmdline;
   return so;
 }
 

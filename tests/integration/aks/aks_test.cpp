@@ -432,3 +432,30 @@ TEST_CASE("abup daemon with Mode=aks: stage and finalize through the annotations
   CHECK(w.node.reboot() == 'B');
   ::unsetenv("DBUS_SYSTEM_BUS_ADDRESS");
 }
+
+TEST_CASE(
+    "a stage arriving while finalize's arming waits for its reboot: OperationFailed, B kept") {
+  World w;
+  const std::string v2 = "202606.29.0";
+  w.omaha.offer(v2, w.image(v2));
+  w.start_agent();
+  w.ask(w.request("stage", op_id(50), v2));
+  REQUIRE(w.wait_terminal(kStatus, op_id(50))["code"] == "Success");
+  w.ask(w.request("finalize", op_id(51), v2));
+  REQUIRE(w.wait_terminal(kStatus, op_id(51))["code"] == "Success");
+  const auto b = w.node.slot_digest('B');
+  const auto omaha_before = w.omaha.log();
+  // The reboot did not happen (o.reboot only counts); the control plane sends a new stage.
+  const std::string v3 = "202607.01.0";
+  w.omaha.offer(v3, w.image(v3));
+  w.ask(w.request("stage", op_id(52), v3));
+  auto s = w.wait_terminal(kStatus, op_id(52));
+  w.stop_agent();
+  CHECK(s["code"] == "OperationFailed");
+  CHECK(s["message"].get<std::string>().find("is armed") != std::string::npos);
+  // Answered before any download or Omaha traffic; B and its one try are untouched.
+  CHECK(w.omaha.log() == omaha_before);
+  CHECK(w.node.slot_digest('B') == b);
+  CHECK(w.node.cgpt(kPartUsrB, "-T") == "1");
+  CHECK(w.node.status()["pending"]["targetVersion"] == v2);
+}

@@ -121,7 +121,6 @@ TEST_CASE("daemon API: Stage an image URL, Finalize, then the slot facts and met
       busctl(bus, "call org.abup.Agent1 /org/abup/Agent1 org.abup.Agent1 Finalize b false");
   CHECK(twice.exit_code != 0);
   CHECK(twice.out.find("is armed already with " + std::string(kNew)) != std::string::npos);
-
   // The metrics: the same text in the file and on the endpoint, valid for promtool.
   REQUIRE(wait_until([&] {
     return std::filesystem::exists(textfile) &&
@@ -141,6 +140,17 @@ TEST_CASE("daemon API: Stage an image URL, Finalize, then the slot facts and met
   } else {
     FAIL("promtool is missing: tools/setup installs it (package prometheus)");
   }
+  // A Stage onto the armed slot fails before writing it (stage() reads the bootloader).
+  const auto b_bytes = b.node.slot_digest('B');
+  auto restage = busctl(
+      bus, "call org.abup.Agent1 /org/abup/Agent1 org.abup.Agent1 Stage s " + shell_quote(url));
+  REQUIRE_MESSAGE(restage.exit_code == 0, restage.out);
+  CHECK(
+      wait_until([&] { return property(bus, "LastError").find("is armed") != std::string::npos; }));
+  CHECK(b.node.slot_digest('B') == b_bytes);
+  CHECK(property(bus, "NextSlot") == "s \"B\"\n");
+  CHECK(nlohmann::json::parse(b.node.state_text())["pending"]["targetVersion"] == kNew);
+
   CHECK(d.signal_and_wait(SIGTERM) == 0);
 }
 
@@ -164,7 +174,7 @@ TEST_CASE("daemon API: abup update --wait checks now, shows progress, ends when 
   CHECK(b.server.omaha().size() >= 1);
   // The round goes on to arm it (Strategy=off: no reboot, /run/reboot-required instead).
   CHECK(wait_until([&] { return property(bus, "State") == "s \"armed\"\n"; }));
-  // "armed" is published when the slot is armed, the marker right after it.
+  // State=armed is published before the 800/1 event is sent and the marker is written.
   CHECK(wait_until([&] { return std::filesystem::exists(b.node.root() / "run/reboot-required"); }));
   CHECK(property(bus, "AvailableVersion") == "s \"" + std::string(kNew) + "\"\n");
   CHECK(property(bus, "LastCheck") != "t 0\n");

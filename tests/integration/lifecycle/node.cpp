@@ -45,13 +45,38 @@ std::string Node::disk_option() const {
   return disk_option_ ? " --disk " + q(disk()) : "";
 }
 
-void Node::stage(const std::string& version) {
+std::filesystem::path Node::build(const std::string& version, bool other_content) {
+  auto usr = tmp_ / (other_content ? "usr2.img" : "usr.img");
+  if (other_content && !std::filesystem::exists(usr))
+    run_ok("set -e; cd " + q(tmp_.path()) +
+           "; mkdir -p tree2/bin; head -c 300000 /dev/urandom > tree2/bin/tool;"
+           " truncate -s 8M usr2.img; mkfs.ext4 -q -F -d tree2 usr2.img");
   auto img = tmp_ / "images" / (version + ".cosi");
-  run_ok(abup_image_bin() + " build --usr " + q(tmp_ / "usr.img") + " --version " + version +
+  run_ok(abup_image_bin() + " build --usr " + q(usr) + " --version " + version +
          " --frame-size 1M --out " + q(img) + " && " + abup_image_bin() + " sign --key " +
          q(tmp_ / "signer.pem") + " " + q(img));
-  run_ok(abup_bin() + " stage --no-progress" + disk_option() + " --root " + q(root()) +
-         " --keyring " + q(tmp_ / "keys") + " --source " + q(img));
+  return img;
+}
+
+void Node::stage(const std::string& version) {
+  auto r = stage_image(build(version));
+  INFO(r.out);
+  REQUIRE(r.exit_code == 0);
+}
+
+RunResult Node::stage_image(const std::filesystem::path& image, const std::string& extra,
+                            const std::string& env) const {
+  return abup("stage",
+              "--no-progress --keyring " + q(tmp_ / "keys") + " --source " + q(image) + " " + extra,
+              env);
+}
+
+std::string Node::slot_digest(char slot) const {
+  const int part = slot == 'A' ? kPartUsrA : kPartUsrB;
+  return trim(run_ok("set -e; d=" + q(disk()) + "; i=$(sgdisk -i " + std::to_string(part) +
+                     " $d); f=$(echo \"$i\" | awk '/First sector/{print $3}');"
+                     " l=$(echo \"$i\" | awk '/Last sector/{print $3}');"
+                     " dd if=$d bs=512 skip=$f count=$((l - f + 1)) status=none | sha256sum"));
 }
 
 RunResult Node::abup(const std::string& cmd, const std::string& extra,

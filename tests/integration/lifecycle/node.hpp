@@ -29,6 +29,14 @@ class Node {
 
   // Builds, signs and stages an image of `version` (on the slot not booted).
   void stage(const std::string& version);
+  // Builds and signs images/VERSION.cosi; `other_content`: from a second /usr image whose
+  // bytes differ from the first one's.
+  std::filesystem::path build(const std::string& version, bool other_content = false);
+  // `abup stage --no-progress --keyring --source IMAGE EXTRA` through abup(), nothing checked.
+  RunResult stage_image(const std::filesystem::path& image, const std::string& extra = "",
+                        const std::string& env = "") const;
+  // SHA-256 of a slot's whole partition ('A' or 'B'), read from the disk image.
+  std::string slot_digest(char slot) const;
   // `abup CMD --disk --root --boot-backend EXTRA`, with an optional environment prefix.
   RunResult abup(const std::string& cmd, const std::string& extra = "",
                  const std::string& env = "") const;
