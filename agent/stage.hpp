@@ -33,6 +33,8 @@ struct StageOptions {
   std::vector<std::filesystem::path> keyrings;
   int threshold = 1;
   bool allow_downgrade = false;
+  bool allow_unknown_version = false;     // no IMAGE_VERSION/VERSION_ID in os-release: stage anyway
+  bool allow_unknown_variant = false;     // no VARIANT_ID while the image names one: stage anyway
   std::optional<char> slot;               // explicit target slot; default: the one not booted
   unsigned workers = 0;                   // decode threads; 0 = all cores
   std::uint64_t memory_limit = 16 << 20;  // frame buffers in flight (compressed + decoded)
