@@ -229,12 +229,13 @@ Failure Easy::transport_failure(CURLcode rc, const Transfer& t) const {
   // The two limits that make a dead server fail: the message says which one was hit and which
   // setting moves it, so an operator on a slow link knows what to change.
   if (t.too_slow) {
+    const std::string rate = std::to_string(options_.low_speed_limit) + " bytes/s for " +
+                             std::to_string(options_.low_speed_time.count()) + " s";
     Failure f = transient_failure(
-        std::string(t.head.status == 0 ? "no answer" : "transfer") + " slower than " +
-        std::to_string(options_.low_speed_limit) + " bytes/s for " +
-        std::to_string(options_.low_speed_time.count()) +
-        " s (time spent by the consumer excluded): the low-speed limit, [Network] "
-        "LowSpeedLimitBytes= and LowSpeedTimeSec=");
+        (t.head.status == 0
+             ? "no answer: under " + rate
+             : "transfer slower than " + rate + " (time spent by the consumer excluded)") +
+        ": the low-speed limit, [Network] LowSpeedLimitBytes= and LowSpeedTimeSec=");
     f.stalled = true;
     return f;
   }
