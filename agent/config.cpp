@@ -1,7 +1,9 @@
 #include "agent/config.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
+#include <string_view>
 
 #include "abup/fs.hpp"
 #include "agent/daemon/window.hpp"
@@ -14,6 +16,123 @@ std::string trim(std::string_view s) {
   if (b == s.npos) return {};
   auto e = s.find_last_not_of(" \t\r");
   return std::string(s.substr(b, e - b + 1));
+}
+
+// Every setting, as "Section.Key": the one list the loader checks names against (Loader::apply
+// handles each; config_test proves the shipped abup.conf sets every one of them).
+const std::vector<std::string> kKnownKeys = {
+    "Update.Mode",
+    "Update.Server",
+    "Update.AppId",
+    "Update.Track",
+    "Update.MachineID",
+    "Update.FirstCheck",
+    "Update.CheckInterval",
+    "Update.CheckJitter",
+    "Update.MaxBackoff",
+    "Update.Keyring",
+    "Update.SignatureThreshold",
+    "Update.BootBackend",
+    "Network.Proxy",
+    "Network.CAFile",
+    "Network.ClientCertificate",
+    "Network.ClientKey",
+    "Network.AllowHTTP",
+    "Network.ConnectTimeoutSec",
+    "Network.LowSpeedLimitBytes",
+    "Network.LowSpeedTimeSec",
+    "Stage.Workers",
+    "Stage.MemoryLimitMiB",
+    "Stage.Reuse",
+    "Boot.GrubEnv",
+    "Boot.UefiLoaderA",
+    "Boot.UefiLoaderB",
+    "Boot.UefiCmdlineA",
+    "Boot.UefiCmdlineB",
+    "Reboot.Strategy",
+    "Reboot.Window",
+    "Reboot.FleetLockURL",
+    "Reboot.FleetLockGroup",
+    "Reboot.Command",
+    "Kubernetes.Kubeconfig",
+    "Kubernetes.NodeName",
+    "Kubernetes.AnnotationPrefix",
+    "Kubernetes.Heartbeat",
+    "Health.Units",
+    "Health.Command",
+    "Health.Timeout",
+    "Metrics.Textfile",
+    "Metrics.Listen",
+};
+
+std::string section_of(const std::string& id) {
+  return id.substr(0, id.find('.'));
+}
+std::string key_of(const std::string& id) {
+  return id.substr(id.find('.') + 1);
+}
+
+bool known_section(const std::string& section) {
+  return std::any_of(kKnownKeys.begin(), kKnownKeys.end(),
+                     [&](const std::string& id) { return section_of(id) == section; });
+}
+
+// Levenshtein distance, ignoring case: "update" and "Updates" are one typo from "Update".
+std::size_t distance(std::string_view a, std::string_view b) {
+  auto low = [](char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); };
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diag = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      std::size_t up = row[j];
+      row[j] =
+          std::min({row[j] + 1, row[j - 1] + 1, diag + (low(a[i - 1]) == low(b[j - 1]) ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+// The candidate nearest to `name`, when near enough to be a likely typo; else empty.
+std::string nearest(const std::string& name, const std::vector<std::string>& candidates) {
+  std::string best;
+  std::size_t best_d = std::max<std::size_t>(2, name.size() / 3) + 1;
+  for (const auto& c : candidates)
+    if (auto d = distance(name, c); d < best_d) {
+      best_d = d;
+      best = c;
+    }
+  return best;
+}
+
+std::string unknown_section(const std::string& section) {
+  std::vector<std::string> sections;
+  for (const auto& id : kKnownKeys)
+    if (std::find(sections.begin(), sections.end(), section_of(id)) == sections.end())
+      sections.push_back(section_of(id));
+  std::string msg = "unknown section [" + section + "]";
+  if (auto n = nearest(section, sections); !n.empty()) msg += " (did you mean [" + n + "]?)";
+  return msg;
+}
+
+std::string unknown_key(const std::string& section, const std::string& key) {
+  std::string msg = "unknown setting '" + key + "' in [" + section + "]";
+  std::vector<std::string> here, elsewhere;
+  for (const auto& id : kKnownKeys) (section_of(id) == section ? here : elsewhere).push_back(id);
+  std::vector<std::string> here_keys;
+  for (const auto& id : here) here_keys.push_back(key_of(id));
+  if (auto n = nearest(key, here_keys); !n.empty()) return msg + " (did you mean " + n + "?)";
+  // The right name in the wrong section (or nearly so): say where it belongs.
+  for (const auto& id : elsewhere)
+    if (key_of(id) == key) return msg + " (it belongs in [" + section_of(id) + "])";
+  std::vector<std::string> other_keys;
+  for (const auto& id : elsewhere) other_keys.push_back(key_of(id));
+  if (auto n = nearest(key, other_keys); !n.empty())
+    for (const auto& id : elsewhere)
+      if (key_of(id) == n) return msg + " (did you mean [" + section_of(id) + "] " + n + "?)";
+  return msg;
 }
 
 struct Loader {
@@ -168,16 +287,26 @@ struct Loader {
       cfg.memory_limit = static_cast<std::uint64_t>(n) << 20;
     } else if (id == "Stage.Reuse") {
       ABUP_CHECK(as_bool(cfg.reuse));
+    } else if (id == "Network.ConnectTimeoutSec") {
+      ABUP_CHECK(as_span(cfg.connect_timeout, std::chrono::seconds(1)));
+    } else if (id == "Network.LowSpeedLimitBytes") {
+      ABUP_TRY(auto n, as_int(0, 1LL << 30));
+      cfg.low_speed_limit = static_cast<long>(n);
+    } else if (id == "Network.LowSpeedTimeSec") {
+      ABUP_CHECK(as_span(cfg.low_speed_time, std::chrono::seconds(1)));
+    } else {
+      // Fail closed: a misspelt SignatureThreshold= must not leave the default of 1 in force.
+      return make_error(Errc::usage, where + ": " + unknown_key(section, key));
     }
-    // Unknown keys are accepted: configuration written for a newer abup must not stop an
-    // older one from starting. (Later work: warn about them in the journal.)
     return {};
   }
 
-  Status load_file(const std::filesystem::path& path) {
+  Status load_file(const std::filesystem::path& path, bool must_exist) {
     auto text = read_file(path);
     if (!text) {
-      if (text.error().code == Errc::not_found) return {};
+      if (text.error().code == Errc::not_found && !must_exist) return {};
+      if (text.error().code == Errc::not_found)
+        return make_error(Errc::usage, "configuration " + path.string() + " does not exist");
       return std::move(text).error();
     }
     std::string section;
@@ -194,6 +323,8 @@ struct Loader {
         if (line.back() != ']' || line.size() < 3)
           return make_error(Errc::usage, where + ": malformed section header '" + line + "'");
         section = line.substr(1, line.size() - 2);
+        if (!known_section(section))
+          return make_error(Errc::usage, where + ": " + unknown_section(section));
         continue;
       }
       auto eq = line.find('=');
@@ -210,47 +341,7 @@ struct Loader {
 }  // namespace
 
 const std::vector<std::string>& known_config_keys() {
-  // Keep in step with Loader::apply (config_test loads every key of the default abup.conf).
-  static const std::vector<std::string> keys = {"Update.Mode",
-                                                "Update.Server",
-                                                "Update.AppId",
-                                                "Update.Track",
-                                                "Update.MachineID",
-                                                "Update.FirstCheck",
-                                                "Update.CheckInterval",
-                                                "Update.CheckJitter",
-                                                "Update.MaxBackoff",
-                                                "Update.Keyring",
-                                                "Update.SignatureThreshold",
-                                                "Update.BootBackend",
-                                                "Network.Proxy",
-                                                "Network.CAFile",
-                                                "Network.ClientCertificate",
-                                                "Network.ClientKey",
-                                                "Network.AllowHTTP",
-                                                "Stage.Workers",
-                                                "Stage.MemoryLimitMiB",
-                                                "Stage.Reuse",
-                                                "Boot.GrubEnv",
-                                                "Boot.UefiLoaderA",
-                                                "Boot.UefiLoaderB",
-                                                "Boot.UefiCmdlineA",
-                                                "Boot.UefiCmdlineB",
-                                                "Reboot.Strategy",
-                                                "Reboot.Window",
-                                                "Reboot.FleetLockURL",
-                                                "Reboot.FleetLockGroup",
-                                                "Reboot.Command",
-                                                "Kubernetes.Kubeconfig",
-                                                "Kubernetes.NodeName",
-                                                "Kubernetes.AnnotationPrefix",
-                                                "Kubernetes.Heartbeat",
-                                                "Health.Units",
-                                                "Health.Command",
-                                                "Health.Timeout",
-                                                "Metrics.Textfile",
-                                                "Metrics.Listen"};
-  return keys;
+  return kKnownKeys;
 }
 
 Result<bool> parse_bool(std::string_view t) {
@@ -293,11 +384,12 @@ Result<std::chrono::seconds> parse_timespan(std::string_view text) {
   return std::chrono::seconds(total);
 }
 
-Result<Config> load_config(const std::filesystem::path& path, const std::filesystem::path& root) {
+Result<Config> load_config(const std::filesystem::path& path, const std::filesystem::path& root,
+                           bool must_exist) {
   Config cfg;
   cfg.keyrings = {root / "usr/share/abup/keys.d", root / "etc/abup/keys.d"};
   Loader l{cfg};
-  ABUP_CHECK(l.load_file(path));
+  ABUP_CHECK(l.load_file(path, must_exist));
   auto dropins = path;
   dropins += ".d";
   std::error_code ec;
@@ -306,7 +398,7 @@ Result<Config> load_config(const std::filesystem::path& path, const std::filesys
     for (const auto& e : std::filesystem::directory_iterator(dropins, ec))
       if (e.path().extension() == ".conf") files.push_back(e.path());
     std::sort(files.begin(), files.end());
-    for (const auto& f : files) ABUP_CHECK(l.load_file(f));
+    for (const auto& f : files) ABUP_CHECK(l.load_file(f, true));
   }
   return cfg;
 }

@@ -1,7 +1,7 @@
 // abup.conf: systemd-style INI (`[Section]`, `Key=value`, `#`/`;` comments), read from
 // <root>/etc/abup/abup.conf (or --config) and then the drop-ins abup.conf.d/*.conf in lexical
-// order, later values overriding earlier ones. Every key has a default; a malformed value is an
-// error naming the file, line and setting.
+// order, later values overriding earlier ones. Every key has a default; a malformed value, an
+// unknown section or an unknown key is an error naming the file, line and setting.
 #pragma once
 
 #include <chrono>
@@ -35,6 +35,10 @@ struct Config {
   std::string proxy;  // empty: the usual environment variables
   std::string ca_file, client_cert, client_key;
   bool allow_http = false;
+  // A dead or stalled server fails within these, per attempt (named in the error when hit).
+  std::chrono::seconds connect_timeout{30};  // ConnectTimeoutSec=
+  long low_speed_limit = 1024;               // LowSpeedLimitBytes= (bytes/s; 0: no limit)
+  std::chrono::seconds low_speed_time{30};   // LowSpeedTimeSec=
   // [Stage]
   unsigned workers = 0;
   std::uint64_t memory_limit = 16 << 20;
@@ -65,13 +69,15 @@ struct Config {
   std::string metrics_listen;              // empty: no endpoint; e.g. 127.0.0.1:9478
 };
 
-// Loads `path` (missing = defaults) and its drop-in directory. Paths in values are taken as
-// they are; keyring defaults are resolved under `root`.
+// Loads `path` and its drop-in directory. A missing `path` gives the defaults, or with
+// must_exist (an explicit --config) an error. Unknown sections and keys are Errc::usage errors
+// naming the file, line and the nearest known name: a typo in a security setting must not leave
+// its default in force. Section and key names are case-sensitive, as systemd's. Paths in values
+// are taken as they are; keyring defaults are resolved under `root`.
 [[nodiscard]] Result<Config> load_config(const std::filesystem::path& path,
-                                         const std::filesystem::path& root);
-// Every setting the loader understands, as "Section.Key" (e.g. "Update.Mode"). The loader
-// accepts unknown keys (newer configs must not stop an older abup); tests and tools check
-// shipped configs against this list to catch typos.
+                                         const std::filesystem::path& root,
+                                         bool must_exist = false);
+// Every setting the loader understands, as "Section.Key" (e.g. "Update.Mode").
 [[nodiscard]] const std::vector<std::string>& known_config_keys();
 // "yes/no, true/false, on/off, 1/0" as systemd spells them.
 [[nodiscard]] Result<bool> parse_bool(std::string_view text);

@@ -26,6 +26,7 @@ Result<HostFacts> read_host_facts(const std::filesystem::path& root) {
   }
   if (text) {
     h.os_release = *text;
+    h.os_release_path = osr;
     auto v = protocol::os_release_value(h.os_release, "IMAGE_VERSION");
     if (v.empty()) v = protocol::os_release_value(h.os_release, "VERSION_ID");
     if (!v.empty()) {
@@ -40,6 +41,21 @@ Result<HostFacts> read_host_facts(const std::filesystem::path& root) {
   h.boot_id = first_line(root / "proc/sys/kernel/random/boot_id");
   h.machine_id = first_line(root / "etc/machine-id");
   return h;
+}
+
+static std::string missing(const HostFacts& h, const char* keys) {
+  if (h.os_release_path.empty())
+    return "neither " + (h.root / "etc/os-release").string() + " nor " +
+           (h.root / "usr/lib/os-release").string() + " exists";
+  return h.os_release_path.string() + " has no " + keys;
+}
+
+std::string unknown_version_reason(const HostFacts& h) {
+  return h.version ? std::string() : missing(h, "IMAGE_VERSION or VERSION_ID");
+}
+
+std::string unknown_variant_reason(const HostFacts& h) {
+  return h.variant.empty() ? missing(h, "VARIANT_ID") : std::string();
 }
 
 }  // namespace abup::agent

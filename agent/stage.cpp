@@ -71,6 +71,10 @@ Result<StageSummary> stage(const StageOptions& o) {
   vo.policy.variant = host.variant;
   vo.policy.now = static_cast<std::int64_t>(std::time(nullptr));
   vo.policy.allow_downgrade = o.allow_downgrade;
+  vo.policy.allow_unknown_version = o.allow_unknown_version;
+  vo.policy.allow_unknown_variant = o.allow_unknown_variant;
+  vo.policy.unknown_version_reason = unknown_version_reason(host);
+  vo.policy.unknown_variant_reason = unknown_variant_reason(host);
   ABUP_TRY(auto image, protocol::open_verified_image(*source, vo));
   const auto* usr = image.manifest.find_mount("/usr");
   if (!usr)

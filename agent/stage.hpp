@@ -34,7 +34,9 @@ struct StageOptions {
   std::vector<std::filesystem::path> keyrings;
   int threshold = 1;
   bool allow_downgrade = false;
-  std::optional<char> slot;  // explicit target slot; default: the one not booted
+  bool allow_unknown_version = false;  // no IMAGE_VERSION/VERSION_ID in os-release: stage anyway
+  bool allow_unknown_variant = false;  // no VARIANT_ID while the image names one: stage anyway
+  std::optional<char> slot;            // explicit target slot; default: the one not booted
   // The bootloader's view decides whether the target may be written (choose_stage_target in
   // agent/lifecycle.hpp): the backend and its files, as LifecycleOptions names them.
   std::string boot_backend = "gptprio";

@@ -107,7 +107,7 @@ Result<Common> load_common(const Args& args, bool need_disk) {
                                       : c.root / "var/lib/abup";
   auto cfg_path = args.has("config") ? std::filesystem::path(*args.get("config"))
                                      : c.root / "etc/abup/abup.conf";
-  ABUP_TRY(c.config, load_config(cfg_path, c.root));
+  ABUP_TRY(c.config, load_config(cfg_path, c.root, args.has("config")));
   return c;
 }
 
@@ -118,6 +118,9 @@ protocol::TransportOptions transport(const Args& args, const Config& config) {
   t.client_key = args.get_or("client-key", config.client_key);
   t.allow_http = args.has("allow-http") || config.allow_http;
   t.proxy = config.proxy;
+  t.connect_timeout = config.connect_timeout;
+  t.low_speed_limit = config.low_speed_limit;
+  t.low_speed_time = config.low_speed_time;
   return t;
 }
 

@@ -41,6 +41,11 @@ int cmd_stage(const std::vector<std::string>& argv) {
           {"force-slot", false, false,
            "write --slot even when the bootloader boots it by default (booted slot unknown)"},
           {"allow-downgrade", false, false, "stage an image older than the running one"},
+          {"allow-unknown-version", false, false,
+           "stage although os-release gives no running version (downgrade and minVersion "
+           "unchecked)"},
+          {"allow-unknown-variant", false, false,
+           "stage although os-release gives no VARIANT_ID and the image names a variant"},
           {"workers", true, false, "N  decode threads (default: all cores)"},
           {"no-reuse", false, false, "do not copy identical chunks from the booted slot"},
           {"json", false, false, "print the summary as JSON"},
@@ -87,6 +92,8 @@ int cmd_stage(const std::vector<std::string>& argv) {
   o.uefi_loader = where->uefi_loader;
   o.uefi_cmdline = where->uefi_cmdline;
   o.allow_downgrade = args->has("allow-downgrade");
+  o.allow_unknown_version = args->has("allow-unknown-version");
+  o.allow_unknown_variant = args->has("allow-unknown-variant");
   auto workers = args->get_int("workers", common->config.workers, 0, 256);
   if (!workers) return report(workers.error());
   o.workers = static_cast<unsigned>(*workers);

@@ -77,6 +77,9 @@ protocol::TransportOptions daemon_transport(const Config& config, const Cancelle
   t.client_key = config.client_key;
   t.allow_http = config.allow_http;
   t.proxy = config.proxy;
+  t.connect_timeout = config.connect_timeout;
+  t.low_speed_limit = config.low_speed_limit;
+  t.low_speed_time = config.low_speed_time;
   t.cancel = cancel.flag();
   return t;
 }

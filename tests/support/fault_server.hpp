@@ -1,7 +1,7 @@
 // A misbehaving HTTP server on loopback (tests/support/fault_server.py) for the faults nginx
 // cannot produce. The URL prefix picks the fault; see the script's docstring:
 //   /extra/, /wrongrange/, /norange/, /nohead/, /drop/N/, /flaky/K/, /redirect/N/, /slow/,
-//   /status/C/, /echo/
+//   /status/C/, /echo/, /hang/
 #pragma once
 
 #include <filesystem>

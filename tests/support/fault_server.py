@@ -11,6 +11,7 @@ Serves files from --root. The URL prefix picks the behaviour for the file named 
   /flaky/K/<file>      the first K requests per method and path answer 503, then normal
   /redirect/N/<rest>   302 to /redirect/N-1/<rest>, and /redirect/1/<rest> to /<rest>
   /slow/<file>         the body trickles at about 40 bytes/s
+  /hang/<anything>     reads the request and never answers (a dead server behind a live socket)
   /status/C/<file>     answers status C with a short text body (e.g. /status/404/x)
   /echo/<anything>     answers 200 with the method, request headers and body as JSON
 Every request is appended to --log as "METHOD PATH RANGE" (RANGE "-" when absent), before the
@@ -96,6 +97,9 @@ class Handler(BaseHTTPRequestHandler):
             rest = "/".join(parts[2:])
             target = f"/redirect/{n - 1}/{rest}" if n > 1 else f"/{rest}"
             return self.simple(302, b"", {"Location": target})
+        if mode == "hang":
+            time.sleep(3600)
+            return
         if mode == "status":
             code = int(parts[1])
             return self.simple(code, f"status {code}\n".encode(), {"Content-Type": "text/plain"})

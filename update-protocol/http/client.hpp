@@ -30,11 +30,13 @@ struct TransportOptions {
   int max_retries = 6;  // per request, on transient failures (connect, 5xx, 408/429, reset)
   std::chrono::milliseconds retry_base{250};  // doubles each try, capped at retry_max
   std::chrono::milliseconds retry_max{8000};
-  std::chrono::seconds connect_timeout{30};
+  // Per attempt: a dead server fails within these (times the retries), never hangs. Errors name
+  // the limit hit and the abup.conf setting behind it ([Network] ConnectTimeoutSec=, ...).
+  std::chrono::seconds connect_timeout{30};  // name lookup, TCP, TLS (and a proxy's CONNECT)
   // Slower than low_speed_limit bytes/s over low_speed_time aborts the attempt (and retries).
   // Time the consumer spends inside a Source sink does not count: back-pressure is not a slow link.
   long low_speed_limit = 1024;  // 0 disables
-  std::chrono::seconds low_speed_time{60};
+  std::chrono::seconds low_speed_time{30};
   std::string user_agent = "abup/0.1";
   // When set and true, transfers and retry waits stop with Errc::cancelled (checked at least
   // once a second). Must outlive the requests and Sources using these options.

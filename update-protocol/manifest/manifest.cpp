@@ -227,6 +227,11 @@ Status check_policy(const Manifest& m, const PolicyInput& in) {
   };
   if (!in.arch.empty() && m.arch != in.arch)
     return fail("image is for " + m.arch + ", this host is " + in.arch);
+  if (!m.variant.empty() && in.variant.empty() && !in.allow_unknown_variant)
+    return fail("image is for variant '" + m.variant + "' and this host's variant is unknown (" +
+                (in.unknown_variant_reason.empty() ? "no VARIANT_ID in os-release"
+                                                   : in.unknown_variant_reason) +
+                "); an operator may pass --allow-unknown-variant");
   if (!m.variant.empty() && !in.variant.empty() && m.variant != in.variant)
     return fail("image is for variant '" + m.variant + "', this host is '" + in.variant + "'");
   if (in.now && m.issued_at > in.now + 300)
@@ -235,6 +240,15 @@ Status check_policy(const Manifest& m, const PolicyInput& in) {
   if (in.now && m.expires_at && in.now >= m.expires_at)
     return fail("manifest expired at " + format_utc_time(m.expires_at) + " (now " +
                 format_utc_time(in.now) + ")");
+  if (!in.running && !in.allow_unknown_version)
+    return fail("the running version is unknown (" +
+                (in.unknown_version_reason.empty() ? "no IMAGE_VERSION or VERSION_ID in os-release"
+                                                   : in.unknown_version_reason) +
+                "), so " + m.version + " cannot be shown not to be a downgrade" +
+                (m.min_version.empty() ? ""
+                                       : " nor the running version to be " + m.min_version +
+                                             " or newer (minVersion)") +
+                "; an operator may pass --allow-unknown-version");
   if (in.running) {
     ABUP_TRY(auto target, Version::parse(m.version));
     if (target < *in.running && !m.allow_downgrade && !in.allow_downgrade)

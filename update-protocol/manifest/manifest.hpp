@@ -72,9 +72,17 @@ struct PolicyInput {
   std::int64_t now = 0;
   bool allow_downgrade = false;    // operator flag
   bool allow_same_version = true;  // re-staging the running version (repair) is fine
+  // An unknown running version cannot be proven newer than minVersion nor older than the image,
+  // and an unknown variant cannot be proven to match: both are refused unless the operator says
+  // otherwise. The reasons name the file and what it lacks, for the message.
+  bool allow_unknown_version = false;  // operator flag
+  bool allow_unknown_variant = false;  // operator flag
+  std::string unknown_version_reason;  // e.g. "/etc/os-release has no IMAGE_VERSION or VERSION_ID"
+  std::string unknown_variant_reason;  // e.g. "/etc/os-release has no VARIANT_ID"
 };
 
-// Version policy, arch, variant, issue/expiry time. Errc::policy with a message naming both sides.
+// Version policy, arch, variant, issue/expiry time; fails closed when the host's version or
+// (for an image that names one) variant is unknown. Errc::policy with a message naming both sides.
 [[nodiscard]] Status check_policy(const Manifest& manifest, const PolicyInput& input);
 
 }  // namespace abup::protocol

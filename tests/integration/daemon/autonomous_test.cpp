@@ -267,3 +267,27 @@ TEST_CASE("daemon: an update check failing with 5xx backs off") {
   // CheckInterval 45min doubled once (jitter 0).
   CHECK(d.log().find("next try in 5400s (failure 1)") != std::string::npos);
 }
+
+TEST_CASE("daemon: with no running version in os-release an offer is refused and reported") {
+  // The daemon has no --allow-unknown-version: it cannot prove the offer is no downgrade, so it
+  // refuses before writing and tells the server (3/0), fail closed (issue 13 item 4).
+  Box b;
+  write_file(b.node.root() / "etc/os-release", "ID=flatcar\nVARIANT_ID=azurecontainerlinux\n");
+  b.build_image(kNew);
+  b.offer(kNew);
+  auto d = b.start("", 1);
+  bool reported = wait_until([&] {
+    for (const auto& e : events(b.server))
+      if (e.starts_with("3/0")) return true;
+    return false;
+  });
+  CHECK(d.signal_and_wait(SIGTERM) == 0);
+  INFO(d.log());
+  REQUIRE(reported);
+  CHECK(d.log().find("the running version is unknown (" +
+                     (b.node.root() / "etc/os-release").string() +
+                     " has no IMAGE_VERSION or VERSION_ID)") != std::string::npos);
+  CHECK_FALSE(contains(events(b.server), "800/1"));
+  CHECK(b.node.status()["slots"][1]["state"] != "staged");
+  CHECK_FALSE(std::filesystem::exists(b.reboot_marker()));
+}

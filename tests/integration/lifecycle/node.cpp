@@ -138,7 +138,11 @@ char Node::reboot() {
   REQUIRE(st["next"].is_string());
   char next = st["next"].get<std::string>()[0];
   if (backend_ == "uefi") REQUIRE(uefi_firmware_next(true) == next);
-  reboot_into(next, st["slots"][next - 'A']["version"].get<std::string>());
+  // A slot abup never wrote holds the image the node was installed with (A, kRunning): its
+  // os-release names that version, as a real slot's would (an empty one now stops stage).
+  auto version = st["slots"][next - 'A'].value("version", std::string());
+  if (version.empty() && next == 'A') version = kRunning;
+  reboot_into(next, version);
   return next;
 }
 

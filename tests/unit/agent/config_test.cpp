@@ -109,6 +109,85 @@ TEST_CASE("config: a malformed value names the file, line and setting") {
   }
 }
 
+TEST_CASE("config: unknown sections and keys are errors naming the file, line and nearest name") {
+  // Each of these once left SignatureThreshold at 1 and staged a single-signed image.
+  TempDir dir;
+  const std::string f = (dir.path() / "abup.conf").string();
+  struct Case {
+    std::string text, expect;
+  };
+  for (const auto& c : std::vector<Case>{
+           {"[Update]\nSignatureTreshold=2\n",
+            f + ":2: unknown setting 'SignatureTreshold' in [Update] (did you mean "
+                "SignatureThreshold?)"},
+           {"[update]\nSignatureThreshold=2\n",
+            f + ":1: unknown section [update] (did you mean [Update]?)"},
+           {"# x\n[Updates]\nSignatureThreshold=2\n",
+            f + ":2: unknown section [Updates] (did you mean [Update]?)"},
+           {"[Network]\nSignatureThreshold=2\n",
+            f + ":2: unknown setting 'SignatureThreshold' in [Network] (it belongs in [Update])"},
+           {"[Network]\nSignatureTreshold=2\n",
+            f + ":2: unknown setting 'SignatureTreshold' in [Network] (did you mean [Update] "
+                "SignatureThreshold?)"},
+           {"[Update]\nsignaturethreshold=2\n",
+            f + ":2: unknown setting 'signaturethreshold' in [Update] (did you mean "
+                "SignatureThreshold?)"},
+           {"[Update]\nFrobnicate=yes\n", f + ":2: unknown setting 'Frobnicate' in [Update]"},
+           {"[Zeppelin]\n", f + ":1: unknown section [Zeppelin]"},
+       }) {
+    CAPTURE(c.text);
+    auto cfg = load_text(dir, c.text);
+    REQUIRE_FALSE(cfg);
+    CHECK(cfg.error().code == Errc::usage);
+    CHECK(cfg.error().message == c.expect);
+  }
+}
+
+TEST_CASE("config: drop-ins are held to the same rules") {
+  TempDir dir;
+  std::filesystem::create_directories(dir.path() / "abup.conf.d");
+  auto dropin = dir.path() / "abup.conf.d/50-keys.conf";
+  REQUIRE(atomic_write_file(dropin, "[Update]\nSignatureThreshold=2\n[Updates]\n"));
+  auto cfg = load_text(dir, "[Update]\nTrack=stable\n");
+  REQUIRE_FALSE(cfg);
+  CHECK(cfg.error().code == Errc::usage);
+  CHECK(cfg.error().message ==
+        dropin.string() + ":3: unknown section [Updates] (did you mean [Update]?)");
+}
+
+TEST_CASE("config: an explicit configuration file must exist, the default one may be absent") {
+  TempDir dir;
+  auto missing = dir.path() / "nonexistent.conf";
+  auto cfg = load_config(missing, dir.path(), true);
+  REQUIRE_FALSE(cfg);
+  CHECK(cfg.error().code == Errc::usage);
+  CHECK(cfg.error().message == "configuration " + missing.string() + " does not exist");
+  CHECK(load_config(missing, dir.path(), false));
+}
+
+TEST_CASE("config: [Network] timeouts bound a dead server") {
+  TempDir dir;
+  auto def = load_config(dir.path() / "missing.conf", dir.path());
+  REQUIRE(def);
+  CHECK(def->connect_timeout == std::chrono::seconds(30));
+  CHECK(def->low_speed_limit == 1024);
+  CHECK(def->low_speed_time == std::chrono::seconds(30));
+  auto cfg = load_text(dir,
+                       "[Network]\nConnectTimeoutSec=5\nLowSpeedLimitBytes=0\n"
+                       "LowSpeedTimeSec=2min\n");
+  REQUIRE_MESSAGE(cfg, (cfg ? "" : cfg.error().message));
+  CHECK(cfg->connect_timeout == std::chrono::seconds(5));
+  CHECK(cfg->low_speed_limit == 0);
+  CHECK(cfg->low_speed_time == std::chrono::minutes(2));
+  auto bad = load_text(dir, "[Network]\nConnectTimeoutSec=0\n");
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error().message.find("ConnectTimeoutSec=0: must be at least 1s") != std::string::npos);
+  bad = load_text(dir, "[Network]\nLowSpeedLimitBytes=-1\n");
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error().message.find("LowSpeedLimitBytes=-1: expected a whole number") !=
+        std::string::npos);
+}
+
 TEST_CASE("config: time spans in systemd's spelling") {
   CHECK(parse_timespan("90").value() == std::chrono::seconds(90));
   CHECK(parse_timespan("90s").value() == std::chrono::seconds(90));
@@ -168,6 +247,17 @@ TEST_CASE("config: the shipped abup.conf lists every known key with its default"
   CHECK(cfg->heartbeat == def->heartbeat);
   CHECK(cfg->health_timeout == def->health_timeout);
   CHECK(cfg->metrics_listen == def->metrics_listen);
+  CHECK(cfg->connect_timeout == def->connect_timeout);
+  CHECK(cfg->low_speed_limit == def->low_speed_limit);
+  CHECK(cfg->low_speed_time == def->low_speed_time);
+}
+
+TEST_CASE("config: the shipped abup.conf loads as it is") {
+  TempDir dir;
+  auto path = dir.path() / "abup.conf";
+  REQUIRE(atomic_write_file(path, test::read_file(test::source_dir() / "packaging/abup.conf")));
+  auto cfg = load_config(path, dir.path(), true);
+  REQUIRE_MESSAGE(cfg, (cfg ? "" : cfg.error().message));
 }
 
 TEST_CASE("config: uefi loaders and command lines per slot") {

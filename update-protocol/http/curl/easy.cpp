@@ -226,17 +226,31 @@ int Easy::on_progress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t
 
 Failure Easy::transport_failure(CURLcode rc, const Transfer& t) const {
   if (t.was_cancelled) return fatal_failure(Errc::cancelled, "transfer cancelled");
+  // The two limits that make a dead server fail: the message says which one was hit and which
+  // setting moves it, so an operator on a slow link knows what to change.
   if (t.too_slow) {
-    Failure f =
-        transient_failure("transfer slower than " + std::to_string(options_.low_speed_limit) +
-                          " bytes/s for " + std::to_string(options_.low_speed_time.count()) +
-                          " s (time spent by the consumer excluded)");
+    const std::string rate = std::to_string(options_.low_speed_limit) + " bytes/s for " +
+                             std::to_string(options_.low_speed_time.count()) + " s";
+    Failure f = transient_failure(
+        (t.head.status == 0
+             ? "no answer: under " + rate
+             : "transfer slower than " + rate + " (time spent by the consumer excluded)") +
+        ": the low-speed limit, [Network] LowSpeedLimitBytes= and LowSpeedTimeSec=");
     f.stalled = true;
     return f;
   }
   std::string msg = curl_easy_strerror(rc);
   if (error_buffer_[0] && msg != error_buffer_) msg += ": " + std::string(error_buffer_);
   if (t.head.status != 0) msg += " (after " + t.head.describe_status() + ")";
+  // No overall CURLOPT_TIMEOUT is set, so a timeout is the connect timeout (name lookup, TCP and
+  // TLS handshakes, a proxy's CONNECT).
+  if (rc == CURLE_OPERATION_TIMEDOUT) {
+    Failure f = transient_failure(
+        "no connection within " + std::to_string(options_.connect_timeout.count()) +
+        " s: the connect timeout, [Network] ConnectTimeoutSec= (" + msg + ")");
+    f.nothing_sent = t.head.status == 0;
+    return f;
+  }
   if (rc == CURLE_TOO_MANY_REDIRECTS)
     return fatal_failure(Errc::network, "more than " + std::to_string(options_.max_redirects) +
                                             " redirects (" + msg + ")");

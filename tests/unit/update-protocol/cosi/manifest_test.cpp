@@ -112,6 +112,39 @@ TEST_CASE("policy: version, arch, variant, expiry") {
   CHECK_FALSE(check_policy(m, variant));
 }
 
+TEST_CASE(
+    "policy: an unknown running version or variant is refused unless the operator allows it") {
+  auto m = sample();  // minVersion 202601.0.0, variant azurecontainerlinux
+  PolicyInput unknown = host("202601.05.0");
+  unknown.running.reset();
+  unknown.unknown_version_reason = "/r/etc/os-release has no IMAGE_VERSION or VERSION_ID";
+  auto st = check_policy(m, unknown);
+  REQUIRE_FALSE(st);
+  CHECK(st.error().code == Errc::policy);
+  CHECK(st.error().message ==
+        "image policy: the running version is unknown (/r/etc/os-release has no IMAGE_VERSION or "
+        "VERSION_ID), so 202607.02.0 cannot be shown not to be a downgrade nor the running "
+        "version to be 202601.0.0 or newer (minVersion); an operator may pass "
+        "--allow-unknown-version");
+  unknown.allow_unknown_version = true;
+  CHECK(check_policy(m, unknown));
+
+  PolicyInput no_variant = host("202601.05.0");
+  no_variant.variant.clear();
+  no_variant.unknown_variant_reason = "/r/etc/os-release has no VARIANT_ID";
+  auto v = check_policy(m, no_variant);
+  REQUIRE_FALSE(v);
+  CHECK(v.error().code == Errc::policy);
+  CHECK(v.error().message.find("image is for variant 'azurecontainerlinux' and this host's "
+                               "variant is unknown (/r/etc/os-release has no VARIANT_ID)") !=
+        std::string::npos);
+  no_variant.allow_unknown_variant = true;
+  CHECK(check_policy(m, no_variant));
+  m.variant.clear();  // an image for any variant does not care
+  no_variant.allow_unknown_variant = false;
+  CHECK(check_policy(m, no_variant));
+}
+
 TEST_CASE("UTC times") {
   auto t = parse_utc_time("2026-11-24T03:40:00Z");
   REQUIRE(t.has_value());

@@ -259,6 +259,8 @@ TEST_CASE("a trickling server is aborted as too slow, and retried") {
   auto began = std::chrono::steady_clock::now();
   auto st = src->read_at(0, buf);
   CHECK(error_of(st).find("transfer slower than 1000 bytes/s for 1 s") != std::string::npos);
+  CHECK(error_of(st).find("[Network] LowSpeedLimitBytes= and LowSpeedTimeSec=") !=
+        std::string::npos);
   CHECK(st.error().code == Errc::network);
   CHECK(std::chrono::steady_clock::now() - began < 10s);  // ~2 s; slack for a loaded machine
   auto starts = range_starts(fault.requests());
