@@ -16,7 +16,6 @@ std::vector<OptionSpec> common_options() {
       {"root", true, false, "DIR  root of the running system's files (default /)"},
       {"state-dir", true, false, "DIR  abup's state (default ROOT/var/lib/abup)"},
       {"config", true, false, "PATH  configuration (default ROOT/etc/abup/abup.conf)"},
-      {"help", false, false, "show this help"},
   };
 }
 
@@ -125,8 +124,7 @@ int report(const Error& e, int status) {
 }
 
 int report(const Error& e) {
-  std::fprintf(stderr, "abup: %s\n", e.message.c_str());
-  return e.code == Errc::invalid_input || e.code == Errc::usage ? 2 : 1;
+  return abup::cli::report("abup", e);
 }
 
 }  // namespace abup::agent::cli
