@@ -18,10 +18,10 @@ Result<omaha::Identity> identity(const Args& args, const Common& common) {
   who.app_id = args.get_or("app-id", common.config.app_id);
   who.track = args.get_or("track", common.config.track);
   if (who.server.empty())
-    return make_error(Errc::invalid_input,
+    return make_error(Errc::usage,
                       "no update server: set [Update] Server= (the full Omaha endpoint, e.g. "
                       "https://host/v1/update) or pass --server URL");
-  if (who.app_id.empty()) return make_error(Errc::invalid_input, "empty app id ([Update] AppId=)");
+  if (who.app_id.empty()) return make_error(Errc::usage, "empty app id ([Update] AppId=)");
   if (!host.version)
     return make_error(Errc::not_found,
                       (common.root / "etc/os-release").string() +
@@ -69,7 +69,7 @@ int run_check(const Args& args) {
   // A person is waiting: a couple of quick retries, not the daemon's patience.
   transport_opts.max_retries = 2;
   auto answer = omaha::check(*who, {}, transport_opts);
-  if (!answer) return report(answer.error(), 1);
+  if (!answer) return report(answer.error());
   const auto& a = *answer;
   const std::string running = omaha::normalize_version(who->version);
   if (args.has("json")) {

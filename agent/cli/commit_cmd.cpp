@@ -5,10 +5,6 @@
 namespace abup::agent::cli {
 namespace {
 
-// Exit status by outcome: what a boot-time unit needs to tell the cases apart.
-constexpr int kExitNotRebooted = 2;
-constexpr int kExitTargetBootFailed = 3;
-
 std::vector<OptionSpec> commit_options() {
   auto specs = common_options();
   auto b = backend_options();
@@ -19,14 +15,14 @@ std::vector<OptionSpec> commit_options() {
 
 int run_commit(const Args& args) {
   auto common = load_common(args);
-  if (!common) return report(common.error(), 1);
+  if (!common) return report(common.error());
   auto where = lifecycle_options(args, *common);
-  if (!where) return report(where.error(), 1);
+  if (!where) return report(where.error());
   auto out = commit(*where);
-  if (!out) return report(out.error(), 1);
+  if (!out) return report(out.error());
   print_outcome(*out, args.has("json"));
-  if (out->code == kNotRebooted) return kExitNotRebooted;
-  if (out->code == kTargetBootFailed) return kExitTargetBootFailed;
+  if (out->code == kNotRebooted) return abup::cli::kExitNotRebooted;
+  if (out->code == kTargetBootFailed) return abup::cli::kExitTargetBootFailed;
   return 0;
 }
 
@@ -40,8 +36,9 @@ abup::cli::Command commit_command() {
               "Run at boot. With an armed slot and a new boot id: if the armed slot is booted,\n"
               "make it the good default; if the bootloader fell back, mark it bad and record the\n"
               "failure.\n\n"
-              "Exit status: 0 committed or nothing to do, 2 the reboot has not happened yet,\n"
-              "3 the armed slot failed to boot (TargetBootFailed), 1 error.",
+              "Exit status: 0 committed or nothing to do, 3 the armed slot failed to boot\n"
+              "(TargetBootFailed), 4 the reboot has not happened yet, 1 error, 2 bad options or\n"
+              "configuration.",
           .options = commit_options(),
           .run = run_commit};
 }

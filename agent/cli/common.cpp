@@ -51,7 +51,7 @@ Result<LifecycleOptions> lifecycle_options(const Args& args, const Common& c) {
   o.state_dir = c.state_dir;
   o.backend = args.get_or("boot-backend", c.config.boot_backend);
   if (o.backend != "gptprio" && o.backend != "grubenv" && o.backend != "uefi")
-    return make_error(Errc::invalid_input,
+    return make_error(Errc::usage,
                       "--boot-backend: expected gptprio, grubenv or uefi, got '" + o.backend + "'");
   o.grubenv = args.has("grubenv") ? std::filesystem::path(*args.get("grubenv")) : c.config.grubenv;
   o.uefi_loader = c.config.uefi_loader;

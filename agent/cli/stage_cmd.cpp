@@ -53,8 +53,7 @@ int run_stage(const Args& args) {
   o.root = common->root;
   o.state_dir = common->state_dir;
   o.source = args.get_or("source", "");
-  if (o.source.empty())
-    return report(make_error(Errc::invalid_input, "--source URL|PATH is required"));
+  if (o.source.empty()) return report(make_error(Errc::usage, "--source URL|PATH is required"));
   o.transport = transport(args, common->config);
   o.keyrings = common->config.keyrings;
   if (args.has("keyring")) {
@@ -66,7 +65,7 @@ int run_stage(const Args& args) {
   o.threshold = static_cast<int>(*threshold);
   if (auto s = args.get("slot")) {
     if (*s != "A" && *s != "B" && *s != "a" && *s != "b")
-      return report(make_error(Errc::invalid_input, "--slot: expected A or B, got '" + *s + "'"));
+      return report(make_error(Errc::usage, "--slot: expected A or B, got '" + *s + "'"));
     o.slot = static_cast<char>(std::toupper(static_cast<unsigned char>((*s)[0])));
   }
   o.allow_downgrade = args.has("allow-downgrade");

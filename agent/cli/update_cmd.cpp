@@ -97,7 +97,7 @@ std::vector<OptionSpec> update_options() {
 
 int run_update(const Args& args) {
   if (args.has("version") && args.has("source"))
-    return report(make_error(Errc::invalid_input, "--version and --source exclude each other"));
+    return report(make_error(Errc::usage, "--version and --source exclude each other"));
   auto daemon = connect_daemon();
   if (!daemon) {
     std::fprintf(stderr,

@@ -65,7 +65,7 @@ Status check_positionals(const Command& c, const std::vector<std::string>& got) 
 }  // namespace
 
 int exit_status(Errc code) {
-  return code == Errc::usage || code == Errc::invalid_input ? kExitUsage : kExitFailure;
+  return code == Errc::usage ? kExitUsage : kExitFailure;
 }
 
 int report(const std::string& program, const Error& e) {

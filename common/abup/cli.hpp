@@ -20,7 +20,8 @@ inline constexpr int kExitUsage = 2;
 inline constexpr int kExitTargetBootFailed = 3;
 inline constexpr int kExitNotRebooted = 4;
 
-// Usage/configuration errors are 2; every other error is 1.
+// Errc::usage (a bad command line or configuration) is 2; every other error is 1: malformed
+// data (an image, a server's answer, the state) is not fixed by changing how abup is invoked.
 [[nodiscard]] int exit_status(Errc code);
 // Prints "PROGRAM: message" on stderr and returns exit_status(error.code).
 int report(const std::string& program, const Error& error);

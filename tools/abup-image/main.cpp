@@ -26,11 +26,34 @@ int fail(const Error& e) {
   return cli::report("abup-image", e);
 }
 
-Result<std::int64_t> expiry(const Args& a) {
-  if (auto at = a.get("expires-at")) return parse_utc_time(*at);
-  ABUP_TRY(auto days, a.get_int("expires-in-days", 0, 0, 36500));
-  if (days == 0) return std::int64_t{0};
-  return static_cast<std::int64_t>(std::time(nullptr)) + days * 86400;
+std::int64_t now() {
+  return static_cast<std::int64_t>(std::time(nullptr));
+}
+
+Result<std::int64_t> time_option(const Args& a, const std::string& name, std::int64_t fallback) {
+  auto text = a.get(name);
+  if (!text) return fallback;
+  auto t = parse_utc_time(*text);
+  if (!t) return make_error(Errc::usage, "--" + name + ": " + t.error().message);
+  return *t;
+}
+
+// The expiry the options ask for (0: none). One not after the issue time is refused here: abup
+// would reject the image as malformed, or as expired, without saying which option made it so.
+Result<std::int64_t> expiry(const Args& a, std::int64_t issued, const char* issued_from) {
+  std::int64_t exp = 0;
+  if (a.has("expires-at")) {
+    ABUP_TRY(exp, time_option(a, "expires-at", 0));
+  } else {
+    ABUP_TRY(auto days, a.get_int("expires-in-days", 0, 0, 36500));
+    if (days > 0) exp = now() + days * 86400;
+  }
+  if (exp != 0 && exp <= issued)
+    return make_error(Errc::usage, "--expires-at " + format_utc_time(exp) +
+                                       " is not after the issue time " + format_utc_time(issued) +
+                                       " (" + issued_from +
+                                       "): abup would refuse the image; pass a later expiry");
+  return exp;
 }
 
 const std::vector<OptionSpec> kManifestOpts = {
@@ -67,12 +90,12 @@ int run_build(const Args& args) {
                          args.get_or("roothash", "")};
     o.images.push_back(in);
   } else if (args.has("usr-hash")) {
-    return fail(make_error(Errc::invalid_input, "--usr-hash needs --usr"));
+    return fail(make_error(Errc::usage, "--usr-hash needs --usr"));
   }
   for (const auto& spec : args.all("image")) {
     auto eq = spec.find('=');
     if (eq == std::string::npos)
-      return fail(make_error(Errc::invalid_input, "--image '" + spec + "': expected MOUNT=PATH"));
+      return fail(make_error(Errc::usage, "--image '" + spec + "': expected MOUNT=PATH"));
     o.images.push_back({spec.substr(0, eq), spec.substr(eq + 1), "", "", ""});
   }
   o.version = args.get_or("version", "");
@@ -88,14 +111,12 @@ int run_build(const Args& args) {
   o.arch = args.get_or("arch", "x86_64");
   o.variant = args.get_or("variant", "");
   o.min_version = args.get_or("min-version", "");
-  auto exp = expiry(args);
+  auto issued = time_option(args, "issued-at", now());
+  if (!issued) return fail(issued.error());
+  o.issued_at = *issued;
+  auto exp = expiry(args, *issued, args.has("issued-at") ? "--issued-at" : "now");
   if (!exp) return fail(exp.error());
   o.expires_at = *exp;
-  if (auto at = args.get("issued-at")) {
-    auto t = parse_utc_time(*at);
-    if (!t) return fail(t.error());
-    o.issued_at = *t;
-  }
   auto fs = args.get_size("frame-size", 4 << 20);
   auto level = args.get_int("level", 3, 1, 22);
   auto threads = args.get_int("threads", 0, 0, 256);
@@ -134,8 +155,8 @@ std::vector<OptionSpec> sign_options() {
 
 int run_sign(const Args& args) {
   const std::string path = args.positionals().front();
-  if (!args.has("key")) return fail(make_error(Errc::invalid_input, "--key PEM is required"));
-  auto exp = expiry(args);
+  if (!args.has("key")) return fail(make_error(Errc::usage, "--key PEM is required"));
+  auto exp = expiry(args, now(), "now");
   if (!exp) return fail(exp.error());
   auto manifest = image::ensure_manifest(path, defaults(args, *exp));
   if (!manifest) return fail(manifest.error());
@@ -168,12 +189,12 @@ int run_digest(const Args& args) {
     alg = key->alg();
   } else if (auto name = args.get("alg")) {
     auto a = parse_sig_alg(*name);
-    if (!a) return fail(a.error());
+    if (!a) return fail(make_error(Errc::usage, "--alg: " + a.error().message));
     alg = *a;
   } else {
-    return fail(make_error(Errc::invalid_input, "--alg or --public-key is required"));
+    return fail(make_error(Errc::usage, "--alg or --public-key is required"));
   }
-  auto exp = expiry(args);
+  auto exp = expiry(args, now(), "now");
   if (!exp) return fail(exp.error());
   auto manifest = image::ensure_manifest(path, defaults(args, *exp));
   if (!manifest) return fail(manifest.error());
@@ -201,7 +222,7 @@ std::vector<OptionSpec> attach_options() {
 int run_attach(const Args& args) {
   const std::string path = args.positionals().front();
   if (!args.has("public-key") || !args.has("signature"))
-    return fail(make_error(Errc::invalid_input, "--public-key and --signature are required"));
+    return fail(make_error(Errc::usage, "--public-key and --signature are required"));
   auto key = PublicKey::load(*args.get("public-key"));
   if (!key) return fail(key.error());
   auto sig = read_file(*args.get("signature"));
@@ -299,6 +320,8 @@ std::vector<OptionSpec> verify_options() {
       {"keyring", true, true, "DIR  directory of trusted PEM public keys (repeatable)"},
       {"threshold", true, false, "N  valid signatures required (default 1)"},
       {"shallow", false, false, "check signatures and structure only, not every frame"},
+      {"at", true, false,
+       "TIME  judge the expiry at TIME instead of now, YYYY-MM-DDTHH:MM:SSZ (e.g. a rollout date)"},
   });
   return specs;
 }
@@ -307,7 +330,7 @@ int run_verify(const Args& args) {
   const std::string path = args.positionals().front();
   std::vector<std::filesystem::path> dirs;
   for (const auto& d : args.all("keyring")) dirs.emplace_back(d);
-  if (dirs.empty()) return fail(make_error(Errc::invalid_input, "--keyring DIR is required"));
+  if (dirs.empty()) return fail(make_error(Errc::usage, "--keyring DIR is required"));
   auto keyring = Keyring::load(dirs);
   if (!keyring) return fail(keyring.error());
   auto threshold = args.get_int("threshold", 1, 1, 64);
@@ -320,6 +343,15 @@ int run_verify(const Args& args) {
   vo.check_policy = false;
   auto v = open_verified_image(**src, vo);
   if (!v) return fail(v.error());
+  auto at = time_option(args, "at", now());
+  if (!at) return fail(at.error());
+  // abup refuses an expired image (update-protocol/manifest: now >= expiresAt); so does verify.
+  if (const auto exp = v->manifest.expires_at; exp && *at >= exp)
+    return fail(make_error(Errc::policy, path + ": EXPIRED: the signed manifest expired at " +
+                                             format_utc_time(exp) + " (checked at " +
+                                             format_utc_time(*at) +
+                                             "); abup refuses it: rebuild or re-sign the image "
+                                             "with a later --expires-at"));
   std::uint64_t frames = 0;
   if (!args.has("shallow")) {
     const int window = window_log_limit(v->archive.metadata);
