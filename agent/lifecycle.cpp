@@ -154,7 +154,10 @@ Result<Outcome> arm_and_record(const LifecycleOptions& o, const StateStore& stor
   ABUP_CHECK(store.save(state));
   fault_point((std::string(fault_prefix) + "-saved").c_str());
   auto out = make_outcome(pending.kind, kArmed, pending);
-  out.message = "armed one try of " + describe(target) + " with " + pending.target_version +
+  out.message = "armed one try of " + describe(target) + " with " +
+                (pending.target_version.empty()
+                     ? std::string("an image of unknown version (abup has no record of it)")
+                     : pending.target_version) +
                 " (operation " + pending.operation_id + "); after the reboot run `abup commit`";
   ABUP_CHECK(append_history(o.state_dir, out));
   return out;

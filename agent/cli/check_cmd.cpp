@@ -18,10 +18,10 @@ Result<omaha::Identity> identity(const Args& args, const Common& common) {
   who.app_id = args.get_or("app-id", common.config.app_id);
   who.track = args.get_or("track", common.config.track);
   if (who.server.empty())
-    return make_error(Errc::invalid_input,
+    return make_error(Errc::usage,
                       "no update server: set [Update] Server= (the full Omaha endpoint, e.g. "
                       "https://host/v1/update) or pass --server URL");
-  if (who.app_id.empty()) return make_error(Errc::invalid_input, "empty app id ([Update] AppId=)");
+  if (who.app_id.empty()) return make_error(Errc::usage, "empty app id ([Update] AppId=)");
   if (!host.version)
     return make_error(Errc::not_found,
                       (common.root / "etc/os-release").string() +
@@ -49,9 +49,7 @@ const char* kind_name(omaha::CheckResult::Kind k) {
   return "?";
 }
 
-}  // namespace
-
-int cmd_check(const std::vector<std::string>& argv) {
+std::vector<OptionSpec> check_options() {
   auto specs = common_options();
   auto t = transport_options();
   specs.insert(specs.end(), t.begin(), t.end());
@@ -59,29 +57,22 @@ int cmd_check(const std::vector<std::string>& argv) {
   specs.push_back({"app-id", true, false, "ID  Omaha app id (default: [Update] AppId=)"});
   specs.push_back({"track", true, false, "NAME  track (default: [Update] Track=)"});
   specs.push_back({"json", false, false, "machine-readable output"});
-  auto args = Args::parse(argv, specs);
-  if (!args) return report(args.error());
-  if (args->has("help")) {
-    std::printf(
-        "usage: abup check [--server URL] [--app-id ID] [--track NAME] [--root DIR] [--json]\n\n"
-        "Asks the update server now which version it offers this machine and prints the answer.\n"
-        "Sends no events and changes nothing. Exit status 0 for any answer, 1 when the server\n"
-        "could not be asked or answered nonsense, 2 for bad options or configuration.\n\n%s",
-        format_options(specs).c_str());
-    return 0;
-  }
-  auto common = load_common(*args, false);
+  return specs;
+}
+
+int run_check(const Args& args) {
+  auto common = load_common(args, false);
   if (!common) return report(common.error());
-  auto who = identity(*args, *common);
+  auto who = identity(args, *common);
   if (!who) return report(who.error());
-  auto transport_opts = transport(*args, common->config);
+  auto transport_opts = transport(args, common->config);
   // A person is waiting: a couple of quick retries, not the daemon's patience.
   transport_opts.max_retries = 2;
   auto answer = omaha::check(*who, {}, transport_opts);
-  if (!answer) return report(answer.error(), 1);
+  if (!answer) return report(answer.error());
   const auto& a = *answer;
   const std::string running = omaha::normalize_version(who->version);
-  if (args->has("json")) {
+  if (args.has("json")) {
     nlohmann::json j = {{"server", who->server},       {"appId", who->app_id},
                         {"track", who->track},         {"version", running},
                         {"result", kind_name(a.kind)}, {"appStatus", a.app_status}};
@@ -112,6 +103,21 @@ int cmd_check(const std::vector<std::string>& argv) {
       break;
   }
   return 0;
+}
+
+}  // namespace
+
+abup::cli::Command check_command() {
+  return {
+      .name = "check",
+      .summary = "ask the update server now which version it offers (sends no events)",
+      .synopsis = "[--server URL] [--app-id ID] [--track NAME] [--root DIR] [--json]",
+      .description =
+          "Asks the update server now which version it offers this machine and prints the answer.\n"
+          "Sends no events and changes nothing. Exit status 0 for any answer, 1 when the server\n"
+          "could not be asked or answered nonsense, 2 for bad options or configuration.",
+      .options = check_options(),
+      .run = run_check};
 }
 
 }  // namespace abup::agent::cli

@@ -16,7 +16,6 @@ std::vector<OptionSpec> common_options() {
       {"root", true, false, "DIR  root of the running system's files (default /)"},
       {"state-dir", true, false, "DIR  abup's state (default ROOT/var/lib/abup)"},
       {"config", true, false, "PATH  configuration (default ROOT/etc/abup/abup.conf)"},
-      {"help", false, false, "show this help"},
   };
 }
 
@@ -54,7 +53,7 @@ Result<LifecycleOptions> lifecycle_options(const Args& args, const Common& c) {
   if (o.backend != "gptprio" && o.backend != "grubenv" && o.backend != "uefi" &&
       o.backend != "systemd-boot")
     return make_error(
-        Errc::invalid_input,
+        Errc::usage,
         "--boot-backend: expected gptprio, grubenv, uefi or systemd-boot, got '" + o.backend + "'");
   o.grubenv = args.has("grubenv") ? std::filesystem::path(*args.get("grubenv")) : c.config.grubenv;
   o.uefi_loader = c.config.uefi_loader;
@@ -130,8 +129,7 @@ int report(const Error& e, int status) {
 }
 
 int report(const Error& e) {
-  std::fprintf(stderr, "abup: %s\n", e.message.c_str());
-  return e.code == Errc::invalid_input || e.code == Errc::usage ? 2 : 1;
+  return abup::cli::report("abup", e);
 }
 
 }  // namespace abup::agent::cli

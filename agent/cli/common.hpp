@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "abup/args.hpp"
+#include "abup/cli.hpp"
 #include "abup/result.hpp"
 #include "agent/config.hpp"
 #include "agent/dbus/client.hpp"
@@ -15,7 +16,7 @@
 
 namespace abup::agent::cli {
 
-// --disk, --root, --state-dir, --config, --help.
+// --disk, --root, --state-dir, --config.
 [[nodiscard]] std::vector<OptionSpec> common_options();
 // Transport options of commands that download.
 [[nodiscard]] std::vector<OptionSpec> transport_options();
@@ -46,21 +47,22 @@ int reboot_after_arming(const Args& args, const Config& config);
 void print_outcome(const Outcome& outcome, bool json);
 [[nodiscard]] protocol::TransportOptions transport(const Args& args, const Config& config);
 
-// Prints "abup: message" and returns the exit status for the error (2 for invalid input, else
-// 1; or `status` when given).
+// Prints "abup: message" and returns the exit status for the error (abup::cli::exit_status; or
+// `status` when given).
 int report(const Error& error);
 int report(const Error& error, int status);
 
-int cmd_stage(const std::vector<std::string>& argv);
-int cmd_status(const std::vector<std::string>& argv);
-int cmd_finalize(const std::vector<std::string>& argv);
-int cmd_commit(const std::vector<std::string>& argv);
-int cmd_rollback(const std::vector<std::string>& argv);
-int cmd_disarm(const std::vector<std::string>& argv);
-int cmd_history(const std::vector<std::string>& argv);
-int cmd_daemon(const std::vector<std::string>& argv);
-int cmd_check(const std::vector<std::string>& argv);
-int cmd_update(const std::vector<std::string>& argv);
+// abup's commands, in the order `abup --help` lists them (agent/main.cpp runs the table).
+[[nodiscard]] abup::cli::Command stage_command();
+[[nodiscard]] abup::cli::Command finalize_command();
+[[nodiscard]] abup::cli::Command commit_command();
+[[nodiscard]] abup::cli::Command rollback_command();
+[[nodiscard]] abup::cli::Command disarm_command();
+[[nodiscard]] abup::cli::Command status_command();
+[[nodiscard]] abup::cli::Command history_command();
+[[nodiscard]] abup::cli::Command daemon_command();
+[[nodiscard]] abup::cli::Command check_command();
+[[nodiscard]] abup::cli::Command update_command();
 
 // The daemon's D-Bus API (org.abup.Agent1 on the system bus) when a process owns the name;
 // nullptr when there is no system bus or no daemon (the commands then act directly).

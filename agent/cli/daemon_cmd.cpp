@@ -5,28 +5,19 @@
 #include "agent/sysbus.hpp"
 
 namespace abup::agent::cli {
+namespace {
 
-int cmd_daemon(const std::vector<std::string>& argv) {
+std::vector<OptionSpec> daemon_options() {
   auto specs = common_options();
   auto b = backend_options();
   specs.insert(specs.end(), b.begin(), b.end());
-  auto args = Args::parse(argv, specs);
-  if (!args) return report(args.error());
-  if (args->has("help")) {
-    std::printf(
-        "usage: abup daemon [--disk PATH] [--root DIR] [--config PATH] [--state-dir DIR]\n\n"
-        "What abup.service runs (Type=notify). On start it commits a slot armed before the\n"
-        "reboot (after the [Health] checks pass); in Mode=autonomous it then checks the Omaha\n"
-        "server on a schedule, stages and arms what it offers, and reboots per [Reboot]\n"
-        "Strategy=; in Mode=aks it follows the update-request annotation on its Node. SIGTERM "
-        "stops the current step at a safe point; it resumes on the next start.\n"
-        "Exit status: 0 stopped by a signal, 2 bad configuration or options, 1 other errors.\n\n%s",
-        format_options(specs).c_str());
-    return 0;
-  }
-  auto common = load_common(*args);
+  return specs;
+}
+
+int run_daemon(const Args& args) {
+  auto common = load_common(args);
   if (!common) return report(common.error());
-  auto where = lifecycle_options(*args, *common);
+  auto where = lifecycle_options(args, *common);
   if (!where) return report(where.error());
   daemon::DaemonOptions o;
   o.config = common->config;
@@ -35,6 +26,24 @@ int cmd_daemon(const std::vector<std::string>& argv) {
   o.logind_reboot = [] { return reboot_via_logind(); };
   if (auto st = daemon::validate(o); !st) return report(st.error());
   return daemon::run_daemon(o);
+}
+
+}  // namespace
+
+abup::cli::Command daemon_command() {
+  return {
+      .name = "daemon",
+      .summary = "run as the update service (what abup.service runs)",
+      .synopsis = "[--disk PATH] [--root DIR] [--config PATH] [--state-dir DIR]",
+      .description =
+          "What abup.service runs (Type=notify). On start it commits a slot armed before the\n"
+          "reboot (after the [Health] checks pass); in Mode=autonomous it then checks the Omaha\n"
+          "server on a schedule, stages and arms what it offers, and reboots per [Reboot]\n"
+          "Strategy=; in Mode=aks it follows the update-request annotation on its Node. SIGTERM "
+          "stops the current step at a safe point; it resumes on the next start.\n"
+          "Exit status: 0 stopped by a signal, 2 bad configuration or options, 1 other errors.",
+      .options = daemon_options(),
+      .run = run_daemon};
 }
 
 }  // namespace abup::agent::cli

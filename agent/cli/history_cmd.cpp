@@ -4,26 +4,22 @@
 #include "agent/cli/common.hpp"
 
 namespace abup::agent::cli {
+namespace {
 
-int cmd_history(const std::vector<std::string>& argv) {
+std::vector<OptionSpec> history_options() {
   auto specs = common_options();
   specs.push_back({"json", false, false, "print a JSON array"});
-  auto args = Args::parse(argv, specs);
-  if (!args) return report(args.error());
-  if (args->has("help")) {
-    std::printf(
-        "usage: abup history [--root DIR] [--state-dir DIR] [--json]\n\n"
-        "The finished lifecycle operations, oldest first (STATE-DIR/history.jsonl).\n\n%s",
-        format_options(specs).c_str());
-    return 0;
-  }
-  auto common = load_common(*args, false);
+  return specs;
+}
+
+int run_history(const Args& args) {
+  auto common = load_common(args, false);
   if (!common) return report(common.error());
   std::vector<std::string> skipped;
   auto lines = read_history(common->state_dir, &skipped);
   if (!lines) return report(lines.error());
   for (const auto& why : skipped) std::fprintf(stderr, "abup: skipped: %s\n", why.c_str());
-  if (args->has("json")) {
+  if (args.has("json")) {
     std::printf("%s\n", nlohmann::json(*lines).dump(2).c_str());
     return 0;
   }
@@ -39,6 +35,18 @@ int cmd_history(const std::vector<std::string>& argv) {
                 s("toSlot").c_str(), s("toVersion").c_str(), s("operationId").c_str());
   }
   return 0;
+}
+
+}  // namespace
+
+abup::cli::Command history_command() {
+  return {
+      .name = "history",
+      .summary = "the finished lifecycle operations",
+      .synopsis = "[--root DIR] [--state-dir DIR] [--json]",
+      .description = "The finished lifecycle operations, oldest first (STATE-DIR/history.jsonl).",
+      .options = history_options(),
+      .run = run_history};
 }
 
 }  // namespace abup::agent::cli

@@ -23,9 +23,7 @@ int rollback_via_daemon(dbus::Client& daemon, const Args& args) {
   return 0;
 }
 
-}  // namespace
-
-int cmd_rollback(const std::vector<std::string>& argv) {
+std::vector<OptionSpec> rollback_options() {
   auto specs = common_options();
   for (auto v : {backend_options(), reboot_options()})
     specs.insert(specs.end(), v.begin(), v.end());
@@ -39,30 +37,37 @@ int cmd_rollback(const std::vector<std::string>& argv) {
                    {"no-daemon", false, false,
                     "act directly even when the daemon runs (the state lock still applies)"},
                });
-  auto args = Args::parse(argv, specs);
-  if (!args) return report(args.error());
-  if (args->has("help")) {
-    std::printf(
-        "usage: abup rollback [--disk PATH] [--root DIR] [--reboot] [--force] [OPTIONS]\n\n"
-        "Arm one try of the previous slot (the one not booted, which was committed before).\n"
-        "Needs no daemon; when the daemon runs, asks it (D-Bus Rollback) so the two do not race,\n"
-        "and it rolls back the disk it manages. `abup commit` after the reboot makes it the\n"
-        "default.\n\n%s",
-        format_options(specs).c_str());
-    return 0;
+  return specs;
+}
+
+int run_rollback(const Args& args) {
+  if (!args.has("no-daemon")) {
+    if (auto daemon = connect_daemon()) return rollback_via_daemon(*daemon, args);
   }
-  if (!args->has("no-daemon")) {
-    if (auto daemon = connect_daemon()) return rollback_via_daemon(*daemon, *args);
-  }
-  auto common = load_common(*args);
+  auto common = load_common(args);
   if (!common) return report(common.error());
-  auto where = lifecycle_options(*args, *common);
+  auto where = lifecycle_options(args, *common);
   if (!where) return report(where.error());
-  RollbackOptions o{*where, args->get_or("operation-id", ""), args->has("force")};
+  RollbackOptions o{*where, args.get_or("operation-id", ""), args.has("force")};
   auto out = rollback(o);
   if (!out) return report(out.error());
-  print_outcome(*out, args->has("json"));
-  return args->has("reboot") ? reboot_after_arming(*args, common->config) : 0;
+  print_outcome(*out, args.has("json"));
+  return args.has("reboot") ? reboot_after_arming(args, common->config) : 0;
+}
+
+}  // namespace
+
+abup::cli::Command rollback_command() {
+  return {.name = "rollback",
+          .summary = "arm one try of the previous slot",
+          .synopsis = "[--disk PATH] [--root DIR] [--reboot] [--force] [OPTIONS]",
+          .description =
+              "Arm one try of the previous slot (the one not booted, which was committed before).\n"
+              "Needs no daemon; when the daemon runs, asks it (D-Bus Rollback) so the two do not\n"
+              "race, and it rolls back the disk it manages. `abup commit` after the reboot makes\n"
+              "it the default.",
+          .options = rollback_options(),
+          .run = run_rollback};
 }
 
 }  // namespace abup::agent::cli

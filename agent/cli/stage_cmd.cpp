@@ -24,9 +24,7 @@ void draw(const StageProgress& p) {
   std::fflush(stderr);
 }
 
-}  // namespace
-
-int cmd_stage(const std::vector<std::string>& argv) {
+std::vector<OptionSpec> stage_options() {
   auto specs = common_options();
   for (auto v : {transport_options(), backend_options()})
     specs.insert(specs.end(), v.begin(), v.end());
@@ -51,61 +49,55 @@ int cmd_stage(const std::vector<std::string>& argv) {
           {"json", false, false, "print the summary as JSON"},
           {"no-progress", false, false, "no progress bar even on a terminal"},
       });
-  auto args = Args::parse(argv, specs);
-  if (!args) return report(args.error());
-  if (args->has("help")) {
-    std::printf(
-        "usage: abup stage [--disk PATH] --source URL|PATH [OPTIONS]\n\n"
-        "Verify a signed image and write it to the inactive slot.\n\n%s",
-        format_options(specs).c_str());
-    return 0;
-  }
-  auto common = load_common(*args);
+  return specs;
+}
+
+int run_stage(const Args& args) {
+  auto common = load_common(args);
   if (!common) return report(common.error());
   StageOptions o;
   o.disk = common->disk;
   o.root = common->root;
   o.state_dir = common->state_dir;
-  o.source = args->get_or("source", "");
-  if (o.source.empty())
-    return report(make_error(Errc::invalid_input, "--source URL|PATH is required"));
-  o.transport = transport(*args, common->config);
+  o.source = args.get_or("source", "");
+  if (o.source.empty()) return report(make_error(Errc::usage, "--source URL|PATH is required"));
+  o.transport = transport(args, common->config);
   o.keyrings = common->config.keyrings;
-  if (args->has("keyring")) {
+  if (args.has("keyring")) {
     o.keyrings.clear();
-    for (const auto& k : args->all("keyring")) o.keyrings.emplace_back(k);
+    for (const auto& k : args.all("keyring")) o.keyrings.emplace_back(k);
   }
-  auto threshold = args->get_int("threshold", common->config.signature_threshold, 1, 64);
+  auto threshold = args.get_int("threshold", common->config.signature_threshold, 1, 64);
   if (!threshold) return report(threshold.error());
   o.threshold = static_cast<int>(*threshold);
-  if (auto s = args->get("slot")) {
+  if (auto s = args.get("slot")) {
     if (*s != "A" && *s != "B" && *s != "a" && *s != "b")
-      return report(make_error(Errc::invalid_input, "--slot: expected A or B, got '" + *s + "'"));
+      return report(make_error(Errc::usage, "--slot: expected A or B, got '" + *s + "'"));
     o.slot = static_cast<char>(std::toupper(static_cast<unsigned char>((*s)[0])));
   }
-  o.force_slot = args->has("force-slot");
-  auto where = lifecycle_options(*args, *common);
+  o.force_slot = args.has("force-slot");
+  auto where = lifecycle_options(args, *common);
   if (!where) return report(where.error());
   o.boot_backend = where->backend;
   o.grubenv = where->grubenv;
   o.efivars = where->efivars;
   o.uefi_loader = where->uefi_loader;
   o.uefi_cmdline = where->uefi_cmdline;
-  o.allow_downgrade = args->has("allow-downgrade");
-  o.allow_unknown_version = args->has("allow-unknown-version");
-  o.allow_unknown_variant = args->has("allow-unknown-variant");
-  auto workers = args->get_int("workers", common->config.workers, 0, 256);
+  o.allow_downgrade = args.has("allow-downgrade");
+  o.allow_unknown_version = args.has("allow-unknown-version");
+  o.allow_unknown_variant = args.has("allow-unknown-variant");
+  auto workers = args.get_int("workers", common->config.workers, 0, 256);
   if (!workers) return report(workers.error());
   o.workers = static_cast<unsigned>(*workers);
   o.memory_limit = common->config.memory_limit;
-  o.reuse = common->config.reuse && !args->has("no-reuse");
-  const bool tty = ::isatty(STDERR_FILENO) && !args->has("no-progress");
+  o.reuse = common->config.reuse && !args.has("no-reuse");
+  const bool tty = ::isatty(STDERR_FILENO) && !args.has("no-progress");
   if (tty) o.on_progress = draw;
   auto r = stage(o);
   if (tty) std::fputc('\n', stderr);
   if (!r) return report(r.error());
   const auto& s = *r;
-  if (args->has("json")) {
+  if (args.has("json")) {
     nlohmann::json j = {{"version", s.version},
                         {"slot", s.slot_label},
                         {"partuuid", s.partuuid},
@@ -133,6 +125,17 @@ int cmd_stage(const std::vector<std::string>& argv) {
                 human_bytes(s.reused).c_str(), human_bytes(s.skipped).c_str());
   }
   return 0;
+}
+
+}  // namespace
+
+abup::cli::Command stage_command() {
+  return {.name = "stage",
+          .summary = "verify a signed image and write it to the inactive slot",
+          .synopsis = "[--disk PATH] --source URL|PATH [OPTIONS]",
+          .description = "Verify a signed image and write it to the inactive slot.",
+          .options = stage_options(),
+          .run = run_stage};
 }
 
 }  // namespace abup::agent::cli

@@ -42,25 +42,17 @@ void print_daemon(const std::optional<dbus::AgentStatus>& live) {
     std::printf("  last error %s: %s\n", s.last_error_code.c_str(), s.last_error.c_str());
 }
 
-}  // namespace
-
-int cmd_status(const std::vector<std::string>& argv) {
+std::vector<OptionSpec> status_options() {
   auto specs = common_options();
   auto b = backend_options();
   specs.insert(specs.end(), b.begin(), b.end());
   specs.push_back({"json", false, false, "machine-readable output"});
   specs.push_back({"no-daemon", false, false, "do not ask the running daemon for its live state"});
-  auto args = Args::parse(argv, specs);
-  if (!args) return report(args.error());
-  if (args->has("help")) {
-    std::printf(
-        "usage: abup status [--disk PATH] [--root DIR] [--state-dir DIR] [--json]\n\n"
-        "Reads the slots, the bootloader and abup's state itself; when the daemon runs, adds its\n"
-        "live state and progress (D-Bus org.abup.Agent1).\n\n%s",
-        format_options(specs).c_str());
-    return 0;
-  }
-  auto common = load_common(*args);
+  return specs;
+}
+
+int run_status(const Args& args) {
+  auto common = load_common(args);
   if (!common) return report(common.error());
   auto pair = partitions::discover_slots(common->disk);
   if (!pair) return report(pair.error());
@@ -85,7 +77,7 @@ int cmd_status(const std::vector<std::string>& argv) {
                     ", written by a newer abup: shown as far as this abup knows it; the commands "
                     "that change the slots refuse";
   }
-  auto where = lifecycle_options(*args, *common);
+  auto where = lifecycle_options(args, *common);
   if (!where) return report(where.error());
   // The bootloader's view. Status must work without it (a missing grubenv, no efivars): the
   // backend's error is reported in a field instead.
@@ -137,7 +129,7 @@ int cmd_status(const std::vector<std::string>& argv) {
   }
   // The daemon's live view, when one runs; status never depends on it.
   std::optional<dbus::AgentStatus> live;
-  if (!args->has("no-daemon")) {
+  if (!args.has("no-daemon")) {
     if (auto client = connect_daemon()) {
       if (auto st = client->status(); st)
         live = std::move(*st);
@@ -147,7 +139,7 @@ int cmd_status(const std::vector<std::string>& argv) {
     }
   }
   nlohmann::json pending = state->pending ? pending_json(*state->pending) : nlohmann::json(nullptr);
-  if (args->has("json")) {
+  if (args.has("json")) {
     nlohmann::json out = {{"disk", common->disk},
                           {"slots", slots},
                           {"booted", slot_json(*booted)},
@@ -199,6 +191,19 @@ int cmd_status(const std::vector<std::string>& argv) {
   if (!state_error.empty()) std::printf("state: %s\n", state_error.c_str());
   print_daemon(live);
   return state_error.empty() ? 0 : 1;
+}
+
+}  // namespace
+
+abup::cli::Command status_command() {
+  return {.name = "status",
+          .summary = "show the slots, the bootloader's view, and what abup did to them",
+          .synopsis = "[--disk PATH] [--root DIR] [--state-dir DIR] [--json]",
+          .description =
+              "Reads the slots, the bootloader and abup's state itself; when the daemon runs,\n"
+              "adds its live state and progress (D-Bus org.abup.Agent1).",
+          .options = status_options(),
+          .run = run_status};
 }
 
 }  // namespace abup::agent::cli

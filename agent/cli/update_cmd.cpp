@@ -85,29 +85,19 @@ int follow(dbus::Client& daemon, const std::string& op, bool show_progress) {
   }
 }
 
-}  // namespace
-
-int cmd_update(const std::vector<std::string>& argv) {
-  const std::vector<OptionSpec> specs = {
+std::vector<OptionSpec> update_options() {
+  std::vector<OptionSpec> specs = {
       {"wait", false, false, "follow the operation until the image is staged or failed"},
       {"version", true, false, "V  stage this version (asked of the update server)"},
       {"source", true, false, "URL  stage this image instead of asking the update server"},
       {"no-progress", false, false, "with --wait: no progress bar"},
-      {"help", false, false, "show this help"},
   };
-  auto args = Args::parse(argv, specs);
-  if (!args) return report(args.error());
-  if (args->has("help")) {
-    std::printf(
-        "usage: abup update [--wait] [--version V | --source URL]\n\n"
-        "Asks the running abup daemon (D-Bus org.abup.Agent1) to check for an update now and\n"
-        "stage what it finds. With --wait, shows the progress until the image is staged (exit 0)\n"
-        "or the operation failed (exit 1). Without a daemon, use `abup stage`.\n\n%s",
-        format_options(specs).c_str());
-    return 0;
-  }
-  if (args->has("version") && args->has("source"))
-    return report(make_error(Errc::invalid_input, "--version and --source exclude each other"));
+  return specs;
+}
+
+int run_update(const Args& args) {
+  if (args.has("version") && args.has("source"))
+    return report(make_error(Errc::usage, "--version and --source exclude each other"));
   auto daemon = connect_daemon();
   if (!daemon) {
     std::fprintf(stderr,
@@ -116,18 +106,33 @@ int cmd_update(const std::vector<std::string>& argv) {
                  "with `abup stage --source URL`\n");
     return 1;
   }
-  const bool wait = args->has("wait");
+  const bool wait = args.has("wait");
   if (wait) {
     if (auto w = daemon->watch(); !w) return report(w.error());
   }
-  const std::string what = args->get_or("version", args->get_or("source", ""));
+  const std::string what = args.get_or("version", args.get_or("source", ""));
   auto op = what.empty() ? daemon->check_now() : daemon->stage(what);
   if (!op) return report(op.error());
   std::printf("operation %s: %s\n", op->c_str(),
               what.empty() ? "checking for an update" : ("staging " + what).c_str());
   std::fflush(stdout);
   if (!wait) return 0;
-  return follow(*daemon, *op, !args->has("no-progress"));
+  return follow(*daemon, *op, !args.has("no-progress"));
+}
+
+}  // namespace
+
+abup::cli::Command update_command() {
+  return {
+      .name = "update",
+      .summary = "ask the running daemon to check for an update and stage it (--wait: follow it)",
+      .synopsis = "[--wait] [--version V | --source URL]",
+      .description =
+          "Asks the running abup daemon (D-Bus org.abup.Agent1) to check for an update now and\n"
+          "stage what it finds. With --wait, shows the progress until the image is staged\n"
+          "(exit 0) or the operation failed (exit 1). Without a daemon, use `abup stage`.",
+      .options = update_options(),
+      .run = run_update};
 }
 
 }  // namespace abup::agent::cli

@@ -30,7 +30,7 @@ using dbus::Reply;
 
 Status validate(const DaemonOptions& o) {
   const auto& c = o.config;
-  auto bad = [](const std::string& why) { return make_error(Errc::invalid_input, why); };
+  auto bad = [](const std::string& why) { return make_error(Errc::usage, why); };
   if (c.reboot_strategy == "window" && c.reboot_window.empty())
     return bad("[Reboot] Strategy=window needs Window= (e.g. Window=Mon..Fri 02:00 3h UTC)");
   if (c.reboot_strategy == "fleetlock" && c.fleetlock_url.empty())

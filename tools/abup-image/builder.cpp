@@ -168,23 +168,22 @@ FsProbe probe_filesystem(const std::string& path) {
 
 Result<protocol::Manifest> build_cosi(const BuildOptions& opt) {
   if (opt.images.empty())
-    return make_error(Errc::invalid_input, "build: no partition image given (--usr PATH)");
-  if (opt.out.empty()) return make_error(Errc::invalid_input, "build: --out is required");
+    return make_error(Errc::usage, "build: no partition image given (--usr PATH)");
+  if (opt.out.empty()) return make_error(Errc::usage, "build: --out is required");
   if (opt.frame_size < 64 * 1024 || opt.frame_size > (256u << 20) || opt.frame_size % 4096)
-    return make_error(Errc::invalid_input,
+    return make_error(Errc::usage,
                       "build: --frame-size must be a multiple of 4 KiB between 64K and 256M");
   protocol::Manifest m;
   m.version = opt.version;
   if (m.version.empty()) m.version = protocol::os_release_value(opt.os_release, "IMAGE_VERSION");
   if (m.version.empty()) m.version = protocol::os_release_value(opt.os_release, "VERSION_ID");
   if (m.version.empty())
-    return make_error(Errc::invalid_input,
+    return make_error(Errc::usage,
                       "build: no release version: pass --version or an --os-release with "
                       "IMAGE_VERSION or VERSION_ID");
   if (auto v = Version::parse(m.version); !v) return std::move(v).error().with_context("build");
   m.arch = protocol::normalize_arch(opt.arch);
-  if (m.arch.empty())
-    return make_error(Errc::invalid_input, "build: unknown --arch '" + opt.arch + "'");
+  if (m.arch.empty()) return make_error(Errc::usage, "build: unknown --arch '" + opt.arch + "'");
   m.variant =
       opt.variant.empty() ? protocol::os_release_value(opt.os_release, "VARIANT_ID") : opt.variant;
   m.min_version = opt.min_version;
@@ -218,8 +217,7 @@ Result<protocol::Manifest> build_cosi(const BuildOptions& opt) {
 
   for (const auto& in : opt.images) {
     if (in.mount_point.empty() || in.mount_point[0] != '/')
-      return make_error(Errc::invalid_input,
-                        "build: mount point '" + in.mount_point + "' is not absolute");
+      return make_error(Errc::usage, "build: mount point '" + in.mount_point + "' is not absolute");
     temps.push_back(tmp_base + "." + std::to_string(temps.size()));
     auto c = compress_image(in.path, temps.back(), opt);
     if (!c) return std::move(c).error().with_context("build " + in.mount_point);
@@ -259,7 +257,7 @@ Result<protocol::Manifest> build_cosi(const BuildOptions& opt) {
     add_part(data, part_type, label);
     if (!in.verity_path.empty()) {
       if (in.roothash.empty() || !from_hex(in.roothash))
-        return make_error(Errc::invalid_input,
+        return make_error(Errc::usage,
                           "build " + in.mount_point + ": a verity image needs --roothash HEX");
       temps.push_back(tmp_base + "." + std::to_string(temps.size()));
       auto v = compress_image(in.verity_path, temps.back(), opt);

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "abup/args.hpp"
+#include "abup/cli.hpp"
 #include "abup/fs.hpp"
 #include "abup/hex.hpp"
 #include "tools/abup-image/builder.hpp"
@@ -21,34 +22,38 @@ namespace {
 using namespace abup;
 using namespace abup::protocol;
 
-constexpr const char* kUsage = R"(usage: abup-image COMMAND [OPTIONS] [IMAGE]
-
-Commands:
-  build             raw partition images -> COSI 1.2 with framed zstd images and an abup manifest
-  sign              add the abup manifest (if missing) and a signature made with a private key
-  digest            add the abup manifest (if missing) and print what an external signer signs
-  attach-signature  check an externally made signature and add it
-  inspect           show what an image holds (--json for machines)
-  verify            check signatures against a keyring, and every frame of every image
-
-Run `abup-image COMMAND --help` for the options of one command.
-)";
-
 int fail(const Error& e) {
-  std::fprintf(stderr, "abup-image: %s\n", e.message.c_str());
-  return e.code == Errc::invalid_input ? 2 : 1;
+  return cli::report("abup-image", e);
 }
 
-std::vector<OptionSpec> with_help(std::vector<OptionSpec> specs) {
-  specs.push_back({"help", false, false, "show this help"});
-  return specs;
+std::int64_t now() {
+  return static_cast<std::int64_t>(std::time(nullptr));
 }
 
-Result<std::int64_t> expiry(const Args& a) {
-  if (auto at = a.get("expires-at")) return parse_utc_time(*at);
-  ABUP_TRY(auto days, a.get_int("expires-in-days", 0, 0, 36500));
-  if (days == 0) return std::int64_t{0};
-  return static_cast<std::int64_t>(std::time(nullptr)) + days * 86400;
+Result<std::int64_t> time_option(const Args& a, const std::string& name, std::int64_t fallback) {
+  auto text = a.get(name);
+  if (!text) return fallback;
+  auto t = parse_utc_time(*text);
+  if (!t) return make_error(Errc::usage, "--" + name + ": " + t.error().message);
+  return *t;
+}
+
+// The expiry the options ask for (0: none). One not after the issue time is refused here: abup
+// would reject the image as malformed, or as expired, without saying which option made it so.
+Result<std::int64_t> expiry(const Args& a, std::int64_t issued, const char* issued_from) {
+  std::int64_t exp = 0;
+  if (a.has("expires-at")) {
+    ABUP_TRY(exp, time_option(a, "expires-at", 0));
+  } else {
+    ABUP_TRY(auto days, a.get_int("expires-in-days", 0, 0, 36500));
+    if (days > 0) exp = now() + days * 86400;
+  }
+  if (exp != 0 && exp <= issued)
+    return make_error(Errc::usage, "--expires-at " + format_utc_time(exp) +
+                                       " is not after the issue time " + format_utc_time(issued) +
+                                       " (" + issued_from +
+                                       "): abup would refuse the image; pass a later expiry");
+  return exp;
 }
 
 const std::vector<OptionSpec> kManifestOpts = {
@@ -60,8 +65,8 @@ const std::vector<OptionSpec> kManifestOpts = {
     {"expires-at", true, false, "TIME  manifest expiry, YYYY-MM-DDTHH:MM:SSZ"},
 };
 
-int cmd_build(const std::vector<std::string>& argv) {
-  auto specs = with_help({
+std::vector<OptionSpec> build_options() {
+  auto specs = std::vector<OptionSpec>({
       {"usr", true, false, "PATH  raw /usr filesystem image"},
       {"usr-hash", true, false, "PATH  dm-verity hash image of --usr"},
       {"roothash", true, false, "HEX  dm-verity root hash of --usr"},
@@ -75,29 +80,26 @@ int cmd_build(const std::vector<std::string>& argv) {
       {"issued-at", true, false, "TIME  manifest issue time (default now), YYYY-MM-DDTHH:MM:SSZ"},
   });
   specs.insert(specs.end(), kManifestOpts.begin(), kManifestOpts.end());
-  auto args = Args::parse(argv, specs);
-  if (!args) return fail(args.error());
-  if (args->has("help")) {
-    std::printf("usage: abup-image build --usr PATH --out PATH [OPTIONS]\n\n%s",
-                format_options(specs).c_str());
-    return 0;
-  }
+  return specs;
+}
+
+int run_build(const Args& args) {
   image::BuildOptions o;
-  if (auto usr = args->get("usr")) {
-    image::BuildInput in{"/usr", *usr, "", args->get_or("usr-hash", ""),
-                         args->get_or("roothash", "")};
+  if (auto usr = args.get("usr")) {
+    image::BuildInput in{"/usr", *usr, "", args.get_or("usr-hash", ""),
+                         args.get_or("roothash", "")};
     o.images.push_back(in);
-  } else if (args->has("usr-hash")) {
-    return fail(make_error(Errc::invalid_input, "--usr-hash needs --usr"));
+  } else if (args.has("usr-hash")) {
+    return fail(make_error(Errc::usage, "--usr-hash needs --usr"));
   }
-  for (const auto& spec : args->all("image")) {
+  for (const auto& spec : args.all("image")) {
     auto eq = spec.find('=');
     if (eq == std::string::npos)
-      return fail(make_error(Errc::invalid_input, "--image '" + spec + "': expected MOUNT=PATH"));
+      return fail(make_error(Errc::usage, "--image '" + spec + "': expected MOUNT=PATH"));
     o.images.push_back({spec.substr(0, eq), spec.substr(eq + 1), "", "", ""});
   }
-  o.version = args->get_or("version", "");
-  if (auto osr = args->get("os-release")) {
+  o.version = args.get_or("version", "");
+  if (auto osr = args.get("os-release")) {
     auto text = read_file(*osr);
     if (!text) return fail(text.error());
     o.os_release = *text;
@@ -106,27 +108,25 @@ int cmd_build(const std::vector<std::string>& argv) {
         "NAME=\"Azure Container Linux\"\nID=azurecontainerlinux\nVERSION_ID=" + o.version +
         "\nIMAGE_VERSION=" + o.version + "\n";
   }
-  o.arch = args->get_or("arch", "x86_64");
-  o.variant = args->get_or("variant", "");
-  o.min_version = args->get_or("min-version", "");
-  auto exp = expiry(*args);
+  o.arch = args.get_or("arch", "x86_64");
+  o.variant = args.get_or("variant", "");
+  o.min_version = args.get_or("min-version", "");
+  auto issued = time_option(args, "issued-at", now());
+  if (!issued) return fail(issued.error());
+  o.issued_at = *issued;
+  auto exp = expiry(args, *issued, args.has("issued-at") ? "--issued-at" : "now");
   if (!exp) return fail(exp.error());
   o.expires_at = *exp;
-  if (auto at = args->get("issued-at")) {
-    auto t = parse_utc_time(*at);
-    if (!t) return fail(t.error());
-    o.issued_at = *t;
-  }
-  auto fs = args->get_size("frame-size", 4 << 20);
-  auto level = args->get_int("level", 3, 1, 22);
-  auto threads = args->get_int("threads", 0, 0, 256);
+  auto fs = args.get_size("frame-size", 4 << 20);
+  auto level = args.get_int("level", 3, 1, 22);
+  auto threads = args.get_int("threads", 0, 0, 256);
   if (!fs) return fail(fs.error());
   if (!level) return fail(level.error());
   if (!threads) return fail(threads.error());
   o.frame_size = *fs;
   o.level = static_cast<int>(*level);
   o.threads = static_cast<int>(*threads);
-  o.out = args->get_or("out", "");
+  o.out = args.get_or("out", "");
   auto m = image::build_cosi(o);
   if (!m) return fail(m.error());
   std::uint64_t u = 0, c = 0, frames = 0;
@@ -142,80 +142,64 @@ int cmd_build(const std::vector<std::string>& argv) {
       human_bytes(c).c_str(), static_cast<unsigned long long>(frames));
   return 0;
 }
-
-Result<std::string> one_image(const Args& a) {
-  if (a.positionals().size() != 1)
-    return make_error(Errc::invalid_input, "expected exactly one IMAGE argument");
-  return a.positionals()[0];
-}
-
 image::ManifestDefaults defaults(const Args& a, std::int64_t expires) {
   return {a.get_or("version", ""), a.get_or("min-version", ""), a.get_or("variant", ""), expires};
 }
 
-int cmd_sign(const std::vector<std::string>& argv) {
-  auto specs =
-      with_help({{"key", true, true, "PEM  private key (repeatable for several signers)"}});
+std::vector<OptionSpec> sign_options() {
+  auto specs = std::vector<OptionSpec>(
+      {{"key", true, true, "PEM  private key (repeatable for several signers)"}});
   specs.insert(specs.end(), kManifestOpts.begin(), kManifestOpts.end());
-  auto args = Args::parse(argv, specs);
-  if (!args) return fail(args.error());
-  if (args->has("help")) {
-    std::printf("usage: abup-image sign --key PEM [OPTIONS] IMAGE\n\n%s",
-                format_options(specs).c_str());
-    return 0;
-  }
-  auto path = one_image(*args);
-  if (!path) return fail(path.error());
-  if (!args->has("key")) return fail(make_error(Errc::invalid_input, "--key PEM is required"));
-  auto exp = expiry(*args);
-  if (!exp) return fail(exp.error());
-  auto manifest = image::ensure_manifest(*path, defaults(*args, *exp));
-  if (!manifest) return fail(manifest.error());
-  std::vector<SignatureEntry> sigs;
-  for (const auto& key : args->all("key")) {
-    auto s = sign_manifest(*manifest, key);
-    if (!s) return fail(s.error());
-    std::printf("signed %s with %s key %s\n", path->c_str(), s->alg.c_str(), s->keyid.c_str());
-    sigs.push_back(std::move(*s));
-  }
-  if (auto st = image::add_signatures(*path, sigs); !st) return fail(st.error());
-  return 0;
+  return specs;
 }
 
-int cmd_digest(const std::vector<std::string>& argv) {
-  auto specs = with_help({
+int run_sign(const Args& args) {
+  const std::string path = args.positionals().front();
+  if (!args.has("key")) return fail(make_error(Errc::usage, "--key PEM is required"));
+  auto exp = expiry(args, now(), "now");
+  if (!exp) return fail(exp.error());
+  auto manifest = image::ensure_manifest(path, defaults(args, *exp));
+  if (!manifest) return fail(manifest.error());
+  std::vector<SignatureEntry> sigs;
+  for (const auto& key : args.all("key")) {
+    auto s = sign_manifest(*manifest, key);
+    if (!s) return fail(s.error());
+    std::printf("signed %s with %s key %s\n", path.c_str(), s->alg.c_str(), s->keyid.c_str());
+    sigs.push_back(std::move(*s));
+  }
+  if (auto st = image::add_signatures(path, sigs); !st) return fail(st.error());
+  return 0;
+}
+std::vector<OptionSpec> digest_options() {
+  auto specs = std::vector<OptionSpec>({
       {"alg", true, false, "ALG  ed25519 | ecdsa-p256-sha256 | ecdsa-p384-sha384 | rsa-pss-sha256"},
       {"public-key", true, false, "PEM  take the algorithm from the signer's public key"},
       {"out", true, false, "PATH  write the bytes to sign (digest, or the manifest for ed25519)"},
   });
   specs.insert(specs.end(), kManifestOpts.begin(), kManifestOpts.end());
-  auto args = Args::parse(argv, specs);
-  if (!args) return fail(args.error());
-  if (args->has("help")) {
-    std::printf("usage: abup-image digest (--alg ALG | --public-key PEM) [--out FILE] IMAGE\n\n%s",
-                format_options(specs).c_str());
-    return 0;
-  }
-  auto path = one_image(*args);
-  if (!path) return fail(path.error());
+  return specs;
+}
+
+int run_digest(const Args& args) {
+  const std::string path = args.positionals().front();
   SigAlg alg;
-  if (auto pk = args->get("public-key")) {
+  if (auto pk = args.get("public-key")) {
     auto key = PublicKey::load(*pk);
     if (!key) return fail(key.error());
     alg = key->alg();
-  } else if (auto name = args->get("alg")) {
+  } else if (auto name = args.get("alg")) {
     auto a = parse_sig_alg(*name);
-    if (!a) return fail(a.error());
+    if (!a) return fail(make_error(Errc::usage, "--alg: " + a.error().message));
     alg = *a;
   } else {
-    return fail(make_error(Errc::invalid_input, "--alg or --public-key is required"));
+    return fail(make_error(Errc::usage, "--alg or --public-key is required"));
   }
-  auto exp = expiry(*args);
+  auto exp = expiry(args, now(), "now");
   if (!exp) return fail(exp.error());
-  auto manifest = image::ensure_manifest(*path, defaults(*args, *exp));
+  auto manifest = image::ensure_manifest(path, defaults(args, *exp));
   if (!manifest) return fail(manifest.error());
   auto tbs = to_be_signed(*manifest, alg);
-  if (auto out = args->get("out")) {
+  if (auto out = args.get("out")) {
     if (auto st = atomic_write_file(*out, as_chars(tbs)); !st) return fail(st.error());
   }
   if (alg == SigAlg::ed25519)
@@ -227,48 +211,39 @@ int cmd_digest(const std::vector<std::string>& argv) {
     std::printf("%s\n", to_hex(tbs).c_str());
   return 0;
 }
-
-int cmd_attach(const std::vector<std::string>& argv) {
-  auto specs = with_help({
+std::vector<OptionSpec> attach_options() {
+  auto specs = std::vector<OptionSpec>({
       {"public-key", true, false, "PEM  the signer's public key"},
       {"signature", true, false, "FILE  the signature (binary; DER or raw r||s for ECDSA)"},
   });
-  auto args = Args::parse(argv, specs);
-  if (!args) return fail(args.error());
-  if (args->has("help")) {
-    std::printf("usage: abup-image attach-signature --public-key PEM --signature FILE IMAGE\n\n%s",
-                format_options(specs).c_str());
-    return 0;
-  }
-  auto path = one_image(*args);
-  if (!path) return fail(path.error());
-  if (!args->has("public-key") || !args->has("signature"))
-    return fail(make_error(Errc::invalid_input, "--public-key and --signature are required"));
-  auto key = PublicKey::load(*args->get("public-key"));
+  return specs;
+}
+
+int run_attach(const Args& args) {
+  const std::string path = args.positionals().front();
+  if (!args.has("public-key") || !args.has("signature"))
+    return fail(make_error(Errc::usage, "--public-key and --signature are required"));
+  auto key = PublicKey::load(*args.get("public-key"));
   if (!key) return fail(key.error());
-  auto sig = read_file(*args->get("signature"));
+  auto sig = read_file(*args.get("signature"));
   if (!sig) return fail(sig.error());
-  auto manifest = image::ensure_manifest(*path, {});
+  auto manifest = image::ensure_manifest(path, {});
   if (!manifest) return fail(manifest.error());
   auto entry = external_signature(*manifest, *key, as_bytes(*sig));
   if (!entry) return fail(entry.error());
-  if (auto st = image::add_signatures(*path, {*entry}); !st) return fail(st.error());
+  if (auto st = image::add_signatures(path, {*entry}); !st) return fail(st.error());
   std::printf("attached %s signature by key %s to %s\n", entry->alg.c_str(), entry->keyid.c_str(),
-              path->c_str());
+              path.c_str());
   return 0;
 }
+std::vector<OptionSpec> inspect_options() {
+  auto specs = std::vector<OptionSpec>({{"json", false, false, "machine-readable output"}});
+  return specs;
+}
 
-int cmd_inspect(const std::vector<std::string>& argv) {
-  auto specs = with_help({{"json", false, false, "machine-readable output"}});
-  auto args = Args::parse(argv, specs);
-  if (!args) return fail(args.error());
-  if (args->has("help")) {
-    std::printf("usage: abup-image inspect [--json] IMAGE\n\n%s", format_options(specs).c_str());
-    return 0;
-  }
-  auto path = one_image(*args);
-  if (!path) return fail(path.error());
-  auto src = open_file_source(*path);
+int run_inspect(const Args& args) {
+  const std::string path = args.positionals().front();
+  auto src = open_file_source(path);
   if (!src) return fail(src.error());
   auto a = read_cosi(**src);
   if (!a) return fail(a.error());
@@ -289,7 +264,7 @@ int cmd_inspect(const std::vector<std::string>& argv) {
     sigs = std::move(*parsed);
   }
   const auto& md = a->metadata;
-  if (args->has("json")) {
+  if (args.has("json")) {
     nlohmann::json j;
     j["cosiVersion"] = md.version;
     j["osArch"] = md.os_arch;
@@ -320,7 +295,7 @@ int cmd_inspect(const std::vector<std::string>& argv) {
     std::printf("%s\n", j.dump(2).c_str());
     return 0;
   }
-  std::printf("%s: COSI %s, %s\n", path->c_str(), md.version.c_str(), md.os_arch.c_str());
+  std::printf("%s: COSI %s, %s\n", path.c_str(), md.version.c_str(), md.os_arch.c_str());
   for (const auto& i : md.images)
     std::printf("  %-8s %-30s %-6s %10s -> %10s%s\n", i.mount_point.c_str(), i.image.path.c_str(),
                 i.fs_type.c_str(), human_bytes(i.image.uncompressed_size).c_str(),
@@ -340,30 +315,27 @@ int cmd_inspect(const std::vector<std::string>& argv) {
   for (const auto& s : sigs) std::printf("signature: %s key %s\n", s.alg.c_str(), s.keyid.c_str());
   return 0;
 }
-
-int cmd_verify(const std::vector<std::string>& argv) {
-  auto specs = with_help({
+std::vector<OptionSpec> verify_options() {
+  auto specs = std::vector<OptionSpec>({
       {"keyring", true, true, "DIR  directory of trusted PEM public keys (repeatable)"},
       {"threshold", true, false, "N  valid signatures required (default 1)"},
       {"shallow", false, false, "check signatures and structure only, not every frame"},
+      {"at", true, false,
+       "TIME  judge the expiry at TIME instead of now, YYYY-MM-DDTHH:MM:SSZ (e.g. a rollout date)"},
   });
-  auto args = Args::parse(argv, specs);
-  if (!args) return fail(args.error());
-  if (args->has("help")) {
-    std::printf("usage: abup-image verify --keyring DIR [OPTIONS] IMAGE\n\n%s",
-                format_options(specs).c_str());
-    return 0;
-  }
-  auto path = one_image(*args);
-  if (!path) return fail(path.error());
+  return specs;
+}
+
+int run_verify(const Args& args) {
+  const std::string path = args.positionals().front();
   std::vector<std::filesystem::path> dirs;
-  for (const auto& d : args->all("keyring")) dirs.emplace_back(d);
-  if (dirs.empty()) return fail(make_error(Errc::invalid_input, "--keyring DIR is required"));
+  for (const auto& d : args.all("keyring")) dirs.emplace_back(d);
+  if (dirs.empty()) return fail(make_error(Errc::usage, "--keyring DIR is required"));
   auto keyring = Keyring::load(dirs);
   if (!keyring) return fail(keyring.error());
-  auto threshold = args->get_int("threshold", 1, 1, 64);
+  auto threshold = args.get_int("threshold", 1, 1, 64);
   if (!threshold) return fail(threshold.error());
-  auto src = open_file_source(*path);
+  auto src = open_file_source(path);
   if (!src) return fail(src.error());
   VerifyOptions vo;
   vo.keyring = &*keyring;
@@ -371,8 +343,17 @@ int cmd_verify(const std::vector<std::string>& argv) {
   vo.check_policy = false;
   auto v = open_verified_image(**src, vo);
   if (!v) return fail(v.error());
+  auto at = time_option(args, "at", now());
+  if (!at) return fail(at.error());
+  // abup refuses an expired image (update-protocol/manifest: now >= expiresAt); so does verify.
+  if (const auto exp = v->manifest.expires_at; exp && *at >= exp)
+    return fail(make_error(Errc::policy, path + ": EXPIRED: the signed manifest expired at " +
+                                             format_utc_time(exp) + " (checked at " +
+                                             format_utc_time(*at) +
+                                             "); abup refuses it: rebuild or re-sign the image "
+                                             "with a later --expires-at"));
   std::uint64_t frames = 0;
-  if (!args->has("shallow")) {
+  if (!args.has("shallow")) {
     const int window = window_log_limit(v->archive.metadata);
     FrameDecoder dec(window);
     std::vector<std::uint8_t> in, out;
@@ -401,29 +382,65 @@ int cmd_verify(const std::vector<std::string>& argv) {
     }
   }
   std::printf(
-      "%s: OK: version %s, signed by %zu trusted key(s) (%s)%s\n", path->c_str(),
+      "%s: OK: version %s, signed by %zu trusted key(s) (%s)%s\n", path.c_str(),
       v->manifest.version.c_str(), v->signers.size(),
       v->signers.empty() ? "" : v->signers.front().substr(0, 16).c_str(),
-      args->has("shallow") ? "" : (", " + std::to_string(frames) + " frames verified").c_str());
+      args.has("shallow") ? "" : (", " + std::to_string(frames) + " frames verified").c_str());
   return 0;
 }
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<std::string> args(argv + 1, argv + argc);
-  if (args.empty() || args[0] == "--help" || args[0] == "help") {
-    std::fputs(kUsage, args.empty() ? stderr : stdout);
-    return args.empty() ? 2 : 0;
-  }
-  std::string cmd = args[0];
-  args.erase(args.begin());
-  if (cmd == "build") return cmd_build(args);
-  if (cmd == "sign") return cmd_sign(args);
-  if (cmd == "digest") return cmd_digest(args);
-  if (cmd == "attach-signature") return cmd_attach(args);
-  if (cmd == "inspect") return cmd_inspect(args);
-  if (cmd == "verify") return cmd_verify(args);
-  std::fprintf(stderr, "abup-image: unknown command '%s'\n%s", cmd.c_str(), kUsage);
-  return 2;
+  const cli::Program program{
+      .name = "abup-image",
+      .summary = "abup-image: build, sign and check signed COSI images for abup.",
+      .commands =
+          {{.name = "build",
+            .summary =
+                "raw partition images -> COSI 1.2 with framed zstd images and an abup manifest",
+            .synopsis = "--usr PATH --out PATH [OPTIONS]",
+            .options = build_options(),
+            .run = run_build},
+           {.name = "sign",
+            .summary = "add the abup manifest (if missing) and a signature made with a private key",
+            .synopsis = "--key PEM [OPTIONS] IMAGE",
+            .options = sign_options(),
+            .run = run_sign,
+            .min_positionals = 1,
+            .max_positionals = 1,
+            .positional_name = "IMAGE"},
+           {.name = "digest",
+            .summary = "add the abup manifest (if missing) and print what an external signer signs",
+            .synopsis = "(--alg ALG | --public-key PEM) [--out FILE] IMAGE",
+            .options = digest_options(),
+            .run = run_digest,
+            .min_positionals = 1,
+            .max_positionals = 1,
+            .positional_name = "IMAGE"},
+           {.name = "attach-signature",
+            .summary = "check an externally made signature and add it",
+            .synopsis = "--public-key PEM --signature FILE IMAGE",
+            .options = attach_options(),
+            .run = run_attach,
+            .min_positionals = 1,
+            .max_positionals = 1,
+            .positional_name = "IMAGE"},
+           {.name = "inspect",
+            .summary = "show what an image holds (--json for machines)",
+            .synopsis = "[--json] IMAGE",
+            .options = inspect_options(),
+            .run = run_inspect,
+            .min_positionals = 1,
+            .max_positionals = 1,
+            .positional_name = "IMAGE"},
+           {.name = "verify",
+            .summary = "check signatures against a keyring, and every frame of every image",
+            .synopsis = "--keyring DIR [OPTIONS] IMAGE",
+            .options = verify_options(),
+            .run = run_verify,
+            .min_positionals = 1,
+            .max_positionals = 1,
+            .positional_name = "IMAGE"}},
+  };
+  return cli::run(program, std::vector<std::string>(argv + 1, argv + argc));
 }

@@ -97,7 +97,7 @@ Result<std::string> ensure_manifest(const std::string& path, const ManifestDefau
     const bool overrides = !def.version.empty() || !def.min_version.empty() ||
                            !def.variant.empty() || def.expires_at != 0;
     if (overrides)
-      return make_error(Errc::invalid_input,
+      return make_error(Errc::usage,
                         path +
                             " already has an abup manifest: --version, --min-version, "
                             "--variant and --expires-* only apply when sign or digest creates "
@@ -113,7 +113,7 @@ Result<std::string> ensure_manifest(const std::string& path, const ManifestDefau
   if (m.version.empty()) m.version = os_release_value(osr, "IMAGE_VERSION");
   if (m.version.empty()) m.version = os_release_value(osr, "VERSION_ID");
   if (m.version.empty())
-    return make_error(Errc::invalid_input,
+    return make_error(Errc::usage,
                       path +
                           ": no release version: pass --version (the image's os-release has "
                           "neither IMAGE_VERSION nor VERSION_ID)");

@@ -1,0 +1,245 @@
+// The command line of the real abup and abup-image: the exit-status table (README "Exit status"),
+// -h/--help/--version, refused options and arguments, and abup-image's expiry checks.
+#include <doctest/doctest.h>
+
+#include <string>
+#include <vector>
+
+#include "support/disk.hpp"
+#include "support/util.hpp"
+
+namespace abup::test {
+namespace {
+
+bool contains(const std::string& s, const std::string& what) {
+  return s.find(what) != std::string::npos;
+}
+
+std::string q(const std::filesystem::path& p) {
+  return shell_quote(p.string());
+}
+
+RunResult abup(const std::string& args) {
+  return run(abup_bin() + " " + args + " 2>&1");
+}
+RunResult image_tool(const std::string& args) {
+  return run(abup_image_bin() + " " + args + " 2>&1");
+}
+
+const std::vector<std::string> kAbupCommands = {
+    "stage", "finalize", "commit", "rollback", "status", "history", "daemon", "check", "update"};
+const std::vector<std::string> kImageCommands = {"build",   "sign",  "digest", "attach-signature",
+                                                 "inspect", "verify"};
+
+// A node booted from USR-A on a disk image, nothing staged.
+// The version CMakeLists.txt's project() declares, which --version must print.
+std::string project_version() {
+  const std::string text = read_file(source_dir() / "CMakeLists.txt");
+  const std::string key = "project(abup VERSION ";
+  const auto at = text.find(key);
+  REQUIRE(at != std::string::npos);
+  return text.substr(at + key.size(), text.find(' ', at + key.size()) - at - key.size());
+}
+
+struct Node {
+  TempDir tmp;
+  Node() {
+    make_flatcar_disk(tmp / "disk.img");
+    make_root(tmp / "root", 'A', "202601.01.0");
+  }
+  std::string where() const {
+    return "--disk " + q(tmp / "disk.img") + " --root " + q(tmp / "root");
+  }
+};
+
+TEST_CASE("--version and -h/--help of both programs and of every command exit 0 on stdout") {
+  for (const auto& [bin, name] : {std::pair{abup_bin(), std::string("abup")},
+                                  std::pair{abup_image_bin(), std::string("abup-image")}}) {
+    CAPTURE(name);
+    auto v = run(bin + " --version 2>/dev/null");
+    CHECK(v.exit_code == 0);
+    CHECK(v.out == name + " " + project_version() + "\n");
+    for (const char* h : {"-h", "--help", "help"}) {
+      auto r = run(bin + " " + h + " 2>/dev/null");
+      CHECK(r.exit_code == 0);
+      CHECK(contains(r.out, "usage: " + name + " COMMAND"));
+    }
+    // No command at all: the usage on stderr, exit 2.
+    auto none = run(bin + " 2>&1 >/dev/null");
+    CHECK(none.exit_code == 2);
+    CHECK(contains(none.out, "usage: " + name + " COMMAND"));
+    auto unknown = run(bin + " frobnicate 2>&1");
+    CHECK(unknown.exit_code == 2);
+    CHECK(contains(unknown.out, name + ": unknown command 'frobnicate'"));
+  }
+  auto check_commands = [](const std::string& bin, const std::string& name,
+                           const std::vector<std::string>& commands) {
+    for (const auto& cmd : commands) {
+      CAPTURE(cmd);
+      for (const std::string h : {"-h", "--help"}) {
+        // Help wins over whatever else is on the line.
+        auto r = run(bin + " " + cmd + " --no-such-option " + h + " 2>/dev/null");
+        CHECK(r.exit_code == 0);
+        CHECK(contains(r.out, "usage: " + name + " " + cmd + " "));
+        CHECK(contains(r.out, "--help"));
+      }
+      auto r = run(bin + " help " + cmd + " 2>/dev/null");
+      CHECK(r.exit_code == 0);
+      CHECK(contains(r.out, "usage: " + name + " " + cmd + " "));
+    }
+  };
+  check_commands(abup_bin(), "abup", kAbupCommands);
+  check_commands(abup_image_bin(), "abup-image", kImageCommands);
+}
+
+TEST_CASE("unknown options and extra arguments are usage errors (exit 2) that name them") {
+  for (const auto& cmd : kAbupCommands) {
+    CAPTURE(cmd);
+    auto bad = abup(cmd + " --no-such-option");
+    CHECK(bad.exit_code == 2);
+    CHECK(contains(bad.out, "abup: " + cmd + ": unknown option '--no-such-option'"));
+    auto extra = abup(cmd + " stray");
+    CHECK(extra.exit_code == 2);
+    CHECK(contains(extra.out, "unexpected argument 'stray'"));
+  }
+  for (const auto& cmd : kImageCommands) {
+    CAPTURE(cmd);
+    auto bad = image_tool(cmd + " --no-such-option x.cosi");
+    CHECK(bad.exit_code == 2);
+    CHECK(contains(bad.out, "unknown option '--no-such-option'"));
+  }
+  auto extra = image_tool("build stray");
+  CHECK(extra.exit_code == 2);
+  CHECK(contains(extra.out, "unexpected argument 'stray'"));
+  auto two = image_tool("inspect a.cosi b.cosi");
+  CHECK(two.exit_code == 2);
+  CHECK(contains(two.out, "expected exactly one IMAGE argument, got 2: 'a.cosi' 'b.cosi'"));
+}
+
+TEST_CASE("exit status table: 0 success, 1 failure, 2 usage or configuration") {
+  Node n;
+  auto ok = abup("status --no-daemon " + n.where());
+  CHECK_MESSAGE(ok.exit_code == 0, ok.out);
+
+  // 1: the request is well formed, the system refuses or fails it.
+  auto nothing = abup("finalize " + n.where());
+  CHECK(nothing.exit_code == 1);
+  CHECK(contains(nothing.out, "nothing staged"));
+  auto missing = abup("stage --no-progress --source " + q(n.tmp / "absent.cosi") + " " + n.where());
+  CHECK(missing.exit_code == 1);
+  // Malformed data is not a usage error: a file that is no image.
+  write_file(n.tmp / "junk.cosi", std::string(4096, 'x'));
+  auto junk = abup("stage --no-progress --source " + q(n.tmp / "junk.cosi") + " " + n.where());
+  CHECK_MESSAGE(junk.exit_code == 1, junk.out);
+  // Malformed data again: corrupt state.json.
+  std::filesystem::create_directories(n.tmp / "root/var/lib/abup");
+  write_file(n.tmp / "root/var/lib/abup/state.json", "{not json");
+  auto corrupt = abup("status --no-daemon " + n.where());
+  CHECK_MESSAGE(corrupt.exit_code == 1, corrupt.out);
+  std::filesystem::remove(n.tmp / "root/var/lib/abup/state.json");
+
+  // 2: change how abup is invoked.
+  auto bad_value = abup("commit --boot-backend floppy " + n.where());
+  CHECK(bad_value.exit_code == 2);
+  CHECK(contains(bad_value.out, "floppy"));
+  auto no_source = abup("stage " + n.where());
+  CHECK(no_source.exit_code == 2);
+  CHECK(contains(no_source.out, "--source"));
+  std::filesystem::create_directories(n.tmp / "root/etc/abup");
+  write_file(n.tmp / "root/etc/abup/abup.conf", "[Reboot]\nStrategy=sometimes\n");
+  auto config = abup("commit " + n.where());
+  CHECK(config.exit_code == 2);
+  CHECK(contains(config.out, "Strategy=sometimes"));
+}
+
+TEST_CASE("commit's own statuses: 0 nothing pending, 1 errors (never 2 unless usage)") {
+  Node n;
+  auto idle = abup("commit " + n.where());
+  CHECK_MESSAGE(idle.exit_code == 0, idle.out);
+  // An unknown option of commit is a usage error like every other command's (it was 1).
+  auto bad = abup("commit --bogus " + n.where());
+  CHECK(bad.exit_code == 2);
+  std::filesystem::create_directories(n.tmp / "root/var/lib/abup");
+  write_file(n.tmp / "root/var/lib/abup/state.json", "{not json");
+  auto corrupt = abup("commit " + n.where());
+  CHECK_MESSAGE(corrupt.exit_code == 1, corrupt.out);
+  CHECK(contains(corrupt.out, "state.json"));
+}
+
+struct Keys {
+  TempDir tmp;
+  Keys() {
+    run_ok("openssl genpkey -algorithm ed25519 -out " + q(tmp / "k.pem") + " 2>&1");
+    std::filesystem::create_directories(tmp / "keys");
+    run_ok("openssl pkey -in " + q(tmp / "k.pem") + " -pubout -out " + q(tmp / "keys/k.pem"));
+    run_ok("head -c 1048576 /dev/urandom > " + q(tmp / "usr.img"));
+  }
+};
+
+TEST_CASE("abup-image build refuses an expiry not after the issue time, naming both") {
+  Keys k;
+  auto past = image_tool("build --usr " + q(k.tmp / "usr.img") +
+                         " --version 202607.02.0 --expires-at 2020-01-01T00:00:00Z --out " +
+                         q(k.tmp / "x.cosi"));
+  INFO(past.out);
+  CHECK(past.exit_code == 2);
+  CHECK(contains(past.out, "--expires-at 2020-01-01T00:00:00Z is not after the issue time"));
+  CHECK(contains(past.out, "(now)"));
+  CHECK_FALSE(std::filesystem::exists(k.tmp / "x.cosi"));
+
+  auto before = image_tool("build --usr " + q(k.tmp / "usr.img") +
+                           " --version 202607.02.0 --issued-at 2030-01-02T00:00:00Z"
+                           " --expires-at 2030-01-01T00:00:00Z --out " +
+                           q(k.tmp / "x.cosi"));
+  INFO(before.out);
+  CHECK(before.exit_code == 2);
+  CHECK(contains(before.out, "2030-01-01T00:00:00Z"));
+  CHECK(contains(before.out, "2030-01-02T00:00:00Z (--issued-at)"));
+  auto equal = image_tool("build --usr " + q(k.tmp / "usr.img") +
+                          " --version 202607.02.0 --issued-at 2030-01-01T00:00:00Z"
+                          " --expires-at 2030-01-01T00:00:00Z --out " +
+                          q(k.tmp / "x.cosi"));
+  CHECK(equal.exit_code == 2);
+  auto garbled =
+      image_tool("build --usr " + q(k.tmp / "usr.img") +
+                 " --version 202607.02.0 --expires-at tomorrow --out " + q(k.tmp / "x.cosi"));
+  CHECK(garbled.exit_code == 2);
+  CHECK(contains(garbled.out, "--expires-at"));
+}
+
+TEST_CASE("abup-image verify reports an expired image as expired, and --at judges another time") {
+  Keys k;
+  auto built = image_tool("build --usr " + q(k.tmp / "usr.img") +
+                          " --version 202607.02.0 --issued-at 2020-01-01T00:00:00Z"
+                          " --expires-at 2021-01-01T00:00:00Z --out " +
+                          q(k.tmp / "old.cosi"));
+  REQUIRE_MESSAGE(built.exit_code == 0, built.out);
+  run_ok(abup_image_bin() + " sign --key " + q(k.tmp / "k.pem") + " " + q(k.tmp / "old.cosi"));
+  const std::string verify = "verify --keyring " + q(k.tmp / "keys") + " " + q(k.tmp / "old.cosi");
+  auto expired = image_tool(verify);
+  INFO(expired.out);
+  CHECK(expired.exit_code == 1);
+  CHECK(contains(expired.out, "EXPIRED"));
+  CHECK(contains(expired.out, "expired at 2021-01-01T00:00:00Z"));
+  CHECK_FALSE(contains(expired.out, "OK"));
+  auto then = image_tool(verify + " --at 2020-06-01T00:00:00Z");
+  CHECK_MESSAGE(then.exit_code == 0, then.out);
+  CHECK(contains(then.out, ": OK: version 202607.02.0"));
+  auto at_expiry = image_tool(verify + " --at 2021-01-01T00:00:00Z");
+  CHECK(at_expiry.exit_code == 1);
+  auto bad_at = image_tool(verify + " --at someday");
+  CHECK(bad_at.exit_code == 2);
+  CHECK(contains(bad_at.out, "--at"));
+
+  // An image without expiry, or one that expires later, is OK now.
+  REQUIRE(image_tool("build --usr " + q(k.tmp / "usr.img") +
+                     " --version 202607.02.0 --expires-in-days 30 --out " + q(k.tmp / "new.cosi"))
+              .exit_code == 0);
+  run_ok(abup_image_bin() + " sign --key " + q(k.tmp / "k.pem") + " " + q(k.tmp / "new.cosi"));
+  auto fresh = image_tool("verify --keyring " + q(k.tmp / "keys") + " " + q(k.tmp / "new.cosi"));
+  CHECK_MESSAGE(fresh.exit_code == 0, fresh.out);
+  CHECK(contains(fresh.out, ": OK:"));
+}
+
+}  // namespace
+}  // namespace abup::test
