@@ -51,25 +51,15 @@ Result<std::vector<Cut>> cut_frames(int fd, std::uint64_t size, const BuildOptio
       cuts.push_back({off, std::min<std::uint64_t>(opt.frame_size, size - off)});
     return cuts;
   }
-  const ChunkerParams& p = *opt.chunker;
-  std::vector<std::uint8_t> buf(std::max<std::uint64_t>(8 << 20, 4 * p.max));
-  std::uint64_t buf_off = 0, have = 0, pos = 0;
-  while (pos < size) {
-    if (pos + p.max > buf_off + have && buf_off + have < size) {
-      const std::uint64_t keep = buf_off + have - pos;
-      std::memmove(buf.data(), buf.data() + (pos - buf_off), keep);
-      buf_off = pos;
-      have = keep;
-      auto n = std::min<std::uint64_t>(buf.size() - have, size - (buf_off + have));
-      ABUP_CHECK(
-          pread_full(fd, {buf.data() + have, static_cast<std::size_t>(n)}, buf_off + have, what));
-      have += n;
-    }
-    const std::uint64_t avail = buf_off + have - pos;
-    const std::uint64_t len = next_cut({buf.data() + (pos - buf_off), avail}, p);
-    cuts.push_back({pos, len});
-    pos += len;
-  }
+  ABUP_CHECK(for_each_chunk(
+      size, *opt.chunker,
+      [&](std::uint64_t off, std::span<std::uint8_t> out) {
+        return pread_full(fd, out, off, what);
+      },
+      [&](std::uint64_t off, std::span<const std::uint8_t> chunk) -> Status {
+        cuts.push_back({off, chunk.size()});
+        return {};
+      }));
   return cuts;
 }
 
