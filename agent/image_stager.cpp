@@ -5,7 +5,9 @@
 #include <unordered_map>
 
 #include "abup/digest.hpp"
+#include "abup/fault.hpp"
 #include "agent/frame_pipeline.hpp"
+#include "agent/slot_index.hpp"
 #include "update-protocol/image.hpp"
 
 namespace abup::agent {
@@ -14,16 +16,15 @@ namespace {
 using protocol::Frame;
 using protocol::ManifestImage;
 
-// Compressed bytes of unneeded frames a range request may carry to avoid a new request.
-constexpr std::uint64_t kMaxGap = 1 << 20;
-// Scanning the booted slot stops after this many bytes without a single reusable chunk.
-constexpr std::uint64_t kScanGiveUp = 64 << 20;
+// Compressed bytes of unneeded frames a range request may carry to avoid a new request. Fixed
+// 4 MiB frames: a gap is rare and a new request costs little next to a frame. Content-defined
+// frames (~60 KiB compressed) are needed in scattered runs; measured on the bench's 1 GiB /usr
+// (docs/design.md): a 1 MiB gap made 29 requests of 69 MiB where 16 KiB makes 272 of 17.7 MiB
+// (casync: 776 requests, 15.1 MiB). 16 KiB is about what one more request costs on the wire.
+constexpr std::uint64_t kMaxGapFixed = 1 << 20;
+constexpr std::uint64_t kMaxGapCdc = 16 << 10;
 // Chunks up to this size are hashed and copied in one piece when reused.
 constexpr std::size_t kScratch = 4 << 20;
-
-std::string chunk_key(const Xxh128& d) {
-  return std::string(d.begin(), d.end());
-}
 
 class ZeroDigests {
  public:
@@ -110,46 +111,35 @@ Status ImageStager::plan(bool resume, const ReuseSource& reuse) {
     }
   }
   if (!reuse.reader) return {};
-  std::unordered_map<std::string, std::vector<std::size_t>> wanted;
+  std::unordered_map<Xxh128, std::vector<std::size_t>, Xxh128Hash> wanted;
   for (std::size_t i = 0; i < n; ++i)
     if (actions_[i] == Action::download && img_.frames[i].uncompressed_size <= kScratch)
-      wanted[chunk_key(img_.frames[i].chunk_xxh3)].push_back(i);
+      wanted[img_.frames[i].chunk_xxh3].push_back(i);
   if (wanted.empty()) return {};
+  auto is_wanted = [&](const Xxh128& key) { return wanted.count(key) > 0; };
   // Candidates come from the manifest recorded when the booted slot was staged (no read
-  // needed), else from scanning the booted slot chunk by chunk. Either way a candidate is used
-  // only after its SHA-256 matches the signed manifest, when it is copied.
+  // needed) when it was cut as this image is, else from cutting the booted slot the same way.
+  // Either way a candidate is used only after its SHA-256 matches the signed manifest, when it
+  // is copied.
   const std::uint64_t slot_size = reuse.reader->size();
-  std::unordered_map<std::string, std::pair<std::uint64_t, std::uint64_t>> have;
-  if (reuse.recorded) {
-    for (const auto& f : reuse.recorded->frames) {
-      auto key = chunk_key(f.chunk_xxh3);
-      if (wanted.count(key) && f.uncompressed_offset + f.uncompressed_size <= slot_size)
-        have.emplace(key, std::make_pair(f.uncompressed_offset, f.uncompressed_size));
-    }
-  } else {
-    // When the booted slot's first chunks match nothing, it holds an unrelated image and the
-    // rest of the scan would only cost time.
-    const std::uint64_t chunk = img_.frames.front().uncompressed_size;
-    const std::uint64_t limit = std::min(slot_size, img_.uncompressed_size);
-    std::uint64_t without_match = 0;
-    if (chunk <= kScratch)
-      for (std::uint64_t off = 0; off + chunk <= limit; off += chunk) {
-        if (!reuse.reader->read_at(off, scratch.span(chunk))) break;
-        auto key = chunk_key(xxh128(scratch.span(chunk)));
-        if (wanted.count(key)) {
-          have.emplace(key, std::make_pair(off, chunk));
-          without_match = 0;
-        } else if ((without_match += chunk) >= kScanGiveUp && have.empty()) {
-          break;
-        }
-      }
+  const std::uint64_t limit = std::min(slot_size, img_.uncompressed_size);
+  std::optional<SlotChunks> have;
+  if (reuse.recorded) have = recorded_chunks(*reuse.recorded, img_, slot_size, is_wanted);
+  if (!have && !img_.chunker.empty()) {
+    ABUP_TRY(have, index_slot(*reuse.reader, limit, img_, is_wanted));
+  } else if (!have && img_.frames.front().uncompressed_size <= kScratch) {
+    ABUP_TRY(have, index_slot_fixed(*reuse.reader, limit, img_.frames.front().uncompressed_size,
+                                    is_wanted));
   }
-  for (auto& [key, where] : have)
+  if (!have) return {};
+  for (auto& [key, where] : *have)
     for (auto i : wanted[key])
-      if (img_.frames[i].uncompressed_size == where.second) {
+      if (img_.frames[i].uncompressed_size == where.size) {
         actions_[i] = Action::reuse;
-        reuse_from_[i] = where.first;
+        reuse_from_[i] = where.offset;
       }
+  // Crash and race tests stop here: what was found may change before it is copied.
+  fault_point("reuse-planned");
   return {};
 }
 
@@ -187,6 +177,7 @@ Status ImageStager::write_local(const ReuseSource& reuse) {
 Status ImageStager::download(unsigned workers, std::uint64_t memory_limit) {
   FramePipeline pipeline(target_, img_, workers, memory_limit, window_log_max_);
   std::uint64_t streamed = 0;
+  const std::uint64_t max_gap = img_.chunker.empty() ? kMaxGapFixed : kMaxGapCdc;
   for (std::size_t i = 0; i < img_.frames.size();) {
     if (actions_[i] != Action::download) {
       ++i;
@@ -197,7 +188,7 @@ Status ImageStager::download(unsigned workers, std::uint64_t memory_limit) {
     std::size_t j = i;
     for (std::size_t k = i + 1; k < img_.frames.size(); ++k) {
       if (actions_[k] != Action::download) continue;
-      if (img_.frames[k].offset - (img_.frames[j].offset + img_.frames[j].size) > kMaxGap) break;
+      if (img_.frames[k].offset - (img_.frames[j].offset + img_.frames[j].size) > max_gap) break;
       j = k;
     }
     ++sum_.requests;

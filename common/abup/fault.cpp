@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <string_view>
 
 namespace abup {
 
@@ -15,9 +16,13 @@ void fault_point(const char* point) {
   static const char* spec = std::getenv("ABUP_FAULT");
   static std::atomic<long> hits{0};
   if (!spec) return;
-  const char* colon = std::strrchr(spec, ':');
-  if (!colon || std::string(spec, colon) != point) return;
-  if (++hits == std::atol(colon + 1)) ::kill(::getpid(), SIGKILL);
+  std::string_view s(spec);
+  const bool stop = s.ends_with(":stop");
+  if (stop) s.remove_suffix(5);
+  const auto colon = s.rfind(':');
+  if (colon == std::string_view::npos || s.substr(0, colon) != point) return;
+  if (++hits == std::atol(std::string(s.substr(colon + 1)).c_str()))
+    ::kill(::getpid(), stop ? SIGSTOP : SIGKILL);
 }
 
 }  // namespace abup

@@ -1,6 +1,8 @@
 // libFuzzer: abup/manifest.json is parsed before its signature is known to be good; parsing must
 // never crash or throw. Property: whatever parses survives serialize → parse unchanged (the
-// image builder signs serialize_manifest() output, the agent trusts parse_manifest() of it).
+// image builder signs serialize_manifest() output, the agent trusts parse_manifest() of it), in
+// both frame-table schemas (1: fixed frames as objects; 2: content-defined frames as arrays with
+// signed uncompressed offsets, and the image's chunker).
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -26,8 +28,9 @@ bool same(const Frame& a, const Frame& b) {
 }
 
 bool same(const ManifestImage& a, const ManifestImage& b) {
-  return std::tie(a.path, a.mount_point, a.part_type, a.compressed_size, a.uncompressed_size) ==
-             std::tie(b.path, b.mount_point, b.part_type, b.compressed_size, b.uncompressed_size) &&
+  return std::tie(a.path, a.mount_point, a.part_type, a.compressed_size, a.uncompressed_size,
+                  a.chunker) == std::tie(b.path, b.mount_point, b.part_type, b.compressed_size,
+                                         b.uncompressed_size, b.chunker) &&
          std::equal(a.frames.begin(), a.frames.end(), b.frames.begin(), b.frames.end(),
                     [](const Frame& x, const Frame& y) { return same(x, y); });
 }

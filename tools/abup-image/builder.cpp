@@ -7,6 +7,7 @@
 #include <zstd.h>
 
 #include <atomic>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -36,8 +37,34 @@ struct Compressed {
   std::string sha384;
 };
 
-// Compresses `input` into independent zstd frames of frame_size uncompressed bytes, written in
-// order to a temp file; the frames are compressed in parallel, a batch at a time.
+struct Cut {
+  std::uint64_t offset, size;
+};
+
+// Where the frames of `input` begin and end: every frame_size bytes, or where the content-defined
+// chunker cuts (one sequential read, a window of a few maximum chunks).
+Result<std::vector<Cut>> cut_frames(int fd, std::uint64_t size, const BuildOptions& opt,
+                                    const std::string& what) {
+  std::vector<Cut> cuts;
+  if (!opt.chunker) {
+    for (std::uint64_t off = 0; off < size; off += opt.frame_size)
+      cuts.push_back({off, std::min<std::uint64_t>(opt.frame_size, size - off)});
+    return cuts;
+  }
+  ABUP_CHECK(for_each_chunk(
+      size, *opt.chunker,
+      [&](std::uint64_t off, std::span<std::uint8_t> out) {
+        return pread_full(fd, out, off, what);
+      },
+      [&](std::uint64_t off, std::span<const std::uint8_t> chunk) -> Status {
+        cuts.push_back({off, chunk.size()});
+        return {};
+      }));
+  return cuts;
+}
+
+// Compresses `input` into independent zstd frames, written in order to a temp file; the frames
+// are compressed in parallel, a batch at a time.
 Result<Compressed> compress_image(const std::string& input, const std::string& temp,
                                   const BuildOptions& opt) {
   ABUP_TRY(Fd in, open_file(input, O_RDONLY));
@@ -48,7 +75,8 @@ Result<Compressed> compress_image(const std::string& input, const std::string& t
   if (size == 0) return make_error(Errc::invalid_input, input + ": empty image");
   ABUP_TRY(Fd out, open_file(temp, O_WRONLY | O_CREAT | O_TRUNC, 0600));
 
-  const std::uint64_t frames = (size + opt.frame_size - 1) / opt.frame_size;
+  ABUP_TRY(auto cuts, cut_frames(in.get(), size, opt, input));
+  const std::uint64_t frames = cuts.size();
   const unsigned threads = opt.threads > 0 ? static_cast<unsigned>(opt.threads)
                                            : std::max(1u, std::thread::hardware_concurrency());
   const std::uint64_t batch = threads * 2;
@@ -74,8 +102,8 @@ Result<Compressed> compress_image(const std::string& input, const std::string& t
       ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 0);
       for (std::uint64_t i; (i = next++) < n;) {
         auto& s = slots[i];
-        std::uint64_t uoff = (first + i) * opt.frame_size;
-        std::uint64_t len = std::min<std::uint64_t>(opt.frame_size, size - uoff);
+        const std::uint64_t uoff = cuts[first + i].offset;
+        const std::uint64_t len = cuts[first + i].size;
         s.raw.resize(len);
         if (auto st2 = pread_full(in.get(), s.raw, uoff, input); !st2) {
           s.error = st2.error().message;
@@ -174,6 +202,7 @@ Result<protocol::Manifest> build_cosi(const BuildOptions& opt) {
     return make_error(Errc::usage,
                       "build: --frame-size must be a multiple of 4 KiB between 64K and 256M");
   protocol::Manifest m;
+  m.schema_version = opt.chunker ? protocol::kManifestSchemaCdc : protocol::kManifestSchemaFixed;
   m.version = opt.version;
   if (m.version.empty()) m.version = protocol::os_release_value(opt.os_release, "IMAGE_VERSION");
   if (m.version.empty()) m.version = protocol::os_release_value(opt.os_release, "VERSION_ID");
@@ -230,6 +259,7 @@ Result<protocol::Manifest> build_cosi(const BuildOptions& opt) {
     data.manifest.path = image_name(in.mount_point, ".img.zst");
     data.manifest.mount_point = in.mount_point;
     data.manifest.part_type = part_type;
+    if (opt.chunker) data.manifest.chunker = opt.chunker->name();
     entries.push_back({data.manifest.path, &data});
     nlohmann::json img = {{"image", image_file_json(data.manifest.path, data)},
                           {"mountPoint", in.mount_point},
@@ -267,6 +297,7 @@ Result<protocol::Manifest> build_cosi(const BuildOptions& opt) {
       vd.manifest.path = image_name(in.mount_point, "-verity.img.zst");
       vd.manifest.mount_point = in.mount_point + std::string(kVeritySuffix);
       vd.manifest.part_type = std::string(kVerityType);
+      if (opt.chunker) vd.manifest.chunker = opt.chunker->name();
       entries.push_back({vd.manifest.path, &vd});
       img["verity"] = {{"image", image_file_json(vd.manifest.path, vd)}, {"roothash", in.roothash}};
       add_part(vd, kVerityType, in.mount_point == "/usr" ? "hash-a" : label + "-hash");

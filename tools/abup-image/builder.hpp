@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "abup/chunker.hpp"
 #include "abup/result.hpp"
 #include "update-protocol/manifest/manifest.hpp"
 
@@ -29,6 +30,8 @@ struct BuildOptions {
   std::string min_version;
   std::int64_t issued_at = 0;  // 0 = now
   std::int64_t expires_at = 0;
+  // Content-defined frames (schema-2 manifest); nullopt: fixed frames of frame_size (schema 1).
+  std::optional<ChunkerParams> chunker = ChunkerParams{};
   std::uint64_t frame_size = 4 << 20;
   int level = 3;
   int threads = 0;  // 0 = all cores

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "abup/args.hpp"
+#include "abup/chunker.hpp"
 #include "abup/cli.hpp"
 #include "abup/fs.hpp"
 #include "abup/hex.hpp"
@@ -73,7 +74,10 @@ std::vector<OptionSpec> build_options() {
       {"image", true, true, "MOUNT=PATH  another partition image (repeatable)"},
       {"os-release", true, false, "PATH  os-release to embed (default: minimal, from --version)"},
       {"arch", true, false, "ARCH  x86_64 (default) or arm64"},
-      {"frame-size", true, false, "SIZE  uncompressed bytes per zstd frame (default 4M)"},
+      {"chunker", true, false,
+       "KIND  where frames are cut: cdc (default; content-defined, cdc/16K/128K/512K), "
+       "cdc/MINK/AVGK/MAXK, or fixed (every --frame-size bytes, the schema-1 manifest)"},
+      {"frame-size", true, false, "SIZE  uncompressed bytes per frame with --chunker fixed (4M)"},
       {"level", true, false, "N  zstd level (default 3)"},
       {"threads", true, false, "N  compression threads (default: all cores)"},
       {"out", true, false, "PATH  output .cosi file"},
@@ -124,6 +128,21 @@ int run_build(const Args& args) {
   if (!level) return fail(level.error());
   if (!threads) return fail(threads.error());
   o.frame_size = *fs;
+  // --frame-size alone keeps meaning what it meant before content-defined frames: fixed frames.
+  const std::string chunker = args.get_or("chunker", args.has("frame-size") ? "fixed" : "cdc");
+  if (chunker == "fixed") {
+    o.chunker.reset();
+  } else if (args.has("frame-size")) {
+    return fail(make_error(Errc::usage, "--frame-size only applies to --chunker fixed"));
+  } else if (chunker != "cdc") {
+    auto params = ChunkerParams::parse(chunker);
+    if (!params)
+      return fail(make_error(Errc::usage, "--chunker '" + chunker +
+                                              "': expected cdc, fixed or cdc/MINK/AVGK/MAXK "
+                                              "(multiples of 4K, min <= avg <= max <= 16384K, "
+                                              "avg/4K a power of two)"));
+    o.chunker = *params;
+  }
   o.level = static_cast<int>(*level);
   o.threads = static_cast<int>(*threads);
   o.out = args.get_or("out", "");

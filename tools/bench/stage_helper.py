@@ -6,9 +6,16 @@ Subcommands:
   pick-tree DEST MIB SRC...        copy a seeded random sample of the regular files under SRC
                                    (files <= 32 MiB) into DEST until they take MIB MiB of 4 KiB
                                    blocks; prints how many files and bytes
-  mutate-tree DIR PERCENT SEED     replace the content of PERCENT % of DIR's files (seeded choice)
+  mutate-tree DIR PERCENT SEED [LIST]
+                                   replace the content of PERCENT % of DIR's files (seeded choice)
                                    by their bytes reversed: same size, same compressibility,
-                                   different content; the new files get a fixed later mtime
+                                   different content; the new files get a fixed later mtime;
+                                   the changed paths go to LIST
+  grow-tree DIR PERCENT SEED [LIST]
+                                   PERCENT % of DIR's files (seeded choice) grow by a tenth (their
+                                   first tenth, reversed, appended), so mkfs places every later
+                                   file elsewhere: the layout-shift delta
+  store-delta STORE1 STORE2        bytes of STORE2's casync chunk files (.cacnk) that STORE1 lacks
   phases OUT_JSON OUT_STDOUT -- CMD...
                                    run CMD with stderr on a pseudo-terminal (so `abup stage`
                                    draws its progress), record when each phase first shows up
@@ -82,7 +89,44 @@ def pick_tree(dest, mib, srcs):
     print(f"{count} files, {total / 1048576:.0f} MiB")
 
 
-def mutate_tree(root, percent, seed):
+def tree_files(root):
+    files = []
+    for d, dirs, fs in os.walk(root):
+        dirs.sort()
+        for f in sorted(fs):
+            files.append(os.path.join(d, f))
+    return files
+
+
+def write_list(path, chosen):
+    if path:
+        with open(path, "w") as f:
+            f.write("".join(p + "\n" for p in chosen))
+
+
+def grow_tree(root, percent, seed, list_path=None):
+    files = tree_files(root)
+    rng = random.Random(int(seed))
+    n = max(1, round(len(files) * float(percent) / 100))
+    chosen = rng.sample(files, n)
+    grown = 0
+    for p in chosen:
+        with open(p, "rb") as f:
+            data = f.read()
+        os.unlink(p)  # the tree may share inodes with the v1 tree (cp -al)
+        extra = data[: max(1, len(data) // 10)][::-1]
+        with open(p, "wb") as f:
+            f.write(data + extra)
+        os.chmod(p, 0o644)
+        os.utime(p, (NEW_MTIME, NEW_MTIME))
+        grown += len(extra)
+    for d, dirs, _ in os.walk(root):
+        os.utime(d, (FIXED_MTIME, FIXED_MTIME))
+    write_list(list_path, chosen)
+    print(f"{n} of {len(files)} files grew by {grown / 1048576:.1f} MiB")
+
+
+def mutate_tree(root, percent, seed, list_path=None):
     files = []
     for d, dirs, fs in os.walk(root):
         dirs.sort()
@@ -103,6 +147,7 @@ def mutate_tree(root, percent, seed):
         total += len(data)
     for d, dirs, _ in os.walk(root):
         os.utime(d, (FIXED_MTIME, FIXED_MTIME))
+    write_list(list_path, chosen)
     print(f"{n} of {len(files)} files, {total / 1048576:.1f} MiB")
 
 
@@ -155,6 +200,18 @@ def phases(out_json, out_stdout, cmd):
         sys.exit(rc)
 
 
+def store_delta(s1, s2):
+    def chunks(store):
+        out = {}
+        for d, _, fs in os.walk(store):
+            for f in fs:
+                if f.endswith(".cacnk"):
+                    out[f] = os.path.getsize(os.path.join(d, f))
+        return out
+    a, b = chunks(s1), chunks(s2)
+    print(sum(size for name, size in b.items() if name not in a))
+
+
 def med(xs):
     return statistics.median(xs) if xs else None
 
@@ -166,6 +223,7 @@ def fmt_mib(n):
 def summarize(jsonl, out_json):
     runs = [json.loads(l) for l in open(jsonl) if l.strip()]
     meta = next((r for r in runs if r.get("kind") == "meta"), {})
+    cmp = next((r for r in runs if r.get("kind") == "compare"), {})
     meta["load_end"] = next((r["load"] for r in runs if r.get("kind") == "load_end"), None)
     groups = {}
     for r in runs:
@@ -183,7 +241,7 @@ def summarize(jsonl, out_json):
             "wall_all_s": [r[key]["wall"] for r in rs],
         }
 
-    out = {"meta": meta, "full": {}, "delta": {}}
+    out = {"meta": meta, "compare": cmp, "full": {}, "delta": {}}
     a = groups.get(("abup", ""), [])
     b = groups.get(("baseline", ""), [])
     if a:
@@ -281,6 +339,29 @@ def summarize(jsonl, out_json):
                   f"{v}: {s['summary']['reusedBytes'] / s['summary']['imageBytes']:.1%}"
                   for v, s in out["delta"].items()) + ")")
         p("")
+        p(f"Delta bytes against casync and the floor (layout shift: {cmp.get('changed3', '?')})")
+        hdr = (f"  {'scenario':<14}{'abup fresh':>14}{'abup recorded':>15}{'casync':>12}"
+               f"{'floor':>12}{'abup/casync':>13}")
+        p(hdr)
+        p("  " + "-" * (len(hdr) - 2))
+        for scenario, v in (("in place", "v2"), ("layout shift", "v3")):
+            fresh = out["delta"].get(f"{scenario}: fresh (index booted slot)")
+            rec = out["delta"].get(f"{scenario}: recorded v1 manifest")
+            if not fresh and not rec:
+                continue
+            cas, floor = cmp.get(f"casync_{v}"), cmp.get(f"floor_{v}")
+            worst = max(s["summary"]["downloadedBytes"] for s in (fresh, rec) if s)
+            p(f"  {scenario:<14}"
+              f"{fmt_mib(fresh and fresh['summary']['downloadedBytes']):>14}"
+              f"{fmt_mib(rec and rec['summary']['downloadedBytes']):>15}"
+              f"{fmt_mib(cas):>12}{fmt_mib(floor):>12}"
+              f"{(f'{worst / cas:.2f}x' if cas else '-'):>13}")
+        p("")
+    if cmp.get("cosi_fixed4m_bytes") and meta.get("cosi_bytes"):
+        p(f"COSI of v1: {fmt_mib(meta['cosi_bytes'])} in content-defined frames, "
+          f"{fmt_mib(cmp['cosi_fixed4m_bytes'])} in fixed 4 MiB frames: "
+          f"{meta['cosi_bytes'] / cmp['cosi_fixed4m_bytes']:.3f}x")
+        p("")
     p(f"JSON summary: {out_json}")
 
 
@@ -292,7 +373,11 @@ def main():
     elif cmd == "pick-tree":
         pick_tree(a[0], a[1], a[2:])
     elif cmd == "mutate-tree":
-        mutate_tree(a[0], a[1], a[2])
+        mutate_tree(*a[:4])
+    elif cmd == "store-delta":
+        store_delta(a[0], a[1])
+    elif cmd == "grow-tree":
+        grow_tree(*a[:4])
     elif cmd == "phases":
         i = a.index("--")
         phases(a[0], a[1], a[i + 1:])

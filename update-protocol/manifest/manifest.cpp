@@ -4,6 +4,7 @@
 #include <ctime>
 #include <nlohmann/json.hpp>
 
+#include "abup/chunker.hpp"
 #include "abup/hex.hpp"
 #include "update-protocol/cosi/cosi.hpp"
 
@@ -48,6 +49,136 @@ Result<std::array<std::uint8_t, N>> get_digest(const json& o, const std::string&
   std::array<std::uint8_t, N> out;
   std::copy(raw->begin(), raw->end(), out.begin());
   return out;
+}
+
+// Schema 1: objects with a compressed offset; each frame starts where the previous one ended.
+Status parse_frames_fixed(const json& frames, const std::string& p, ManifestImage& img) {
+  std::uint64_t coff = 0, uoff = 0;
+  img.frames.reserve(frames.size());
+  for (std::size_t j = 0; j < frames.size(); ++j) {
+    const auto& f = frames[j];
+    std::string fp = p + ".frames[" + std::to_string(j) + "]";
+    if (!f.is_object()) return bad(fp, "expected an object");
+    Frame fr;
+    ABUP_TRY(fr.offset, get<std::uint64_t>(f, fp, "offset"));
+    ABUP_TRY(fr.size, get<std::uint64_t>(f, fp, "size"));
+    ABUP_TRY(fr.uncompressed_size, get<std::uint64_t>(f, fp, "uncompressedSize"));
+    ABUP_TRY(fr.sha256, get_digest<32>(f, fp, "sha256"));
+    ABUP_TRY(fr.chunk_sha256, get_digest<32>(f, fp, "chunkSha256"));
+    ABUP_TRY(fr.chunk_xxh3, get_digest<16>(f, fp, "chunkXxh3"));
+    if (fr.offset != coff) return bad(fp + ".offset", "frames must be contiguous");
+    if (fr.size == 0 || fr.uncompressed_size == 0 || fr.uncompressed_size > kMaxFrameUncompressed)
+      return bad(fp, "empty or oversized frame");
+    if (fr.size > img.compressed_size - coff || img.compressed_size < coff)
+      return bad(fp, "runs past compressedSize");
+    fr.uncompressed_offset = uoff;
+    coff += fr.size;
+    uoff += fr.uncompressed_size;
+    if (uoff > img.uncompressed_size) return bad(fp, "runs past uncompressedSize");
+    img.frames.push_back(fr);
+  }
+  return {};
+}
+
+Result<std::uint64_t> frame_number(const json& v, const std::string& fp, const char* what) {
+  if (!v.is_number_unsigned())
+    return bad(fp, std::string(what) + ": expected a non-negative integer");
+  return v.get<std::uint64_t>();
+}
+
+template <std::size_t N>
+Result<std::array<std::uint8_t, N>> frame_digest(const json& v, const std::string& fp,
+                                                 const char* what) {
+  auto raw = v.is_string() ? from_hex(v.get_ref<const std::string&>()) : std::nullopt;
+  if (!raw || raw->size() != N)
+    return bad(fp, std::string(what) + ": expected " + std::to_string(2 * N) + " hex digits");
+  std::array<std::uint8_t, N> out;
+  std::copy(raw->begin(), raw->end(), out.begin());
+  return out;
+}
+
+// Schema 2: [uncompressedOffset, uncompressedSize, compressedSize, sha256, chunkSha256,
+// chunkXxh3]. The signed uncompressed offsets must tile the image exactly: in order, no overlap,
+// no gap; every frame but the last a whole number of 4 KiB blocks within the chunker's sizes (the
+// read-back reads them with O_DIRECT); compressed frames contiguous and no larger than zstd's
+// bound for their content.
+Status parse_frames_cdc(const json& frames, const std::string& p, ManifestImage& img) {
+  auto params = ChunkerParams::parse(img.chunker);
+  if (!params)
+    return bad(p + ".chunker", "unsupported '" + img.chunker + "' (expected cdc/MINK/AVGK/MAXK)");
+  std::uint64_t coff = 0, uoff = 0;
+  img.frames.reserve(frames.size());
+  for (std::size_t j = 0; j < frames.size(); ++j) {
+    const auto& f = frames[j];
+    const std::string fp = p + ".frames[" + std::to_string(j) + "]";
+    if (!f.is_array() || f.size() != kFrameFields)
+      return bad(fp,
+                 "expected [uncompressedOffset, uncompressedSize, compressedSize, sha256, "
+                 "chunkSha256, chunkXxh3]");
+    Frame fr;
+    ABUP_TRY(fr.uncompressed_offset, frame_number(f[0], fp, "uncompressedOffset"));
+    ABUP_TRY(fr.uncompressed_size, frame_number(f[1], fp, "uncompressedSize"));
+    ABUP_TRY(fr.size, frame_number(f[2], fp, "compressedSize"));
+    ABUP_TRY(fr.sha256, frame_digest<32>(f[3], fp, "sha256"));
+    ABUP_TRY(fr.chunk_sha256, frame_digest<32>(f[4], fp, "chunkSha256"));
+    ABUP_TRY(fr.chunk_xxh3, frame_digest<16>(f[5], fp, "chunkXxh3"));
+    const std::string at = " (uncompressedOffset " + std::to_string(fr.uncompressed_offset) +
+                           ", previous frame ends at " + std::to_string(uoff) + ")";
+    if (j > 0 && fr.uncompressed_offset <= img.frames.back().uncompressed_offset)
+      return bad(fp, "frames out of order" + at);
+    if (fr.uncompressed_offset < uoff) return bad(fp, "overlaps the previous frame" + at);
+    if (fr.uncompressed_offset > uoff) return bad(fp, "leaves a gap after the previous frame" + at);
+    if (fr.uncompressed_size == 0 || fr.size == 0) return bad(fp, "zero-size frame");
+    const bool last = j + 1 == frames.size();
+    if (fr.uncompressed_size > params->max)
+      return bad(fp, "oversized frame: " + std::to_string(fr.uncompressed_size) +
+                         " bytes, the chunker's maximum is " + std::to_string(params->max));
+    if (!last && (fr.uncompressed_size % kChunkBlock || fr.uncompressed_size < params->min))
+      return bad(fp, "uncompressedSize " + std::to_string(fr.uncompressed_size) +
+                         " is not a multiple of 4096 of at least the chunker's minimum");
+    // zstd never needs more than its bound (ZSTD_compressBound: n + n/256 + a small constant).
+    if (fr.size > fr.uncompressed_size + (fr.uncompressed_size >> 8) + 1024)
+      return bad(fp, "oversized frame: compressedSize " + std::to_string(fr.size) + " for " +
+                         std::to_string(fr.uncompressed_size) + " uncompressed bytes");
+    if (img.compressed_size < coff || fr.size > img.compressed_size - coff)
+      return bad(fp, "runs past compressedSize");
+    if (fr.uncompressed_size > img.uncompressed_size - uoff)
+      return bad(fp, "runs past uncompressedSize");
+    fr.offset = coff;
+    coff += fr.size;
+    uoff += fr.uncompressed_size;
+    img.frames.push_back(fr);
+  }
+  return {};
+}
+
+json frames_fixed_json(const ManifestImage& img) {
+  json out = json::array();
+  for (const auto& f : img.frames)
+    out.push_back({{"offset", f.offset},
+                   {"size", f.size},
+                   {"uncompressedSize", f.uncompressed_size},
+                   {"sha256", to_hex(f.sha256)},
+                   {"chunkSha256", to_hex(f.chunk_sha256)},
+                   {"chunkXxh3", to_hex(f.chunk_xxh3)}});
+  return out;
+}
+
+std::string frames_placeholder(std::size_t image) {
+  return "@abup-frames-" + std::to_string(image) + "@";
+}
+
+std::string frames_cdc_text(const ManifestImage& img, const std::string& indent) {
+  std::string out = "[\n";
+  out.reserve(img.frames.size() * 190);
+  for (std::size_t i = 0; i < img.frames.size(); ++i) {
+    const auto& f = img.frames[i];
+    out += indent + "  [" + std::to_string(f.uncompressed_offset) + ", " +
+           std::to_string(f.uncompressed_size) + ", " + std::to_string(f.size) + ", \"" +
+           to_hex(f.sha256) + "\", \"" + to_hex(f.chunk_sha256) + "\", \"" + to_hex(f.chunk_xxh3) +
+           "\"]" + (i + 1 < img.frames.size() ? ",\n" : "\n");
+  }
+  return out + indent + "]";
 }
 
 }  // namespace
@@ -104,13 +235,20 @@ std::string format_utc_time(std::int64_t seconds) {
 }
 
 Result<Manifest> parse_manifest(std::string_view text) {
+  if (text.size() > kMaxManifestText)
+    return make_error(Errc::invalid_input, "abup/manifest.json: " + std::to_string(text.size()) +
+                                               " bytes, more than the limit of " +
+                                               std::to_string(kMaxManifestText));
   json doc = json::parse(text.begin(), text.end(), nullptr, false);
   if (doc.is_discarded())
     return make_error(Errc::invalid_input, "abup/manifest.json: not valid JSON");
   if (!doc.is_object()) return bad("(top)", "expected an object");
   Manifest m;
   ABUP_TRY(auto schema, get<std::uint64_t>(doc, "", "schemaVersion"));
-  if (schema != 1) return bad("schemaVersion", "unsupported schema " + std::to_string(schema));
+  if (schema != kManifestSchemaFixed && schema != kManifestSchemaCdc)
+    return bad("schemaVersion", "unsupported schema " + std::to_string(schema) +
+                                    " (this abup reads 1 and 2; a newer abup may be needed)");
+  m.schema_version = static_cast<int>(schema);
   ABUP_TRY(m.version, get<std::string>(doc, "", "version"));
   if (auto v = Version::parse(m.version); !v) return bad("version", v.error().message);
   ABUP_TRY(m.min_version, get<std::string>(doc, "", "minVersion", false));
@@ -138,6 +276,7 @@ Result<Manifest> parse_manifest(std::string_view text) {
   if (chunk_digest != "sha256+xxh3-128")
     return bad("chunkDigest", "unsupported '" + chunk_digest + "' (expected sha256+xxh3-128)");
 
+  std::size_t total_frames = 0;
   auto images = doc.find("images");
   if (images == doc.end() || !images->is_array() || images->empty())
     return bad("images", "expected a non-empty array");
@@ -154,30 +293,19 @@ Result<Manifest> parse_manifest(std::string_view text) {
     auto frames = o.find("frames");
     if (frames == o.end() || !frames->is_array() || frames->empty())
       return bad(p + ".frames", "expected a non-empty array");
-    std::uint64_t coff = 0, uoff = 0;
-    img.frames.reserve(frames->size());
-    for (std::size_t j = 0; j < frames->size(); ++j) {
-      const auto& f = (*frames)[j];
-      std::string fp = p + ".frames[" + std::to_string(j) + "]";
-      if (!f.is_object()) return bad(fp, "expected an object");
-      Frame fr;
-      ABUP_TRY(fr.offset, get<std::uint64_t>(f, fp, "offset"));
-      ABUP_TRY(fr.size, get<std::uint64_t>(f, fp, "size"));
-      ABUP_TRY(fr.uncompressed_size, get<std::uint64_t>(f, fp, "uncompressedSize"));
-      ABUP_TRY(fr.sha256, get_digest<32>(f, fp, "sha256"));
-      ABUP_TRY(fr.chunk_sha256, get_digest<32>(f, fp, "chunkSha256"));
-      ABUP_TRY(fr.chunk_xxh3, get_digest<16>(f, fp, "chunkXxh3"));
-      if (fr.offset != coff) return bad(fp + ".offset", "frames must be contiguous");
-      if (fr.size == 0 || fr.uncompressed_size == 0 || fr.uncompressed_size > kMaxFrameUncompressed)
-        return bad(fp, "empty or oversized frame");
-      if (fr.size > img.compressed_size - coff || img.compressed_size < coff)
-        return bad(fp, "runs past compressedSize");
-      fr.uncompressed_offset = uoff;
-      coff += fr.size;
-      uoff += fr.uncompressed_size;
-      if (uoff > img.uncompressed_size) return bad(fp, "runs past uncompressedSize");
-      img.frames.push_back(fr);
+    total_frames += frames->size();
+    if (total_frames > kMaxFrames)
+      return bad(p + ".frames", "more than " + std::to_string(kMaxFrames) +
+                                    " frames in the manifest (an endless frame table?)");
+    if (schema == kManifestSchemaCdc) {
+      ABUP_TRY(img.chunker, get<std::string>(o, p, "chunker"));
+      ABUP_CHECK(parse_frames_cdc(*frames, p, img));
+    } else {
+      ABUP_CHECK(parse_frames_fixed(*frames, p, img));
     }
+    const std::uint64_t coff = img.frames.back().offset + img.frames.back().size;
+    const std::uint64_t uoff =
+        img.frames.back().uncompressed_offset + img.frames.back().uncompressed_size;
     if (coff != img.compressed_size) return bad(p, "frames do not add up to compressedSize");
     if (uoff != img.uncompressed_size) return bad(p, "frames do not add up to uncompressedSize");
     for (const auto& other : m.images)
@@ -208,17 +336,24 @@ std::string serialize_manifest(const Manifest& m) {
     if (!img.part_type.empty()) j["partType"] = img.part_type;
     j["compressedSize"] = img.compressed_size;
     j["uncompressedSize"] = img.uncompressed_size;
-    j["frames"] = json::array();
-    for (const auto& f : img.frames)
-      j["frames"].push_back({{"offset", f.offset},
-                             {"size", f.size},
-                             {"uncompressedSize", f.uncompressed_size},
-                             {"sha256", to_hex(f.sha256)},
-                             {"chunkSha256", to_hex(f.chunk_sha256)},
-                             {"chunkXxh3", to_hex(f.chunk_xxh3)}});
+    if (m.schema_version == kManifestSchemaCdc) {
+      j["chunker"] = img.chunker;
+      // A placeholder, replaced below by one line per frame: dump(2) would spend a line on
+      // every field, tripling the bytes every node downloads.
+      j["frames"] = frames_placeholder(doc["images"].size());
+    } else {
+      j["frames"] = frames_fixed_json(img);
+    }
     doc["images"].push_back(std::move(j));
   }
-  return doc.dump(2) + "\n";
+  std::string text = doc.dump(2) + "\n";
+  if (m.schema_version == kManifestSchemaCdc)
+    for (std::size_t i = 0; i < m.images.size(); ++i) {
+      const std::string placeholder = "\"frames\": " + json(frames_placeholder(i)).dump();
+      auto at = text.find(placeholder);
+      text.replace(at, placeholder.size(), "\"frames\": " + frames_cdc_text(m.images[i], "      "));
+    }
+  return text;
 }
 
 Status check_policy(const Manifest& m, const PolicyInput& in) {

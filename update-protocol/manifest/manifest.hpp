@@ -21,7 +21,7 @@ namespace abup::protocol {
 struct Frame {
   std::uint64_t offset = 0;  // compressed, from the start of the image's tar entry data
   std::uint64_t size = 0;    // compressed bytes
-  std::uint64_t uncompressed_offset = 0;  // derived: sum of the previous frames' sizes
+  std::uint64_t uncompressed_offset = 0;  // v1: derived (sum of the previous sizes); v2: signed
   std::uint64_t uncompressed_size = 0;
   Sha256 sha256{};        // of the compressed frame
   Sha256 chunk_sha256{};  // of the uncompressed chunk
@@ -35,10 +35,19 @@ struct ManifestImage {
   std::uint64_t compressed_size = 0;
   std::uint64_t uncompressed_size = 0;
   std::vector<Frame> frames;
+  // Schema 2: how the frames were cut ("cdc/16K/64K/256K", abup/chunker.hpp), so the agent can
+  // cut the booted slot the same way. Empty in schema 1 (fixed-size frames).
+  std::string chunker;
 };
 
+// Schema 1: frames are objects with a compressed offset, their uncompressed offsets derived.
+// Schema 2: content-defined frames, each a compact array carrying its uncompressed offset
+// (see kFrameFields), and the image's `chunker`.
+inline constexpr int kManifestSchemaFixed = 1;
+inline constexpr int kManifestSchemaCdc = 2;
+
 struct Manifest {
-  int schema_version = 1;
+  int schema_version = kManifestSchemaFixed;
   std::string version;
   std::string min_version;       // oldest running version this image may replace; empty = any
   std::string variant;           // os-release VARIANT_ID it is for; empty = any
@@ -56,6 +65,13 @@ struct Manifest {
 inline constexpr std::string_view kVeritySuffix = "#verity";
 
 inline constexpr std::uint64_t kMaxFrameUncompressed = std::uint64_t{1} << 40;
+// An endless frame table is an attack on memory: 2^20 frames is 64 GiB of 64 KiB frames and
+// ~110 MiB of parsed table; more is refused before it is parsed.
+inline constexpr std::size_t kMaxFrames = std::size_t{1} << 20;
+inline constexpr std::size_t kMaxManifestText = 64 << 20;
+// Schema 2 frame: [uncompressedOffset, uncompressedSize, compressedSize, sha256, chunkSha256,
+// chunkXxh3]; the compressed offsets are contiguous from 0 and so not repeated.
+inline constexpr std::size_t kFrameFields = 6;
 
 [[nodiscard]] Result<Manifest> parse_manifest(std::string_view json);
 // Deterministic JSON (sorted keys, two-space indent, trailing newline).

@@ -131,15 +131,58 @@ TEST_CASE("the primary-GPT region is a GPT that sgdisk reads, with the usr parti
 TEST_CASE("build frame size and a dm-verity hash image") {
   Bench b;
 
-  SUBCASE("the default 4 MiB frames: 10 MiB in 3 frames") {
-    auto cosi = b / "default.cosi";
-    image_tool_ok("build --usr " + q(b.usr()) + " --version 202607.02.0 --out " + q(cosi));
+  SUBCASE("--chunker fixed: 4 MiB frames in a schema-1 manifest, 10 MiB in 3 frames") {
+    auto cosi = b / "fixed.cosi";
+    image_tool_ok("build --usr " + q(b.usr()) + " --version 202607.02.0 --chunker fixed --out " +
+                  q(cosi));
     CHECK(inspect_json(cosi)["manifest"]["frames"][0]["count"] == 3);
     auto manifest = nlohmann::json::parse(tar_member(cosi, "abup/manifest.json"));
+    CHECK(manifest["schemaVersion"] == 1);
     const auto& frames = manifest["images"][0]["frames"];
     REQUIRE(frames.size() == 3);
     CHECK(frames[0]["uncompressedSize"] == 4 << 20);
     CHECK(frames[2]["uncompressedSize"] == 2 << 20);
+  }
+
+  SUBCASE("the default: content-defined frames, still one zstd stream that decodes to the input") {
+    auto cosi = b / "cdc.cosi";
+    image_tool_ok("build --usr " + q(b.usr()) + " --version 202607.02.0 --out " + q(cosi));
+    auto manifest = nlohmann::json::parse(tar_member(cosi, "abup/manifest.json"));
+    CHECK(manifest["schemaVersion"] == 2);
+    const auto& img = manifest["images"][0];
+    CHECK(img["chunker"] == "cdc/16K/128K/512K");
+    const auto& frames = img["frames"];
+    REQUIRE(frames.size() > 10);
+    std::uint64_t next = 0;
+    for (std::size_t i = 0; i < frames.size(); ++i) {
+      const auto off = frames[i][0].get<std::uint64_t>(), len = frames[i][1].get<std::uint64_t>();
+      CHECK(off == next);
+      CHECK(len <= 512u << 10);
+      if (i + 1 < frames.size()) CHECK(len % 4096 == 0);
+      next = off + len;
+    }
+    CHECK(next == kUsrBytes);
+    // Stock readers see one ordinary zstd stream of as many frames, equal to the input.
+    run_ok("tar -xOf " + q(cosi) + " images/usr.img.zst > " + q(b / "cdc.zst"));
+    CHECK(run_ok("zstd -dc " + q(b / "cdc.zst") + " | cmp - " + q(b.usr()) + " && echo same") ==
+          "same\n");
+    CHECK(run_ok("zstd -lv " + q(b / "cdc.zst") +
+                 " 2>/dev/null | sed -n 's/^# Zstandard Frames: *//p'") ==
+          std::to_string(frames.size()) + "\n");
+    image_tool_ok("sign --key " + q(b.key(kEd25519)) + " " + q(cosi));
+    CHECK(contains(image_tool_ok("verify --keyring " + q(b.keyring()) + " " + q(cosi)),
+                   std::to_string(frames.size()) + " frames verified"));
+  }
+
+  SUBCASE("--frame-size with a content-defined chunker is a usage error") {
+    auto r = image_tool("build --usr " + q(b.usr()) + " --version 1.0.0 --chunker cdc " +
+                        "--frame-size 1M --out " + q(b / "x.cosi"));
+    CHECK(r.exit_code != 0);
+    CHECK(contains(r.out, "--frame-size only applies to --chunker fixed"));
+    r = image_tool("build --usr " + q(b.usr()) + " --version 1.0.0 --chunker cdc/16K/48K/1M " +
+                   "--out " + q(b / "x.cosi"));
+    CHECK(r.exit_code != 0);
+    CHECK(contains(r.out, "--chunker 'cdc/16K/48K/1M'"));
   }
 
   SUBCASE("--usr-hash and --roothash add the verity image to metadata, manifest and GPT") {

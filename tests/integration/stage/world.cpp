@@ -68,8 +68,12 @@ World::World(std::uint64_t usr_mib, const std::string& running, bool hash_partit
 std::filesystem::path World::build(const std::string& name, const std::string& version,
                                    const std::string& extra) {
   auto out = tmp_ / "images" / (name + ".cosi");
+  // 1 MiB fixed frames unless the test chooses how frames are cut.
+  const bool chooses = extra.find("--chunker") != std::string::npos ||
+                       extra.find("--frame-size") != std::string::npos;
   run_ok(abup_image_bin() + " build --usr " + shell_quote(usr_image().string()) + " --version " +
-         version + " --frame-size 1M --out " + shell_quote(out.string()) + " " + extra);
+         version + (chooses ? "" : " --frame-size 1M") + " --out " + shell_quote(out.string()) +
+         " " + extra);
   return out;
 }
 

@@ -34,7 +34,8 @@ class World {
   std::filesystem::path signer2() const { return tmp_ / "signer2.pem"; }    // trusted, ecdsa p256
   std::filesystem::path stranger() const { return tmp_ / "stranger.pem"; }  // not trusted
 
-  // Builds images/NAME.cosi (unsigned) from usr.img; `extra` adds abup-image build options.
+  // Builds images/NAME.cosi (unsigned) from usr.img, in 1 MiB fixed frames unless `extra` (more
+  // abup-image build options) has --chunker or --frame-size.
   std::filesystem::path build(const std::string& name, const std::string& version,
                               const std::string& extra = "");
   // build() + sign with `key` (default: the trusted signer).

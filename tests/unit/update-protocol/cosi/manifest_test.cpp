@@ -71,7 +71,8 @@ TEST_CASE("manifest structure errors are precise") {
   CHECK(bad("\"arch\": \"x86_64\"", "\"arch\": \"sparc\"") ==
         "abup/manifest.json: arch: unknown architecture 'sparc'");
   CHECK(bad("\"schemaVersion\": 1", "\"schemaVersion\": 7") ==
-        "abup/manifest.json: schemaVersion: unsupported schema 7");
+        "abup/manifest.json: schemaVersion: unsupported schema 7 (this abup reads 1 and 2; a "
+        "newer abup may be needed)");
   CHECK(bad("2026", "20x6").find("issuedAt") != std::string::npos);
 }
 

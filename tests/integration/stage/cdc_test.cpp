@@ -1,0 +1,166 @@
+// Content-defined frames (schema-2 manifests) through the whole stage, and images of the fixed
+// format (schema 1) that keep installing.
+#include <doctest/doctest.h>
+
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "abup/digest.hpp"
+#include "abup/hex.hpp"
+#include "world.hpp"
+
+using namespace abup::test;
+
+namespace {
+
+void check_staged(const World& w, const std::string& version) {
+  auto usr = read_file(w.usr_image());
+  CHECK_MESSAGE(w.slot_bytes('B', usr.size()) == usr, "slot B holds the image byte for byte");
+  auto status = nlohmann::json::parse(w.slot_state_json());
+  REQUIRE(status["slots"].size() == 2);
+  CHECK(status["slots"][1]["state"] == "staged");
+  CHECK(status["slots"][1]["version"] == version);
+}
+
+std::string manifest_of(const std::filesystem::path& cosi) {
+  return run_ok("tar -xOf " + shell_quote(cosi.string()) + " abup/manifest.json");
+}
+
+}  // namespace
+
+TEST_CASE("an image of content-defined frames stages byte for byte, and re-staging skips it all") {
+  World w;
+  auto image = w.build_signed("v2", "202607.02.0", "--chunker cdc");
+  auto manifest = nlohmann::json::parse(manifest_of(image));
+  REQUIRE(manifest["schemaVersion"] == 2);
+  REQUIRE(manifest["images"][0]["frames"].size() > 20);
+  auto r = w.stage(image.string(), "--json");
+  INFO(r.out);
+  REQUIRE(r.exit_code == 0);
+  check_staged(w, "202607.02.0");
+  auto again = w.stage(image.string(), "--json");
+  INFO(again.out);
+  REQUIRE(again.exit_code == 0);
+  CHECK(json_field(again.out, "writtenBytes") == "0");
+  CHECK(json_field(again.out, "rangeRequests") == "0");
+  check_staged(w, "202607.02.0");
+}
+
+TEST_CASE("an image built the old way (fixed 4 MiB frames, schema 1) still stages") {
+  World w;
+  auto image = w.build_signed("old", "202607.02.0", "--chunker fixed --frame-size 4M");
+  auto manifest = nlohmann::json::parse(manifest_of(image));
+  REQUIRE(manifest["schemaVersion"] == 1);
+  CHECK(manifest["images"][0]["frames"][0]["uncompressedSize"] == 4 << 20);
+  auto r = w.stage(image.string(), "--json");
+  INFO(r.out);
+  REQUIRE(r.exit_code == 0);
+  check_staged(w, "202607.02.0");
+}
+
+namespace {
+
+// v1 on the booted slot A (staged onto B, copied to A: no manifest is recorded for A, so the
+// stage must cut A itself), then usr.img rebuilt as v2 with an early file grown and a new one
+// added, so mkfs places the files after them elsewhere. Returns v2's image.
+std::filesystem::path moved_files_world(World& w) {
+  const auto tree = shell_quote(w.path("tree").string());
+  const auto img = shell_quote(w.usr_image().string());
+  // 4 KiB blocks as on a real /usr (mkfs picks 1 KiB for so small a file system).
+  const std::string mkfs = "truncate -s 24M " + img + "; mkfs.ext4 -q -F -b 4096 -d . " + img;
+  run_ok("set -e; cd " + tree + "; rm -f " + img + "; " + mkfs);
+  auto v1 = w.build_signed("v1", "202607.01.0", "--chunker cdc");
+  REQUIRE(w.stage(v1.string()).exit_code == 0);
+  auto usr = read_file(w.usr_image());
+  run_ok("set -e; d=" + shell_quote(w.disk().string()) +
+         "; a=$(sgdisk -i 3 $d | awk '/First sector/{print $3}');"
+         " b=$(sgdisk -i 4 $d | awk '/First sector/{print $3}');"
+         " dd if=$d of=$d bs=512 skip=$b seek=$a count=" +
+         std::to_string(usr.size() / 512) + " conv=notrunc status=none");
+  auto first_block = [&] {
+    return run_ok("debugfs -R 'bmap /lib/libx.so 0' " + img + " 2>/dev/null");
+  };
+  const auto before = first_block();
+  run_ok("set -e; cd " + tree +
+         "; head -c 1000000 /dev/urandom >> bin/tool;"
+         " head -c 700000 /dev/urandom > bin/aaa; rm -f " +
+         img + "; " + mkfs);
+  REQUIRE_MESSAGE(first_block() != before, "the test needs /lib/libx.so to move");
+  return w.build_signed("v2", "202607.02.0", "--chunker cdc");
+}
+
+}  // namespace
+
+namespace {
+
+// Compressed bytes of v2's frames that neither v1 has nor are zeros: what a delta must fetch.
+std::uint64_t needed_bytes(const std::filesystem::path& v1, const std::filesystem::path& v2) {
+  auto frames = [](const std::filesystem::path& p) {
+    return nlohmann::json::parse(manifest_of(p))["images"][0]["frames"];
+  };
+  std::set<std::string> have;
+  for (const auto& f : frames(v1)) have.insert(f[5].get<std::string>());
+  std::uint64_t total = 0;
+  for (const auto& f : frames(v2)) {
+    const std::string zeros(f[1].get<std::size_t>(), '\0');
+    const std::string zeros_sha = abup::to_hex(abup::sha256(abup::as_bytes(zeros)));
+    if (!have.count(f[5].get<std::string>()) && f[4].get<std::string>() != zeros_sha)
+      total += f[2].get<std::uint64_t>();
+  }
+  return total;
+}
+
+}  // namespace
+
+TEST_CASE("chunks that moved are found anywhere in the booted slot by cutting it like the image") {
+  World w;
+  auto v2 = moved_files_world(w);
+  auto r = w.stage(v2.string(), "--json");
+  INFO(r.out);
+  REQUIRE(r.exit_code == 0);
+  // Only what changed crosses the wire: the needed frames, gaps of at most 16 KiB between them,
+  // the manifest and the tar index's read-ahead windows.
+  const auto requests = std::stoull(json_field(r.out, "rangeRequests"));
+  const auto manifest = manifest_of(v2).size();
+  CHECK(std::stoull(json_field(r.out, "downloadedBytes")) <=
+        needed_bytes(w.path("images/v1.cosi"), v2) + requests * (16 << 10) + manifest +
+            (256 << 10));
+  // /lib/libx.so (5 MB of random bytes) moved and is copied, not downloaded.
+  CHECK(std::stoull(json_field(r.out, "reusedBytes")) >= 4u << 20);
+  CHECK(std::stoull(json_field(r.out, "downloadedBytes")) + (4u << 20) <
+        std::filesystem::file_size(v2));
+  check_staged(w, "202607.02.0");
+}
+
+TEST_CASE("a booted slot that changes after it was indexed costs a download, never a wrong byte") {
+  World w;
+  auto v2 = moved_files_world(w);
+  const auto dir = w.dir();
+  // abup stops (SIGSTOP) right after planning what to copy from the booted slot.
+  run_ok("cd " + shell_quote(dir.string()) + "; (sh -c 'echo $$ > pid; exec env " +
+         "ABUP_FAULT=reuse-planned:1:stop " + abup_bin() + " stage --no-progress --json --disk " +
+         shell_quote(w.disk().string()) + " --root " + shell_quote(w.root().string()) +
+         " --keyring " + shell_quote(w.keyring().string()) + " --source " +
+         shell_quote(v2.string()) + "' > out 2>&1; echo $? > rc) >/dev/null 2>&1 &");
+  auto stopped = [&] {
+    auto pid = read_file(dir / "pid");
+    auto stat = run("cat /proc/" + pid.substr(0, pid.find('\n')) + "/stat");
+    return stat.out.find(") T ") != std::string::npos;
+  };
+  for (int i = 0; i < 600 && !(std::filesystem::exists(dir / "pid") && stopped()); ++i)
+    run_ok("sleep 0.1");
+  REQUIRE(stopped());
+  // Every byte of the booted slot changes while abup is stopped.
+  run_ok("set -e; d=" + shell_quote(w.disk().string()) +
+         "; a=$(sgdisk -i 3 $d | awk '/First sector/{print $3}'); head -c " +
+         std::to_string(std::filesystem::file_size(w.usr_image())) +
+         " /dev/urandom | dd of=$d bs=512 seek=$a conv=notrunc status=none");
+  const auto pid = read_file(dir / "pid");
+  run_ok("kill -CONT " + pid.substr(0, pid.find('\n')));
+  for (int i = 0; i < 600 && !std::filesystem::exists(dir / "rc"); ++i) run_ok("sleep 0.1");
+  const auto out = read_file(dir / "out");
+  INFO(out);
+  REQUIRE(read_file(dir / "rc") == "0\n");
+  CHECK(json_field(out, "reusedBytes") == "0");
+  check_staged(w, "202607.02.0");
+}
