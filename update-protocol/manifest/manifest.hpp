@@ -37,6 +37,22 @@ struct ManifestImage {
   std::vector<Frame> frames;
 };
 
+// A file the release boots with (kernel, UKI, initramfs, UKI addon), stored as its own zstd tar
+// entry after the images. `name` is a logical name ("vmlinuz", "initrd", "uki", "addon-a",
+// "addon-b"); where it goes on the ESP is the boot backend's business (partitions/boot/placement).
+struct BootFile {
+  std::string name;
+  std::string path;                   // tar entry: "boot/<name>.zst"
+  std::uint64_t size = 0;             // uncompressed bytes
+  std::uint64_t compressed_size = 0;  // bytes of the tar entry
+  Sha256 sha256{};                    // of the uncompressed file
+};
+
+// Manifests with boot files are schema 2, so an agent that predates them (and would install the
+// new /usr on the old kernel) refuses the image instead; images without boot files stay schema 1.
+inline constexpr int kSchemaBootFiles = 2;
+inline constexpr std::uint64_t kMaxBootFileSize = std::uint64_t{512} << 20;
+
 struct Manifest {
   int schema_version = 1;
   std::string version;
@@ -48,14 +64,20 @@ struct Manifest {
   bool allow_downgrade = false;  // signed policy: may replace a newer running version
   std::string metadata_sha384;   // hex
   std::vector<ManifestImage> images;
+  std::vector<BootFile> boot_files;
 
   [[nodiscard]] const ManifestImage* find_mount(std::string_view mount_point) const;
+  [[nodiscard]] const BootFile* find_boot_file(std::string_view name) const;
 };
 
 // Mount point suffix naming an image's dm-verity hash image in the manifest ("/usr#verity").
 inline constexpr std::string_view kVeritySuffix = "#verity";
 
 inline constexpr std::uint64_t kMaxFrameUncompressed = std::uint64_t{1} << 40;
+
+// A boot file's logical name: 1-64 of [A-Za-z0-9._-], not "." or "..", so it can never be a path
+// (no '/', no absolute path, no NUL or control characters). Errc::invalid_input naming it.
+[[nodiscard]] Status check_boot_file_name(std::string_view name);
 
 [[nodiscard]] Result<Manifest> parse_manifest(std::string_view json);
 // Deterministic JSON (sorted keys, two-space indent, trailing newline).
