@@ -150,6 +150,18 @@ struct Loader {
       cfg.uefi_loader[id.back()] = value;
     } else if (id == "Boot.UefiCmdlineA" || id == "Boot.UefiCmdlineB") {
       cfg.uefi_cmdline[id.back()] = value;
+    } else if (id == "Boot.ESP") {
+      cfg.esp = value;
+    } else if (id == "Boot.RequireBootFiles") {
+      if (value == "auto") {
+        cfg.require_boot_files.reset();
+      } else {
+        bool b = false;
+        ABUP_CHECK(as_bool(b));
+        cfg.require_boot_files = b;
+      }
+    } else if (id.starts_with("Boot.BootFilePath.")) {
+      cfg.boot_file_paths[id.substr(18)] = value;
     } else if (id == "Reboot.Command") {
       cfg.reboot_command = value;
     } else if (id == "Network.CAFile") {
@@ -192,8 +204,7 @@ struct Loader {
       if (line.empty() || line[0] == '#' || line[0] == ';') continue;
       if (line.front() == '[') {
         if (line.back() != ']' || line.size() < 3)
-          return make_error(Errc::usage,
-                            where + ": malformed section header '" + line + "'");
+          return make_error(Errc::usage, where + ": malformed section header '" + line + "'");
         section = line.substr(1, line.size() - 2);
         continue;
       }

@@ -110,6 +110,15 @@ Result<State> StateStore::load() const {
       r.source = rec.value("source", "");
       r.updated_at = rec.value("updatedAt", "");
       r.error = rec.value("error", "");
+      if (auto bf = rec.find("bootFiles"); bf != rec.end()) {
+        if (!bf->is_array()) return bad("slots." + uuid + ".bootFiles: expected an array");
+        for (const auto& e : *bf) {
+          if (!e.is_object() || !e.value("size", json()).is_number_unsigned())
+            return bad("slots." + uuid + ".bootFiles: expected {name, path, size, sha256}");
+          r.boot_files.push_back({e.value("name", ""), e.value("path", ""),
+                                  e["size"].get<std::uint64_t>(), e.value("sha256", "")});
+        }
+      }
       st.slots[uuid] = std::move(r);
     }
   }
@@ -140,6 +149,9 @@ Status StateStore::save(const State& st) const {
     if (!r.manifest_sha256.empty()) j["manifestSha256"] = r.manifest_sha256;
     if (!r.source.empty()) j["source"] = r.source;
     if (!r.error.empty()) j["error"] = r.error;
+    for (const auto& b : r.boot_files)
+      j["bootFiles"].push_back(
+          {{"name", b.name}, {"path", b.path}, {"size", b.size}, {"sha256", b.sha256}});
     doc["slots"][uuid] = std::move(j);
   }
   if (st.pending) doc["pending"] = pending_to_json(*st.pending);

@@ -59,6 +59,7 @@ int cmd_stage(const std::vector<std::string>& argv) {
   o.disk = common->disk;
   o.root = common->root;
   o.state_dir = common->state_dir;
+  o.boot = boot_files_config(common->config, common->config.boot_backend);
   o.source = args->get_or("source", "");
   if (o.source.empty())
     return report(make_error(Errc::invalid_input, "--source URL|PATH is required"));
