@@ -248,6 +248,8 @@ const std::vector<std::string>& known_config_keys() {
                                                 "Boot.UefiLoaderB",
                                                 "Boot.UefiCmdlineA",
                                                 "Boot.UefiCmdlineB",
+                                                "Boot.ESP",
+                                                "Boot.RequireBootFiles",
                                                 "Reboot.Strategy",
                                                 "Reboot.Window",
                                                 "Reboot.FleetLockURL",
