@@ -188,3 +188,31 @@ TEST_CASE("a UKI whose usrhash= differs from the image's /usr root hash is refus
   CHECK_FALSE(fs::exists(esp / "flatcar/vmlinuz-b"));
   same_booted(esp, before);
 }
+
+TEST_CASE("kill -9 right after a boot file is written: not staged, not armable; a re-run repairs") {
+  World w;
+  auto esp = node(w, "RequireBootFiles=yes\n");
+  write_file(esp / "flatcar/vmlinuz-a", "factory kernel A");
+  const auto before = booted_kernel(esp);
+  write_file(w.path("vmlinuz"), std::string(100000, 'k'));
+  auto cosi =
+      w.build_signed("k", "202607.03.0", "--boot-file vmlinuz=" + w.path("vmlinuz").string());
+  auto r = run("ABUP_FAULT=boot-file-written:1 " + abup_bin() + " stage --no-progress --disk " +
+               shell_quote(w.disk().string()) + " --root " + shell_quote(w.root().string()) +
+               " --keyring " + shell_quote(w.keyring().string()) + " --source " +
+               shell_quote(cosi.string()));
+  INFO(r.out);
+  CHECK(r.exit_code == 128 + 9);
+  CHECK(nlohmann::json::parse(w.slot_state_json())["slots"][1]["state"] == "staging");
+  auto fin = run(abup_bin() + " finalize --disk " + shell_quote(w.disk().string()) + " --root " +
+                 shell_quote(w.root().string()));
+  CHECK(fin.exit_code != 0);
+  CHECK(nlohmann::json::parse(w.slot_state_json())["pending"].is_null());
+  same_booted(esp, before);
+
+  REQUIRE(w.stage(cosi.string()).exit_code == 0);
+  auto st = nlohmann::json::parse(w.slot_state_json());
+  CHECK(st["slots"][1]["state"] == "staged");
+  CHECK(st["slots"][1]["bootFiles"][0]["check"] == "ok");
+  same_booted(esp, before);
+}
