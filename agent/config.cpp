@@ -49,6 +49,8 @@ const std::vector<std::string> kKnownKeys = {
     "Boot.UefiLoaderB",
     "Boot.UefiCmdlineA",
     "Boot.UefiCmdlineB",
+    "Boot.ESP",
+    "Boot.RequireBootFiles",
     "Reboot.Strategy",
     "Reboot.Window",
     "Reboot.FleetLockURL",
@@ -269,6 +271,18 @@ struct Loader {
       cfg.uefi_loader[id.back()] = value;
     } else if (id == "Boot.UefiCmdlineA" || id == "Boot.UefiCmdlineB") {
       cfg.uefi_cmdline[id.back()] = value;
+    } else if (id == "Boot.ESP") {
+      cfg.esp = value;
+    } else if (id == "Boot.RequireBootFiles") {
+      if (value == "auto") {
+        cfg.require_boot_files.reset();
+      } else {
+        bool b = false;
+        ABUP_CHECK(as_bool(b));
+        cfg.require_boot_files = b;
+      }
+    } else if (id.starts_with("Boot.BootFilePath.")) {
+      cfg.boot_file_paths[id.substr(18)] = value;
     } else if (id == "Reboot.Command") {
       cfg.reboot_command = value;
     } else if (id == "Network.CAFile") {

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -49,6 +50,12 @@ struct Config {
   // default \EFI\acl\usr-a.efi) and the load option's optional data, the kernel command line
   // of an EFI-stub kernel (UefiCmdlineA=, default none: a UKI carries its own).
   std::map<char, std::string> uefi_loader, uefi_cmdline;
+  // Boot files (agent/boot_files): ESP= mount point (default: found by partition type in
+  // mountinfo); RequireBootFiles= yes | no | auto (auto: gptprio, uefi, systemd-boot require an
+  // image to carry boot files); BootFilePath.NAME= ESP-relative path template, %s = slot letter.
+  std::filesystem::path esp;
+  std::optional<bool> require_boot_files = false;  // nullopt = auto
+  std::map<std::string, std::string> boot_file_paths;
   // [Reboot]
   std::string reboot_strategy = "immediate";  // off | immediate | window | fleetlock
   std::string reboot_window;  // "DAYS HH:MM LENGTH [TZ]", e.g. "Mon..Fri 02:00 3h UTC"

@@ -223,6 +223,7 @@ Result<Outcome> finalize(const FinalizeOptions& fo) {
     return make_error(Errc::refused, "finalize: " + describe(target) + " holds " + rec->version +
                                          ", not the requested " + fo.version);
   ABUP_CHECK(check_staged_manifest(store, target, *rec));
+  ABUP_CHECK(verify_boot_files(o.root, o.disk, o.boot, rec->boot_files));
   if (const auto* f = state.failed_version(rec->version); f && !fo.allow_failed_version)
     return make_error(Errc::refused, "finalize: version " + rec->version + " already failed (" +
                                          f->code + ", operation " + f->operation_id + ", " + f->at +

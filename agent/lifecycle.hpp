@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "abup/result.hpp"
+#include "agent/boot_files.hpp"
 #include "partitions/boot/backend.hpp"
 #include "partitions/slots.hpp"
 
@@ -30,6 +31,7 @@ struct LifecycleOptions {
   std::filesystem::path efivars;    // empty: ROOT/sys/firmware/efi/efivars
   // uefi: per slot, the loader path on the ESP and the load option's command line.
   std::map<char, std::string> uefi_loader, uefi_cmdline;
+  BootFilesConfig boot;  // the ESP and boot files finalize re-verifies before arming
 };
 
 struct FinalizeOptions {

@@ -81,6 +81,7 @@ Result<StageSummary> stage(const StageOptions& o) {
     return make_error(Errc::invalid_input,
                       source->describe() + ": the image has no /usr partition image");
   const auto* verity = image.manifest.find_mount("/usr" + std::string(protocol::kVeritySuffix));
+  ABUP_CHECK(check_boot_files(o.boot, *source, image, target_name));
 
   ABUP_TRY(auto target, partitions::BlockTarget::open(pair, target_name, booted,
                                                       usr->uncompressed_size, o.root));
@@ -111,7 +112,7 @@ Result<StageSummary> stage(const StageOptions& o) {
   const bool resume = prev && prev->manifest_sha256 == digest;
   sum.resumed = resume && prev->state != SlotState::unknown;
   state.slots[uuid] =
-      SlotRecord{SlotState::staging, image.manifest.version, digest, o.source, now_utc(), ""};
+      SlotRecord{SlotState::staging, image.manifest.version, digest, o.source, now_utc(), "", {}};
   ABUP_CHECK(store.save(state));
   auto fail = [&](Error e) -> Error {
     auto& r = state.slots[uuid];
@@ -153,10 +154,13 @@ Result<StageSummary> stage(const StageOptions& o) {
   for (auto& s : stagers)
     if (auto st = s.sync_and_verify(workers); !st) return fail(std::move(st).error());
 
+  auto boot = stage_boot_files(o.root, o.disk, o.boot, *source, image, target_name, booted);
+  if (!boot) return fail(std::move(boot).error());
   if (auto st = store.save_manifest(uuid, image.manifest_json); !st)
     return fail(std::move(st).error());
   auto& rec = state.slots[uuid];
   rec.state = SlotState::staged;
+  rec.boot_files = std::move(*boot);
   rec.updated_at = now_utc();
   ABUP_CHECK(store.save(state));
 

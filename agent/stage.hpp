@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "abup/result.hpp"
+#include "agent/boot_files.hpp"
 #include "update-protocol/http/client.hpp"
 
 namespace abup::agent {
@@ -47,6 +48,7 @@ struct StageOptions {
   std::uint64_t memory_limit = 16 << 20;  // frame buffers in flight (compressed + decoded)
   bool reuse = true;                      // copy identical chunks from the booted slot
   std::function<void(const StageProgress&)> on_progress;
+  BootFilesConfig boot;  // where the release's kernel/UKI go (agent/boot_files)
 };
 
 struct StageSummary {

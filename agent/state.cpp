@@ -59,8 +59,8 @@ json pending_to_json(const PendingCommit& p) {
 }
 
 constexpr std::string_view kFileKeys[] = {"schemaVersion", "slots", "pending", "failedVersions"};
-constexpr std::string_view kSlotKeys[] = {"state",  "version",   "manifestSha256",
-                                          "source", "updatedAt", "error"};
+constexpr std::string_view kSlotKeys[] = {"state",     "version", "manifestSha256", "source",
+                                          "updatedAt", "error",   "bootFiles"};
 constexpr std::string_view kPendingKeys[] = {"operationId",     "kind",          "targetSlot",
                                              "targetPartuuid",  "targetVersion", "previousPartuuid",
                                              "previousVersion", "bootId",        "backend",
@@ -90,6 +90,15 @@ Result<SlotRecord> slot_from(const JsonFields& f) {
   ABUP_TRY(r.source, f.string("source"));
   ABUP_TRY(r.updated_at, f.string("updatedAt"));
   ABUP_TRY(r.error, f.string("error"));
+  ABUP_TRY(auto boot_files, f.objects("bootFiles"));
+  for (const auto& b : boot_files) {
+    BootFileRecord rec;
+    ABUP_TRY(rec.name, b.string("name"));
+    ABUP_TRY(rec.path, b.string("path"));
+    ABUP_TRY(rec.size, b.count("size", 0));
+    ABUP_TRY(rec.sha256, b.string("sha256"));
+    r.boot_files.push_back(std::move(rec));
+  }
   return r;
 }
 
@@ -209,6 +218,9 @@ Status StateStore::save(const State& st) const {
     if (!r.manifest_sha256.empty()) j["manifestSha256"] = r.manifest_sha256;
     if (!r.source.empty()) j["source"] = r.source;
     if (!r.error.empty()) j["error"] = r.error;
+    for (const auto& b : r.boot_files)
+      j["bootFiles"].push_back(
+          {{"name", b.name}, {"path", b.path}, {"size", b.size}, {"sha256", b.sha256}});
     unknown(j, slot_key(uuid, r));
     doc["slots"][uuid] = std::move(j);
   }

@@ -20,6 +20,14 @@ enum class SlotState { unknown, staging, staged, armed, committed, failed };
 [[nodiscard]] std::string_view to_string(SlotState s);
 [[nodiscard]] std::optional<SlotState> parse_slot_state(std::string_view s);
 
+// A boot file placed on the ESP for a slot (agent/boot_files).
+struct BootFileRecord {
+  std::string name;  // logical name
+  std::string path;  // relative to the ESP
+  std::uint64_t size = 0;
+  std::string sha256;  // hex
+};
+
 struct SlotRecord {
   SlotState state = SlotState::unknown;
   std::string version;
@@ -27,6 +35,7 @@ struct SlotRecord {
   std::string source;
   std::string updated_at;
   std::string error;  // last failure, for status
+  std::vector<BootFileRecord> boot_files;
 };
 
 // A slot armed for one try, waiting for `abup commit` after the reboot (DESIGN.md §9). Written

@@ -37,6 +37,13 @@ Status check_manifest_binding(const Manifest& m, const CosiArchive& a) {
     if (f->uncompressed_size != img.uncompressed_size)
       return fail("'" + img.path + "' uncompressed size differs from metadata.json");
   }
+  for (const auto& b : m.boot_files) {
+    const auto* e = a.tar.find(b.path);
+    if (!e) return fail("boot file '" + b.name + "' (" + b.path + ") is not in the archive");
+    if (e->size != b.compressed_size)
+      return fail("boot file '" + b.name + "' holds " + std::to_string(e->size) +
+                  " bytes, the manifest says " + std::to_string(b.compressed_size));
+  }
   return {};
 }
 
@@ -179,6 +186,31 @@ Status FrameDecoder::decode(std::span<const std::uint8_t> compressed, const Fram
   if (xxh128(out) != frame.chunk_xxh3)
     return fail(Errc::untrusted, "decoded chunk digest does not match the signed manifest");
   return {};
+}
+
+Result<std::vector<std::uint8_t>> read_boot_file(Source& source, const VerifiedImage& image,
+                                                 const BootFile& file) {
+  const auto* e = image.archive.tar.find(file.path);
+  if (!e || e->size != file.compressed_size)
+    return make_error(Errc::untrusted, "boot file '" + file.name + "': tar entry " + file.path +
+                                           " missing or not the signed size");
+  std::vector<std::uint8_t> packed(file.compressed_size);
+  ABUP_CHECK(source.read_at(e->data_offset, packed));
+  std::vector<std::uint8_t> out(file.size);
+  ZSTD_DCtx* dctx = ZSTD_createDCtx();
+  ZSTD_DCtx_setParameter(dctx, ZSTD_d_windowLogMax, window_log_limit(image.archive.metadata));
+  std::size_t n = ZSTD_decompressDCtx(dctx, out.data(), out.size(), packed.data(), packed.size());
+  ZSTD_freeDCtx(dctx);
+  auto what = "boot file '" + file.name + "' (" + file.path + ")";
+  if (ZSTD_isError(n)) return zstd_error(what, n);
+  if (n != file.size)
+    return make_error(Errc::untrusted, what + ": decompresses to " + std::to_string(n) +
+                                           " bytes, the signed manifest says " +
+                                           std::to_string(file.size));
+  if (sha256(out) != file.sha256)
+    return make_error(Errc::untrusted, what + ": SHA-256 " + to_hex(sha256(out)) +
+                                           " does not match the signed " + to_hex(file.sha256));
+  return out;
 }
 
 }  // namespace abup::protocol

@@ -42,6 +42,12 @@ struct VerifyOptions {
 // every manifest image present with matching path, mount point and sizes.
 [[nodiscard]] Status check_manifest_binding(const Manifest& manifest, const CosiArchive& archive);
 
+// Reads a boot file's tar entry, decompresses it (at most its signed size) and checks the signed
+// size and SHA-256 of the result. Errc::untrusted naming the file on any mismatch.
+[[nodiscard]] Result<std::vector<std::uint8_t>> read_boot_file(Source& source,
+                                                               const VerifiedImage& image,
+                                                               const BootFile& file);
+
 // The largest zstd window a decoder accepts for this image: the signed metadata's
 // compression.maxWindowLog (metadata.json is pinned by the manifest), else 27 (128 MiB), and
 // never above 30 (what COSI producers use with --long).

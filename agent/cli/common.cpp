@@ -58,6 +58,7 @@ Result<LifecycleOptions> lifecycle_options(const Args& args, const Common& c) {
   o.grubenv = args.has("grubenv") ? std::filesystem::path(*args.get("grubenv")) : c.config.grubenv;
   o.uefi_loader = c.config.uefi_loader;
   o.uefi_cmdline = c.config.uefi_cmdline;
+  o.boot = boot_files_config(c.config, o.backend);
   return o;
 }
 

@@ -79,6 +79,7 @@ int run_stage(const Args& args) {
   auto where = lifecycle_options(args, *common);
   if (!where) return report(where.error());
   o.boot_backend = where->backend;
+  o.boot = boot_files_config(common->config, o.boot_backend);
   o.grubenv = where->grubenv;
   o.efivars = where->efivars;
   o.uefi_loader = where->uefi_loader;

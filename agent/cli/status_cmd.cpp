@@ -11,6 +11,20 @@
 namespace abup::agent::cli {
 namespace {
 
+// Each recorded boot file read back from the ESP: ok, missing or mismatch.
+nlohmann::json boot_files_status(const Common& c, const LifecycleOptions& o, const SlotRecord& r) {
+  auto esp = find_esp(c.root, c.disk, o.boot);
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& b : r.boot_files)
+    out.push_back({{"name", b.name},
+                   {"path", b.path},
+                   {"size", b.size},
+                   {"sha256", b.sha256},
+                   {"check", esp ? std::string(to_string(check_boot_file(*esp, b)))
+                                 : "unknown (" + esp.error().message + ")"}});
+  return out;
+}
+
 nlohmann::json daemon_json(const dbus::AgentStatus& s) {
   return {{"mode", s.mode},
           {"state", s.state},
@@ -125,6 +139,7 @@ int run_status(const Args& args) {
     }
     if (!updated.empty()) j["updatedAt"] = updated;
     if (!error.empty()) j["error"] = error;
+    if (rec && !rec->boot_files.empty()) j["bootFiles"] = boot_files_status(*common, *where, *rec);
     slots.push_back(std::move(j));
   }
   // The daemon's live view, when one runs; status never depends on it.
@@ -174,6 +189,11 @@ int run_status(const Args& args) {
         s["version"].get<std::string>().empty() ? "-" : s["version"].get<std::string>().c_str(),
         boot.c_str(),
         s.contains("error") ? ("  error: " + s["error"].get<std::string>()).c_str() : "");
+    for (const auto& b : s.value("bootFiles", nlohmann::json::array()))
+      std::printf("      boot file %-8s %s  %llu bytes  sha256 %s  %s\n",
+                  b["name"].get<std::string>().c_str(), b["path"].get<std::string>().c_str(),
+                  static_cast<unsigned long long>(b["size"].get<std::uint64_t>()),
+                  b["sha256"].get<std::string>().c_str(), b["check"].get<std::string>().c_str());
   }
   if (view) {
     auto name = [](std::optional<char> c) { return c ? std::string(1, *c) : std::string("none"); };

@@ -35,12 +35,20 @@ bool same(const ManifestImage& a, const ManifestImage& b) {
                     [](const Frame& x, const Frame& y) { return same(x, y); });
 }
 
+bool same_boot(const Manifest& a, const Manifest& b) {
+  auto f = [](const abup::protocol::BootFile& x) {
+    return std::tie(x.name, x.path, x.size, x.compressed_size, x.sha256);
+  };
+  return std::equal(a.boot_files.begin(), a.boot_files.end(), b.boot_files.begin(),
+                    b.boot_files.end(), [&](const auto& x, const auto& y) { return f(x) == f(y); });
+}
+
 bool same(const Manifest& a, const Manifest& b) {
   auto top = [](const Manifest& m) {
     return std::tie(m.schema_version, m.version, m.min_version, m.variant, m.arch, m.issued_at,
                     m.expires_at, m.allow_downgrade, m.metadata_sha384);
   };
-  return top(a) == top(b) &&
+  return top(a) == top(b) && same_boot(a, b) &&
          std::equal(a.images.begin(), a.images.end(), b.images.begin(), b.images.end(),
                     [](const ManifestImage& x, const ManifestImage& y) { return same(x, y); });
 }

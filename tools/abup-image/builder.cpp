@@ -194,6 +194,32 @@ FsProbe probe_filesystem(const std::string& path) {
   return p;
 }
 
+Result<PackedBootFile> pack_boot_file(const BootFileInput& in, int level) {
+  ABUP_CHECK_CTX(protocol::check_boot_file_name(in.name), "--boot-file");
+  ABUP_TRY(Fd fd, open_file(in.path, O_RDONLY));
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode))
+    return make_error(Errc::invalid_input, "boot file " + in.path + ": not a regular file");
+  const auto size = static_cast<std::uint64_t>(st.st_size);
+  if (size == 0 || size > protocol::kMaxBootFileSize)
+    return make_error(Errc::invalid_input,
+                      "boot file " + in.path + ": empty or larger than 512 MiB");
+  std::vector<std::uint8_t> raw(size);
+  ABUP_CHECK(pread_full(fd.get(), raw, 0, in.path));
+  PackedBootFile p;
+  p.packed.resize(ZSTD_compressBound(size));
+  size_t r = ZSTD_compress(p.packed.data(), p.packed.size(), raw.data(), size, level);
+  if (ZSTD_isError(r))
+    return make_error(Errc::failed, "boot file " + in.path + ": zstd: " + ZSTD_getErrorName(r));
+  p.packed.resize(r);
+  p.entry.name = in.name;
+  p.entry.path = "boot/" + in.name + ".zst";
+  p.entry.size = size;
+  p.entry.compressed_size = r;
+  p.entry.sha256 = sha256(raw);
+  return p;
+}
+
 Result<protocol::Manifest> build_cosi(const BuildOptions& opt) {
   if (opt.images.empty())
     return make_error(Errc::usage, "build: no partition image given (--usr PATH)");
@@ -329,6 +355,14 @@ Result<protocol::Manifest> build_cosi(const BuildOptions& opt) {
   const std::string metadata = md.dump(2) + "\n";
   m.metadata_sha384 = to_hex(sha384(as_bytes(metadata)));
   for (const auto& e : entries) m.images.push_back(e.c->manifest);
+  std::vector<PackedBootFile> boot;
+  for (const auto& b : opt.boot_files) {
+    ABUP_TRY(auto p, pack_boot_file(b, opt.level));
+    if (m.find_boot_file(p.entry.name))
+      return make_error(Errc::invalid_input, "build: --boot-file " + b.name + " given twice");
+    m.boot_files.push_back(p.entry);
+    boot.push_back(std::move(p));
+  }
   const std::string manifest = protocol::serialize_manifest(m);
 
   const std::string tmp_out = tmp_base + ".cosi";
@@ -345,6 +379,7 @@ Result<protocol::Manifest> build_cosi(const BuildOptions& opt) {
       ABUP_CHECK(copy_into(tar, e.c->temp_path, e.c->manifest.compressed_size));
       ABUP_CHECK(tar.end_entry());
     }
+    for (const auto& b : boot) ABUP_CHECK(tar.add(b.entry.path, as_chars(b.packed)));
     ABUP_CHECK(tar.add(protocol::kManifestEntry, manifest));
     ABUP_CHECK(tar.finish());
     if (::fsync(out.get()) != 0)

@@ -21,8 +21,14 @@ struct BuildInput {
   std::string roothash;     // required with verity_path
 };
 
+struct BootFileInput {
+  std::string name;  // logical name (protocol::check_boot_file_name)
+  std::string path;  // the file on the build host
+};
+
 struct BuildOptions {
   std::vector<BuildInput> images;
+  std::vector<BootFileInput> boot_files;
   std::string os_release;  // verbatim text
   std::string version;     // default: IMAGE_VERSION / VERSION_ID of os_release
   std::string arch = "x86_64";
@@ -37,6 +43,14 @@ struct BuildOptions {
   int threads = 0;  // 0 = all cores
   std::string out;
 };
+
+// Reads and compresses one boot file (one zstd frame; boot files are small) into its manifest
+// entry and the bytes of its tar entry.
+struct PackedBootFile {
+  protocol::BootFile entry;
+  std::vector<std::uint8_t> packed;
+};
+[[nodiscard]] Result<PackedBootFile> pack_boot_file(const BootFileInput& input, int level);
 
 [[nodiscard]] Result<protocol::Manifest> build_cosi(const BuildOptions& options);
 

@@ -72,6 +72,9 @@ std::vector<OptionSpec> build_options() {
       {"usr-hash", true, false, "PATH  dm-verity hash image of --usr"},
       {"roothash", true, false, "HEX  dm-verity root hash of --usr"},
       {"image", true, true, "MOUNT=PATH  another partition image (repeatable)"},
+      {"boot-file", true, true,
+       "NAME=PATH  a boot file of the release: vmlinuz, initrd, uki, addon-a, addon-b "
+       "(repeatable)"},
       {"os-release", true, false, "PATH  os-release to embed (default: minimal, from --version)"},
       {"arch", true, false, "ARCH  x86_64 (default) or arm64"},
       {"chunker", true, false,
@@ -101,6 +104,13 @@ int run_build(const Args& args) {
     if (eq == std::string::npos)
       return fail(make_error(Errc::usage, "--image '" + spec + "': expected MOUNT=PATH"));
     o.images.push_back({spec.substr(0, eq), spec.substr(eq + 1), "", "", ""});
+  }
+  for (const auto& spec : args.all("boot-file")) {
+    auto eq = spec.find('=');
+    if (eq == std::string::npos)
+      return fail(
+          make_error(Errc::usage, "--boot-file '" + spec + "': expected NAME=PATH"));
+    o.boot_files.push_back({spec.substr(0, eq), spec.substr(eq + 1)});
   }
   o.version = args.get_or("version", "");
   if (auto osr = args.get("os-release")) {
@@ -306,6 +316,10 @@ int run_inspect(const Args& args) {
                        {"frames", nlohmann::json::array()}};
       for (const auto& i : m->images)
         j["manifest"]["frames"].push_back({{"path", i.path}, {"count", i.frames.size()}});
+      j["manifest"]["bootFiles"] = nlohmann::json::array();
+      for (const auto& b : m->boot_files)
+        j["manifest"]["bootFiles"].push_back(
+            {{"name", b.name}, {"size", b.size}, {"sha256", to_hex(b.sha256)}});
     } else {
       j["manifest"] = nullptr;
     }
@@ -327,6 +341,10 @@ int run_inspect(const Args& args) {
     if (!m->min_version.empty()) std::printf("  replaces %s or newer\n", m->min_version.c_str());
     for (const auto& i : m->images)
       std::printf("  %s: %zu frames\n", i.path.c_str(), i.frames.size());
+    if (m->boot_files.empty()) std::printf("boot files: none\n");
+    for (const auto& b : m->boot_files)
+      std::printf("boot file: %-10s %10s  sha256 %s\n", b.name.c_str(), human_bytes(b.size).c_str(),
+                  to_hex(b.sha256).c_str());
   } else {
     std::printf("manifest: none (not prepared for abup; run `abup-image sign`)\n");
   }
@@ -399,6 +417,8 @@ int run_verify(const Args& args) {
         ++frames;
       }
     }
+    for (const auto& b : v->manifest.boot_files)
+      if (auto bytes = read_boot_file(**src, *v, b); !bytes) return fail(bytes.error());
   }
   std::printf(
       "%s: OK: version %s, signed by %zu trusted key(s) (%s)%s\n", path.c_str(),

@@ -1,6 +1,8 @@
 #include "update-protocol/manifest/manifest.hpp"
 
 #include <algorithm>
+#include <cctype>
+#include <cstdio>
 #include <ctime>
 #include <nlohmann/json.hpp>
 
@@ -189,6 +191,39 @@ const ManifestImage* Manifest::find_mount(std::string_view mount_point) const {
   return nullptr;
 }
 
+const BootFile* Manifest::find_boot_file(std::string_view name) const {
+  for (const auto& b : boot_files)
+    if (b.name == name) return &b;
+  return nullptr;
+}
+
+Status check_boot_file_name(std::string_view name) {
+  std::string shown;
+  for (char c : name.substr(0, 80)) {
+    auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u >= 0x7f) {
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "\\x%02x", u);
+      shown += hex;
+    } else {
+      shown += c;
+    }
+  }
+  auto fail = [&](const char* why) {
+    return make_error(Errc::invalid_input, "boot file name '" + shown + "': " + why);
+  };
+  if (name.empty() || name.size() > 64) return fail("must be 1 to 64 characters");
+  if (name == "." || name == "..") return fail("'.' and '..' are not names");
+  for (char c : name) {
+    auto u = static_cast<unsigned char>(c);
+    if (c == '/') return fail("contains '/' (a logical name, not a path)");
+    if (u < 0x20 || u == 0x7f) return fail("contains a control character");
+    if (!(std::isalnum(u) || c == '.' || c == '_' || c == '-'))
+      return fail("only letters, digits, '.', '_' and '-' are allowed");
+  }
+  return {};
+}
+
 Result<std::int64_t> parse_utc_time(std::string_view s) {
   // YYYY-MM-DDTHH:MM:SSZ (fractional seconds not accepted: keep the signed text unambiguous)
   auto fail = [&] {
@@ -297,7 +332,8 @@ Result<Manifest> parse_manifest(std::string_view text) {
     if (total_frames > kMaxFrames)
       return bad(p + ".frames", "more than " + std::to_string(kMaxFrames) +
                                     " frames in the manifest (an endless frame table?)");
-    if (schema == kManifestSchemaCdc) {
+    // Schema 2 images name their chunker, unless their frames are schema 1's fixed ones.
+    if (schema == kManifestSchemaCdc && o.contains("chunker")) {
       ABUP_TRY(img.chunker, get<std::string>(o, p, "chunker"));
       ABUP_CHECK(parse_frames_cdc(*frames, p, img));
     } else {
@@ -313,12 +349,39 @@ Result<Manifest> parse_manifest(std::string_view text) {
         return bad(p, "image listed twice");
     m.images.push_back(std::move(img));
   }
+
+  if (auto boot = doc.find("bootFiles"); boot != doc.end() && !boot->is_null()) {
+    if (m.schema_version < kSchemaBootFiles)
+      return bad("bootFiles", "needs schemaVersion 2 (older agents would ignore the kernel)");
+    if (!boot->is_array()) return bad("bootFiles", "expected an array");
+    for (std::size_t i = 0; i < boot->size(); ++i) {
+      const auto& o = (*boot)[i];
+      std::string p = "bootFiles[" + std::to_string(i) + "]";
+      if (!o.is_object()) return bad(p, "expected an object");
+      BootFile b;
+      ABUP_TRY(b.name, get<std::string>(o, p, "name"));
+      if (auto st = check_boot_file_name(b.name); !st) return bad(p + ".name", st.error().message);
+      ABUP_TRY(b.path, get<std::string>(o, p, "path"));
+      if (b.path != "boot/" + b.name + ".zst")
+        return bad(p + ".path", "expected 'boot/" + b.name + ".zst'");
+      ABUP_TRY(b.size, get<std::uint64_t>(o, p, "size"));
+      ABUP_TRY(b.compressed_size, get<std::uint64_t>(o, p, "compressedSize"));
+      ABUP_TRY(b.sha256, get_digest<32>(o, p, "sha256"));
+      if (b.size == 0 || b.size > kMaxBootFileSize || b.compressed_size == 0)
+        return bad(p, "empty or larger than 512 MiB");
+      if (m.find_boot_file(b.name)) return bad(p, "boot file '" + b.name + "' listed twice");
+      m.boot_files.push_back(std::move(b));
+    }
+  }
   return m;
 }
 
 std::string serialize_manifest(const Manifest& m) {
   json doc;
-  doc["schemaVersion"] = m.schema_version;
+  int schema = m.boot_files.empty() ? kManifestSchemaFixed : kSchemaBootFiles;
+  for (const auto& img : m.images)
+    if (!img.chunker.empty()) schema = kManifestSchemaCdc;
+  doc["schemaVersion"] = std::max(m.schema_version, schema);
   doc["version"] = m.version;
   if (!m.min_version.empty()) doc["minVersion"] = m.min_version;
   if (!m.variant.empty()) doc["variant"] = m.variant;
@@ -336,7 +399,7 @@ std::string serialize_manifest(const Manifest& m) {
     if (!img.part_type.empty()) j["partType"] = img.part_type;
     j["compressedSize"] = img.compressed_size;
     j["uncompressedSize"] = img.uncompressed_size;
-    if (m.schema_version == kManifestSchemaCdc) {
+    if (!img.chunker.empty()) {
       j["chunker"] = img.chunker;
       // A placeholder, replaced below by one line per frame: dump(2) would spend a line on
       // every field, tripling the bytes every node downloads.
@@ -346,9 +409,18 @@ std::string serialize_manifest(const Manifest& m) {
     }
     doc["images"].push_back(std::move(j));
   }
+  if (!m.boot_files.empty()) {
+    doc["bootFiles"] = json::array();
+    for (const auto& b : m.boot_files)
+      doc["bootFiles"].push_back({{"name", b.name},
+                                  {"path", b.path},
+                                  {"size", b.size},
+                                  {"compressedSize", b.compressed_size},
+                                  {"sha256", to_hex(b.sha256)}});
+  }
   std::string text = doc.dump(2) + "\n";
-  if (m.schema_version == kManifestSchemaCdc)
-    for (std::size_t i = 0; i < m.images.size(); ++i) {
+  for (std::size_t i = 0; i < m.images.size(); ++i)
+    if (!m.images[i].chunker.empty()) {
       const std::string placeholder = "\"frames\": " + json(frames_placeholder(i)).dump();
       auto at = text.find(placeholder);
       text.replace(at, placeholder.size(), "\"frames\": " + frames_cdc_text(m.images[i], "      "));

@@ -40,11 +40,27 @@ struct ManifestImage {
   std::string chunker;
 };
 
-// Schema 1: frames are objects with a compressed offset, their uncompressed offsets derived.
-// Schema 2: content-defined frames, each a compact array carrying its uncompressed offset
-// (see kFrameFields), and the image's `chunker`.
+// Schema 1: frames are objects with a compressed offset, their uncompressed offsets derived; no
+// boot files. Schema 2: an image with a `chunker` has content-defined frames, each a compact array
+// carrying its uncompressed offset (see kFrameFields); one without keeps schema 1's frames; the
+// manifest may list boot files. Boot files need schema 2 so that an agent that predates them (and
+// would install the new /usr on the old kernel) refuses the image instead.
 inline constexpr int kManifestSchemaFixed = 1;
 inline constexpr int kManifestSchemaCdc = 2;
+inline constexpr int kSchemaBootFiles = 2;
+
+// A file the release boots with (kernel, UKI, initramfs, UKI addon), stored as its own zstd tar
+// entry after the images. `name` is a logical name ("vmlinuz", "initrd", "uki", "addon-a",
+// "addon-b"); where it goes on the ESP is the boot backend's business (partitions/boot/placement).
+struct BootFile {
+  std::string name;
+  std::string path;                   // tar entry: "boot/<name>.zst"
+  std::uint64_t size = 0;             // uncompressed bytes
+  std::uint64_t compressed_size = 0;  // bytes of the tar entry
+  Sha256 sha256{};                    // of the uncompressed file
+};
+
+inline constexpr std::uint64_t kMaxBootFileSize = std::uint64_t{512} << 20;
 
 struct Manifest {
   int schema_version = kManifestSchemaFixed;
@@ -57,8 +73,10 @@ struct Manifest {
   bool allow_downgrade = false;  // signed policy: may replace a newer running version
   std::string metadata_sha384;   // hex
   std::vector<ManifestImage> images;
+  std::vector<BootFile> boot_files;
 
   [[nodiscard]] const ManifestImage* find_mount(std::string_view mount_point) const;
+  [[nodiscard]] const BootFile* find_boot_file(std::string_view name) const;
 };
 
 // Mount point suffix naming an image's dm-verity hash image in the manifest ("/usr#verity").
@@ -72,6 +90,10 @@ inline constexpr std::size_t kMaxManifestText = 64 << 20;
 // Schema 2 frame: [uncompressedOffset, uncompressedSize, compressedSize, sha256, chunkSha256,
 // chunkXxh3]; the compressed offsets are contiguous from 0 and so not repeated.
 inline constexpr std::size_t kFrameFields = 6;
+
+// A boot file's logical name: 1-64 of [A-Za-z0-9._-], not "." or "..", so it can never be a path
+// (no '/', no absolute path, no NUL or control characters). Errc::invalid_input naming it.
+[[nodiscard]] Status check_boot_file_name(std::string_view name);
 
 [[nodiscard]] Result<Manifest> parse_manifest(std::string_view json);
 // Deterministic JSON (sorted keys, two-space indent, trailing newline).

@@ -275,3 +275,19 @@ TEST_CASE("config: uefi loaders and command lines per slot") {
   CHECK(bad.error().message.find("abup.conf:2: [Boot] UefiLoaderB=EFI/acl/b.efi: expected a path "
                                  "on the ESP") != std::string::npos);
 }
+
+TEST_CASE("config: [Boot] ESP=, RequireBootFiles= yes|no|auto, BootFilePath.NAME=") {
+  TempDir dir;
+  auto cfg =
+      load_text(dir, "[Boot]\nESP=/boot\nRequireBootFiles=auto\nBootFilePath.uki=EFI/x-%s.efi\n");
+  REQUIRE_MESSAGE(cfg.has_value(), (cfg ? "" : cfg.error().message));
+  CHECK(cfg->esp == "/boot");
+  CHECK_FALSE(cfg->require_boot_files.has_value());
+  CHECK(cfg->boot_file_paths.at("uki") == "EFI/x-%s.efi");
+  auto yes = load_text(dir, "[Boot]\nRequireBootFiles=yes\n");
+  REQUIRE(yes.has_value());
+  CHECK(yes->require_boot_files == std::optional<bool>(true));
+  auto bad = load_text(dir, "[Boot]\nRequireBootFiles=sometimes\n");
+  REQUIRE_FALSE(bad.has_value());
+  CHECK(bad.error().message.find("RequireBootFiles=sometimes") != std::string::npos);
+}

@@ -160,3 +160,61 @@ TEST_CASE("UTC times") {
   CHECK(parse_utc_time("2026-04-30T00:00:00Z").has_value());
   CHECK_FALSE(parse_utc_time("2026-04-31T00:00:00Z"));
 }
+
+TEST_CASE("boot files: listed in a schema-2 manifest that round-trips; none keeps schema 1") {
+  auto plain = serialize_manifest(sample());
+  CHECK(plain.find("\"schemaVersion\": 1") != std::string::npos);
+  CHECK(plain.find("bootFiles") == std::string::npos);
+
+  auto m = sample();
+  BootFile b;
+  b.name = "vmlinuz";
+  b.path = "boot/vmlinuz.zst";
+  b.size = 12345;
+  b.compressed_size = 999;
+  b.sha256.fill(0xab);
+  m.boot_files.push_back(b);
+  auto text = serialize_manifest(m);
+  CHECK(text.find("\"schemaVersion\": 2") != std::string::npos);
+  auto back = parse_manifest(text);
+  REQUIRE_MESSAGE(back.has_value(), back.error().message);
+  REQUIRE(back->boot_files.size() == 1);
+  CHECK(back->find_boot_file("vmlinuz")->size == 12345);
+  CHECK(back->find_boot_file("vmlinuz")->sha256 == b.sha256);
+  CHECK(serialize_manifest(*back) == text);
+
+  // An old-schema manifest that lists boot files is refused: an agent reading schema 1 ignores
+  // them.
+  auto t = text;
+  t.replace(t.find("\"schemaVersion\": 2"), 18, "\"schemaVersion\": 1");
+  auto old = parse_manifest(t);
+  REQUIRE_FALSE(old.has_value());
+  CHECK(old.error().message.find("bootFiles") != std::string::npos);
+}
+
+TEST_CASE("boot file names that could be paths are refused, naming the entry") {
+  for (const char* name :
+       {"../vmlinuz", "/vmlinuz", "EFI/Linux/x.efi", "..", ".", "", "a\tb", "vm\x01linuz"}) {
+    CAPTURE(name);
+    auto st = check_boot_file_name(name);
+    REQUIRE_FALSE(st.has_value());
+    CHECK(st.error().code == Errc::invalid_input);
+    CHECK(st.error().message.find("boot file name") != std::string::npos);
+  }
+  CHECK(check_boot_file_name(std::string_view("vm\0linuz", 8)).has_value() == false);
+  for (const char* name : {"vmlinuz", "initrd", "uki", "addon-a", "addon-b", "x_1.efi"})
+    CHECK(check_boot_file_name(name).has_value());
+
+  auto m = sample();
+  BootFile b;
+  b.name = "evil";
+  b.path = "boot/evil.zst";
+  b.size = b.compressed_size = 1;
+  m.boot_files.push_back(b);
+  auto text = serialize_manifest(m);
+  text.replace(text.find("\"name\": \"evil\""), 14, "\"name\": \"../../x\"");
+  auto r = parse_manifest(text);
+  REQUIRE_FALSE(r.has_value());
+  CHECK(r.error().message.find("bootFiles[0].name") != std::string::npos);
+  CHECK(r.error().message.find("'/'") != std::string::npos);
+}

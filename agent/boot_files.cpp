@@ -1,0 +1,335 @@
+#include "agent/boot_files.hpp"
+
+#include <fcntl.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <memory>
+#include <sstream>
+
+#include "abup/bytes.hpp"
+#include "abup/digest.hpp"
+#include "abup/fault.hpp"
+#include "abup/fs.hpp"
+#include "abup/hex.hpp"
+#include "partitions/boot/kernel_hash.hpp"
+#include "partitions/gpt.hpp"
+
+namespace abup::agent {
+namespace {
+
+namespace fs = std::filesystem;
+namespace boot = partitions::boot;
+
+constexpr std::string_view kEspType = "c12a7328-f81f-11d2-ba4b-00a0c93ec93b";
+
+char lower(char slot) {
+  return slot == 'A' ? 'a' : slot == 'B' ? 'b' : slot;
+}
+
+fs::path under(const fs::path& root, const fs::path& p) {
+  return p.is_absolute() ? root / p.relative_path() : root / p;
+}
+
+// mountinfo escapes space, tab, newline and backslash as \ooo.
+std::string unescape(const std::string& s) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 3 < s.size() + 1) {
+      out += static_cast<char>(std::strtol(s.substr(i + 1, 3).c_str(), nullptr, 8));
+      i += 3;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+Status check_writable(const fs::path& esp, bool ro_mount) {
+  struct statvfs sv {};
+  if (ro_mount || (::statvfs(esp.c_str(), &sv) == 0 && (sv.f_flag & ST_RDONLY)))
+    return make_error(Errc::refused, "ESP at " + esp.string() +
+                                         " is mounted read-only; remount it read-write "
+                                         "(mount -o remount,rw " +
+                                         esp.string() + ")");
+  std::error_code ec;
+  if (!fs::is_directory(esp, ec))
+    return make_error(Errc::not_found, "ESP at " + esp.string() + " is not a directory");
+  return {};
+}
+
+std::uint64_t free_bytes(const fs::path& esp, const BootFilesConfig& c) {
+  if (c.free_bytes) return c.free_bytes(esp);
+#ifdef ABUP_FAULT_INJECTION
+  // Test builds only: a full ESP without mounting a full filesystem (which needs root).
+  if (const char* v = std::getenv("ABUP_FAULT_ESP_FREE_BYTES"))
+    return std::strtoull(v, nullptr, 10);
+#endif
+  struct statvfs sv {};
+  if (::statvfs(esp.c_str(), &sv) != 0) return 0;
+  return static_cast<std::uint64_t>(sv.f_bavail) * sv.f_frsize;
+}
+
+// Reads `path` bypassing the page cache: O_DIRECT where the filesystem allows it, else
+// fsync + POSIX_FADV_DONTNEED so the read comes from the device.
+Result<std::string> read_uncached(const fs::path& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC);
+  if (fd >= 0) {
+    Fd f(fd);
+    std::string out;
+    constexpr std::size_t kChunk = 1 << 20;
+    void* buf = nullptr;
+    if (::posix_memalign(&buf, 4096, kChunk) != 0)
+      return make_error(Errc::io, "read back " + path.string() + ": out of memory");
+    std::unique_ptr<void, decltype(&std::free)> hold(buf, &std::free);
+    for (;;) {
+      ssize_t n = ::read(f.get(), buf, kChunk);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) break;  // EINVAL: O_DIRECT refused at read time; fall back below
+      out.append(static_cast<char*>(buf), static_cast<std::size_t>(n));
+      if (n == 0) return out;
+    }
+  }
+  ABUP_TRY(Fd f, open_file(path, O_RDONLY));
+  (void)::fdatasync(f.get());
+  (void)::posix_fadvise(f.get(), 0, 0, POSIX_FADV_DONTNEED);
+  return read_file(path);
+}
+
+std::string usr_roothash(const protocol::CosiMetadata& md) {
+  for (const auto& i : md.images)
+    if (i.mount_point == "/usr" && i.verity) return i.verity->roothash;
+  return {};
+}
+
+Status remove_old_uki(const fs::path& esp, const std::string& uki) {
+  std::error_code ec;
+  fs::remove_all(esp / (uki + ".extra.d"), ec);
+  if (::unlink((esp / uki).c_str()) != 0 && errno != ENOENT)
+    return make_error(Errc::io, "remove the inactive slot's old UKI " + (esp / uki).string() +
+                                    ": " + errno_text(errno));
+  return fsync_dir((esp / uki).parent_path());
+}
+
+}  // namespace
+
+std::string_view to_string(BootFileCheck c) {
+  switch (c) {
+    case BootFileCheck::ok:
+      return "ok";
+    case BootFileCheck::missing:
+      return "missing";
+    case BootFileCheck::mismatch:
+      return "mismatch";
+  }
+  return "?";
+}
+
+BootFilesConfig boot_files_config(const Config& config, std::string_view backend) {
+  BootFilesConfig c;
+  c.backend = std::string(backend);
+  c.esp = config.esp;
+  c.require = config.require_boot_files;
+  c.placement.paths = config.boot_file_paths;
+  c.uefi_loader = config.uefi_loader;
+  return c;
+}
+
+Result<fs::path> find_esp(const fs::path& root, const std::string& disk, const BootFilesConfig& c) {
+  if (!c.esp.empty()) {
+    auto esp = under(root, c.esp);
+    ABUP_CHECK(check_writable(esp, false));
+    return esp;
+  }
+  ABUP_TRY(auto gpt, partitions::read_gpt_path(disk));
+  std::string uuid;
+  for (const auto& e : gpt.entries)
+    if (e.type.str() == kEspType) uuid = e.unique.str();
+  if (uuid.empty())
+    return make_error(Errc::not_found, "no EFI system partition (type " + std::string(kEspType) +
+                                           ") on " + disk + "; set [Boot] ESP= to its mount point");
+  std::vector<std::string> sources{"/dev/disk/by-partuuid/" + uuid, "PARTUUID=" + uuid};
+  std::error_code ec;
+  auto link = root / "dev/disk/by-partuuid" / uuid;
+  if (auto real = fs::canonical(link, ec); !ec) {
+    auto rel = real.lexically_relative(fs::canonical(root, ec));
+    sources.push_back("/" + rel.string());
+  }
+  const auto info_path = root / "proc/self/mountinfo";
+  ABUP_TRY(auto info, read_file(info_path));
+  std::istringstream lines(info);
+  for (std::string line; std::getline(lines, line);) {
+    // id parent maj:min root mountpoint options [optional...] - fstype source superoptions
+    std::istringstream w(line);
+    std::vector<std::string> f;
+    for (std::string x; w >> x;) f.push_back(x);
+    std::size_t dash = 0;
+    while (dash < f.size() && f[dash] != "-") ++dash;
+    if (f.size() < 6 || dash + 2 >= f.size()) continue;
+    const std::string source = unescape(f[dash + 2]);
+    if (std::find(sources.begin(), sources.end(), source) == sources.end()) continue;
+    bool ro = false;
+    std::istringstream opts(f[5]);
+    for (std::string o; std::getline(opts, o, ',');) ro |= o == "ro";
+    auto esp = under(root, unescape(f[4]));
+    ABUP_CHECK(check_writable(esp, ro));
+    return esp;
+  }
+  return make_error(Errc::not_found, "the ESP (PARTUUID " + uuid + " on " + disk +
+                                         ") is not mounted (" + info_path.string() +
+                                         "); mount it, or set [Boot] ESP= to its mount point");
+}
+
+Status check_root_hash_binding(const protocol::Manifest& m, const protocol::CosiMetadata& md,
+                               const std::string& name, std::span<const std::uint8_t> bytes) {
+  ABUP_TRY(auto embedded, boot::embedded_usrhash(bytes, m.arch));
+  if (!embedded) return {};
+  const std::string want = usr_roothash(md);
+  if (want.empty())
+    return make_error(Errc::refused, "boot file '" + name + "' binds /usr to root hash " +
+                                         *embedded + " but the image has no /usr verity hash");
+  std::string w = want;
+  std::transform(w.begin(), w.end(), w.begin(),
+                 [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+  if (*embedded != w)
+    return make_error(Errc::refused, "boot file '" + name + "' carries /usr root hash " +
+                                         *embedded + ", the image's /usr has " + w +
+                                         ": kernel and /usr do not belong together");
+  return {};
+}
+
+Status check_boot_files(const BootFilesConfig& c, protocol::Source& source,
+                        const protocol::VerifiedImage& image, char target) {
+  const auto& m = image.manifest;
+  if (m.boot_files.empty()) {
+    if (c.require.value_or(boot::requires_boot_files(c.backend)))
+      return make_error(Errc::refused,
+                        "image " + m.version + " carries no boot files, but the " + c.backend +
+                            " backend boots a kernel from the ESP: the new /usr would boot on "
+                            "the old kernel (set [Boot] RequireBootFiles=no to allow it)");
+    return {};
+  }
+  boot::BackendContext ctx;
+  ctx.uefi_loader = c.uefi_loader;
+  std::vector<std::string> names;
+  for (const auto& b : m.boot_files) names.push_back(b.name);
+  ABUP_TRY(auto places, boot::place_boot_files(c.backend, lower(target), ctx, names, c.placement));
+  (void)places;
+  for (const auto& b : m.boot_files) {
+    ABUP_TRY(auto bytes, protocol::read_boot_file(source, image, b));
+    ABUP_CHECK(check_root_hash_binding(m, image.archive.metadata, b.name, bytes));
+  }
+  return {};
+}
+
+Result<std::vector<BootFileRecord>> stage_boot_files(const fs::path& root, const std::string& disk,
+                                                     const BootFilesConfig& c,
+                                                     protocol::Source& source,
+                                                     const protocol::VerifiedImage& image,
+                                                     char target, std::optional<char> booted) {
+  const auto& m = image.manifest;
+  const bool required = c.require.value_or(boot::requires_boot_files(c.backend));
+  if (m.boot_files.empty()) {
+    if (required)
+      return make_error(Errc::refused,
+                        "image " + m.version + " carries no boot files, but the " + c.backend +
+                            " backend boots a kernel from the ESP: the new /usr would boot on "
+                            "the old kernel (set [Boot] RequireBootFiles=no to allow it)");
+    return std::vector<BootFileRecord>{};
+  }
+  boot::BackendContext ctx;
+  ctx.uefi_loader = c.uefi_loader;
+  std::vector<std::string> names;
+  for (const auto& b : m.boot_files) names.push_back(b.name);
+  ABUP_TRY(auto places, boot::place_boot_files(c.backend, lower(target), ctx, names, c.placement));
+  if (places.empty()) return std::vector<BootFileRecord>{};
+
+  // Invariant 1: none of the target's paths may be one the booted slot boots from.
+  if (booted) {
+    auto mine = boot::slot_paths(c.backend, lower(*booted), ctx, c.placement);
+    for (const auto& p : places)
+      if (std::find(mine.begin(), mine.end(), p.esp_path) != mine.end())
+        return make_error(Errc::refused, "boot file '" + p.name + "' would overwrite " +
+                                             p.esp_path + ", which the booted slot " +
+                                             std::string(1, *booted) + " boots from");
+  }
+
+  // Read and check everything before touching the ESP.
+  std::vector<std::vector<std::uint8_t>> data;
+  std::uint64_t need = 0;
+  for (const auto& p : places) {
+    const auto* b = m.find_boot_file(p.name);
+    ABUP_TRY(auto bytes, protocol::read_boot_file(source, image, *b));
+    ABUP_CHECK(check_root_hash_binding(m, image.archive.metadata, b->name, bytes));
+    need += bytes.size();
+    data.push_back(std::move(bytes));
+  }
+
+  ABUP_TRY(auto esp, find_esp(root, disk, c));
+  std::uint64_t reclaim = 0;
+  for (const auto& p : places) {
+    std::error_code ec;
+    auto sz = fs::file_size(esp / p.esp_path, ec);
+    if (!ec) reclaim += sz;
+  }
+  const std::uint64_t avail = free_bytes(esp, c);
+  // Each file is written beside the old one before the rename: the largest needs room twice.
+  std::uint64_t largest = 0;
+  for (const auto& d : data) largest = std::max<std::uint64_t>(largest, d.size());
+  if (avail + reclaim < need + largest)
+    return make_error(Errc::refused,
+                      "ESP at " + esp.string() + " has " + std::to_string(avail) +
+                          " bytes free; the boot files of slot " + std::string(1, target) +
+                          " need " + std::to_string(need) +
+                          " (plus room for one temporary copy): both slots' files must fit; free "
+                          "space on the ESP");
+
+  if (c.backend == "systemd-boot")
+    for (const auto& p : places)
+      if (p.name == "uki") ABUP_CHECK(remove_old_uki(esp, p.esp_path));
+
+  std::vector<BootFileRecord> out;
+  for (std::size_t i = 0; i < places.size(); ++i) {
+    const auto& p = places[i];
+    const auto path = esp / p.esp_path;
+    std::error_code ec;
+    fs::create_directories(path.parent_path(), ec);
+    if (ec)
+      return make_error(Errc::io, "create " + path.parent_path().string() + ": " + ec.message());
+    std::string_view bytes(reinterpret_cast<const char*>(data[i].data()), data[i].size());
+    ABUP_CHECK_CTX(atomic_write_file(path, bytes), "boot file '" + p.name + "'");
+    fault_point("boot-file-written");
+    out.push_back({p.name, p.esp_path, data[i].size(), to_hex(m.find_boot_file(p.name)->sha256)});
+  }
+  // Invariant 3: every file proven as read back from the ESP before the slot is recorded staged.
+  for (const auto& r : out)
+    if (auto ck = check_boot_file(esp, r); ck != BootFileCheck::ok)
+      return make_error(Errc::io, "boot file '" + r.name + "' read back from " +
+                                      (esp / r.path).string() + ": " + std::string(to_string(ck)) +
+                                      " (the ESP did not keep it)");
+  return out;
+}
+
+BootFileCheck check_boot_file(const fs::path& esp, const BootFileRecord& r) {
+  auto bytes = read_uncached(esp / r.path);
+  if (!bytes) return BootFileCheck::missing;
+  if (bytes->size() != r.size || to_hex(sha256(as_bytes(*bytes))) != r.sha256)
+    return BootFileCheck::mismatch;
+  return BootFileCheck::ok;
+}
+
+Status verify_boot_files(const fs::path& root, const std::string& disk, const BootFilesConfig& c,
+                         const std::vector<BootFileRecord>& records) {
+  if (records.empty()) return {};
+  ABUP_TRY(auto esp, find_esp(root, disk, c));
+  for (const auto& r : records)
+    if (auto ck = check_boot_file(esp, r); ck != BootFileCheck::ok)
+      return make_error(Errc::refused, "boot file '" + r.name + "' (" + (esp / r.path).string() +
+                                           ") is " + std::string(to_string(ck)) +
+                                           " on the ESP; not arming: run `abup stage` again");
+  return {};
+}
+
+}  // namespace abup::agent
