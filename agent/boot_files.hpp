@@ -26,8 +26,8 @@ namespace abup::agent {
 // [Boot] keys this module reads (agent/config.*), and where the ESP is.
 struct BootFilesConfig {
   std::string backend = "gptprio";
-  std::filesystem::path esp;    // [Boot] ESP= mount point; empty: found via mountinfo
-  std::optional<bool> require;  // [Boot] RequireBootFiles=; nullopt: the backend's default
+  std::filesystem::path esp;            // [Boot] ESP= mount point; empty: found via mountinfo
+  std::optional<bool> require = false;  // [Boot] RequireBootFiles=; nullopt: the backend's default
   partitions::boot::PlacementOptions placement;  // [Boot] BootFilePath.NAME=
   std::map<char, std::string> uefi_loader;       // [Boot] LoaderA=/LoaderB= (uefi)
   // Test seam for "the ESP is full": free bytes to assume instead of statvfs's (a full vfat

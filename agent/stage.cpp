@@ -5,8 +5,10 @@
 #include <thread>
 
 #include "abup/hex.hpp"
+#include "agent/config.hpp"
 #include "agent/host.hpp"
 #include "agent/image_stager.hpp"
+#include "agent/lifecycle.hpp"
 #include "agent/lifecycle_guard.hpp"
 #include "agent/state.hpp"
 #include "partitions/block_target.hpp"
@@ -36,6 +38,26 @@ LifecycleOptions boot_where(const StageOptions& o) {
 }
 
 }  // namespace
+
+StageOptions stage_options(const LifecycleOptions& where, const Config& config) {
+  StageOptions so;
+  so.disk = where.disk;
+  so.root = where.root;
+  so.state_dir = where.state_dir;
+  so.keyrings = config.keyrings;
+  so.threshold = config.signature_threshold;
+  so.workers = config.workers;
+  so.memory_limit = config.memory_limit;
+  so.reuse = config.reuse;
+  // The armed check reads the bootloader this node boots with; boot files go where it looks.
+  so.boot_backend = where.backend;
+  so.grubenv = where.grubenv;
+  so.efivars = where.efivars;
+  so.uefi_loader = where.uefi_loader;
+  so.uefi_cmdline = where.uefi_cmdline;
+  so.boot = where.boot;
+  return so;
+}
 
 Result<StageSummary> stage(const StageOptions& o) {
   const auto started = std::chrono::steady_clock::now();

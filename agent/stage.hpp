@@ -65,6 +65,13 @@ struct StageSummary {
   double seconds = 0;
 };
 
+struct LifecycleOptions;
+struct Config;
+// What every stage on this node shares, from where the lifecycle acts and the configuration (the
+// CLI, the daemon's autonomous and aks modes); the caller adds the source, the transport, the
+// progress callback and its own overrides.
+[[nodiscard]] StageOptions stage_options(const LifecycleOptions& where, const Config& config);
+
 [[nodiscard]] Result<StageSummary> stage(const StageOptions& options);
 
 }  // namespace abup::agent

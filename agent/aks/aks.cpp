@@ -248,23 +248,10 @@ WorkResult Agent::do_stage(const contract::Request& r) {
                                        " is not what the update server offers on track " + r.track +
                                        " (" + check->offer->version + ")"};
   send_omaha(r, {{13, 1, std::nullopt, ""}}, false);
-  StageOptions so;
-  so.disk = o_.where.disk;
-  so.root = o_.where.root;
-  so.state_dir = o_.where.state_dir;
+  StageOptions so = stage_options(o_.where, o_.config);
   so.source = check->offer->url;
   so.transport = t;
-  so.keyrings = o_.config.keyrings;
-  so.threshold = o_.config.signature_threshold;
-  so.workers = o_.config.workers;
-  so.memory_limit = o_.config.memory_limit;
-  so.reuse = o_.config.reuse;
   so.on_progress = o_.on_progress;
-  so.boot_backend = o_.where.backend;
-  so.grubenv = o_.where.grubenv;
-  so.efivars = o_.where.efivars;
-  so.uefi_loader = o_.where.uefi_loader;
-  so.uefi_cmdline = o_.where.uefi_cmdline;
   auto staged = stage(so);
   if (!staged) {
     send_omaha(r, {{3, 0, kOmahaErrorGeneric, ""}}, false);

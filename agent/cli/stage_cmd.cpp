@@ -55,14 +55,12 @@ std::vector<OptionSpec> stage_options() {
 int run_stage(const Args& args) {
   auto common = load_common(args);
   if (!common) return report(common.error());
-  StageOptions o;
-  o.disk = common->disk;
-  o.root = common->root;
-  o.state_dir = common->state_dir;
+  auto where = lifecycle_options(args, *common);
+  if (!where) return report(where.error());
+  StageOptions o = stage_options(*where, common->config);
   o.source = args.get_or("source", "");
   if (o.source.empty()) return report(make_error(Errc::usage, "--source URL|PATH is required"));
   o.transport = transport(args, common->config);
-  o.keyrings = common->config.keyrings;
   if (args.has("keyring")) {
     o.keyrings.clear();
     for (const auto& k : args.all("keyring")) o.keyrings.emplace_back(k);
@@ -76,22 +74,13 @@ int run_stage(const Args& args) {
     o.slot = static_cast<char>(std::toupper(static_cast<unsigned char>((*s)[0])));
   }
   o.force_slot = args.has("force-slot");
-  auto where = lifecycle_options(args, *common);
-  if (!where) return report(where.error());
-  o.boot_backend = where->backend;
-  o.boot = boot_files_config(common->config, o.boot_backend);
-  o.grubenv = where->grubenv;
-  o.efivars = where->efivars;
-  o.uefi_loader = where->uefi_loader;
-  o.uefi_cmdline = where->uefi_cmdline;
   o.allow_downgrade = args.has("allow-downgrade");
   o.allow_unknown_version = args.has("allow-unknown-version");
   o.allow_unknown_variant = args.has("allow-unknown-variant");
   auto workers = args.get_int("workers", common->config.workers, 0, 256);
   if (!workers) return report(workers.error());
   o.workers = static_cast<unsigned>(*workers);
-  o.memory_limit = common->config.memory_limit;
-  o.reuse = common->config.reuse && !args.has("no-reuse");
+  o.reuse = o.reuse && !args.has("no-reuse");
   const bool tty = ::isatty(STDERR_FILENO) && !args.has("no-progress");
   if (tty) o.on_progress = draw;
   auto r = stage(o);

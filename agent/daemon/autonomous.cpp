@@ -290,24 +290,10 @@ Status Autonomous::round(const std::string& operation_id) {
 }
 
 StageOptions Autonomous::stage_options(const std::string& source, const std::string& version) {
-  StageOptions so;
-  so.disk = o_.where.disk;
-  so.root = o_.where.root;
-  so.state_dir = o_.where.state_dir;
+  StageOptions so = agent::stage_options(o_.where, o_.config);
   so.source = source;
   so.transport = transport();
-  so.keyrings = o_.config.keyrings;
-  so.threshold = o_.config.signature_threshold;
-  so.workers = o_.config.workers;
-  so.memory_limit = o_.config.memory_limit;
-  so.reuse = o_.config.reuse;
   so.on_progress = progress_reporter(version, report_);
-  // The armed check reads the bootloader the daemon manages.
-  so.boot_backend = o_.where.backend;
-  so.grubenv = o_.where.grubenv;
-  so.efivars = o_.where.efivars;
-  so.uefi_loader = o_.where.uefi_loader;
-  so.uefi_cmdline = o_.where.uefi_cmdline;
   return so;
 }
 

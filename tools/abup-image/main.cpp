@@ -108,8 +108,7 @@ int run_build(const Args& args) {
   for (const auto& spec : args.all("boot-file")) {
     auto eq = spec.find('=');
     if (eq == std::string::npos)
-      return fail(
-          make_error(Errc::usage, "--boot-file '" + spec + "': expected NAME=PATH"));
+      return fail(make_error(Errc::usage, "--boot-file '" + spec + "': expected NAME=PATH"));
     o.boot_files.push_back({spec.substr(0, eq), spec.substr(eq + 1)});
   }
   o.version = args.get_or("version", "");

@@ -67,7 +67,7 @@ class OmahaCanned {
                    "\" size=\"0\" required=\"true\"></package></packages></manifest>"
                    "</updatecheck>");
   }
-  std::string log() const { return read_file(tmp_ / "requests.log"); }
+  std::string log() const { return test::read_file(tmp_ / "requests.log"); }
 
  private:
   TempDir tmp_;
@@ -291,7 +291,7 @@ TEST_CASE("while a stage runs: heartbeats, a conflicting operationId, the apiser
   w.stop_agent();
   CHECK(w.result);
   // The operation is still recorded as in flight, for a restart to pick up.
-  CHECK(read_file(w.node.state_dir() / "aks.json").find("inFlight") != std::string::npos);
+  CHECK(test::read_file(w.node.state_dir() / "aks.json").find("inFlight") != std::string::npos);
 }
 
 TEST_CASE("invalid requests: InvalidRequest under their id, or an Event when unanswerable") {
@@ -394,7 +394,7 @@ TEST_CASE("abup daemon with Mode=aks: stage and finalize through the annotations
   REQUIRE(pid > 0);
   w.ask(w.request("stage", op_id(1), v2));
   auto s = w.wait_terminal(kStatus, op_id(1));
-  INFO(read_file(dir / "daemon.log"));
+  INFO(test::read_file(dir / "daemon.log"));
   CHECK(s["code"] == "Success");
   auto settled = [&](const std::string& state, const std::string& op) {
     for (int i = 0; i < 500; ++i) {
@@ -408,7 +408,7 @@ TEST_CASE("abup daemon with Mode=aks: stage and finalize through the annotations
   CHECK(property("Mode") == "s \"aks\"\n");
   CHECK(settled("staged", op_id(1)));
   CHECK(property("StagedVersion") == "s \"" + v2 + "\"\n");
-  const auto prom = read_file(dir / "abup.prom");
+  const auto prom = test::read_file(dir / "abup.prom");
   CHECK(prom.find("abup_info{mode=\"aks\"} 1") != std::string::npos);
   CHECK(prom.find("abup_last_update_bytes{") != std::string::npos);
   w.ask(w.request("finalize", op_id(2), v2));
