@@ -83,7 +83,7 @@ def main():
     serve = None
     counts = collections.Counter()
     fired = collections.Counter()
-    worst_ratio = 0.0
+    worst_ratio, worst_seed = 0.0, ""
     failures = []
     t_all = time.monotonic()
     try:
@@ -145,7 +145,8 @@ def main():
                     if node.slot_sha("B", r["size"]) != r["sha"]:
                         problems.append("rerun exited 0 but USR-B is not byte-exact")
             ratio = fetched / cosi_size
-            worst_ratio = max(worst_ratio, ratio)
+            if ratio > worst_ratio:
+                worst_ratio, worst_seed = ratio, f"seed {seed}, {outcome}, faults {dict(faults)}"
             if ratio > args.max_fetch_ratio:
                 problems.append(f"fetched {fetched} bytes, {ratio:.2f}x the {cosi_size}-byte image")
             counts[outcome] += 1
@@ -166,7 +167,7 @@ def main():
           f"in {time.monotonic() - t_all:.1f}s")
     print("chaos: outcomes " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     print("chaos: faults fired " + ", ".join(f"{k} {v}" for k, v in sorted(fired.items())))
-    print(f"chaos: worst bytes fetched per stage {worst_ratio:.2f}x the image")
+    print(f"chaos: worst bytes fetched per stage {worst_ratio:.2f}x the image ({worst_seed})")
     return 1 if failures else 0
 
 
