@@ -474,6 +474,16 @@ Status append_history(const std::filesystem::path& dir, const Outcome& o) {
         h.value("outcome", "") == o.code)
       return {};
   std::string line = outcome_json(o).dump() + "\n";
+  // Capped so a node updating for years keeps a bounded state dir: past kHistoryMaxLines the
+  // oldest half goes, in one crash-safe replace (old or new file, never a torn one). Readers look
+  // back only at the latest steps, which stay.
+  if (lines.size() + 1 > kHistoryMaxLines) {
+    std::string kept;
+    for (auto it = lines.end() - static_cast<std::ptrdiff_t>(kHistoryMaxLines / 2);
+         it != lines.end(); ++it)
+      kept += it->dump() + "\n";
+    return atomic_write_file(path, kept + line, 0600);
+  }
   // A line torn by a crash has no newline: start on a fresh line so this one stays readable.
   if (auto text = read_file(path); text && !text->empty() && text->back() != '\n')
     line = "\n" + line;

@@ -87,6 +87,8 @@ struct Outcome {
 // outcome). Appended with O_APPEND and fsync; a line already there for the same operation, kind
 // and outcome is not written twice (a re-run after a kill). Unparsable (torn) lines, and lines
 // where one of those fields is not a string, are skipped when read (`skipped` says which and why).
+// history.jsonl keeps at most this many lines (the oldest half is dropped when it is reached).
+inline constexpr std::size_t kHistoryMaxLines = 1000;
 [[nodiscard]] Status append_history(const std::filesystem::path& state_dir, const Outcome& outcome);
 [[nodiscard]] Result<std::vector<nlohmann::json>> read_history(
     const std::filesystem::path& state_dir, std::vector<std::string>* skipped = nullptr);

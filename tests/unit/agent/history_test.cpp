@@ -53,3 +53,23 @@ TEST_CASE("history.jsonl: lines with a field of the wrong type are skipped and n
   REQUIRE(lines);
   CHECK(lines->size() == 3);
 }
+
+TEST_CASE(
+    "history.jsonl is capped: at kHistoryMaxLines the oldest half goes, the newest lines stay") {
+  TempDir dir;
+  Outcome o;
+  o.kind = "commit";
+  o.code = "Committed";
+  for (std::size_t i = 0; i < kHistoryMaxLines + 10; ++i) {
+    o.operation_id = "op-" + std::to_string(i);
+    REQUIRE(append_history(dir.path(), o));
+  }
+  auto lines = read_history(dir.path());
+  REQUIRE(lines);
+  CHECK(lines->size() == kHistoryMaxLines / 2 + 10);
+  CHECK(lines->back()["operationId"] == "op-" + std::to_string(kHistoryMaxLines + 9));
+  CHECK(lines->front()["operationId"] == "op-" + std::to_string(kHistoryMaxLines / 2));
+  // Still de-duplicated after the rewrite: a re-run of the last step adds nothing.
+  REQUIRE(append_history(dir.path(), o));
+  CHECK(read_history(dir.path())->size() == kHistoryMaxLines / 2 + 10);
+}
