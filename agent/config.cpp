@@ -41,6 +41,7 @@ const std::vector<std::string> kKnownKeys = {
     "Network.ConnectTimeoutSec",
     "Network.LowSpeedLimitBytes",
     "Network.LowSpeedTimeSec",
+    "Network.MaxRangesPerRequest",
     "Stage.Workers",
     "Stage.MemoryLimitMiB",
     "Stage.Reuse",
@@ -49,6 +50,8 @@ const std::vector<std::string> kKnownKeys = {
     "Boot.UefiLoaderB",
     "Boot.UefiCmdlineA",
     "Boot.UefiCmdlineB",
+    "Boot.LoaderEntryA",
+    "Boot.LoaderEntryB",
     "Boot.ESP",
     "Boot.RequireBootFiles",
     "Reboot.Strategy",
@@ -65,6 +68,7 @@ const std::vector<std::string> kKnownKeys = {
     "Health.Timeout",
     "Metrics.Textfile",
     "Metrics.Listen",
+    "Security.RequireExpiry",
 };
 
 std::string section_of(const std::string& id) {
@@ -175,6 +179,12 @@ struct Loader {
       out = value;
       return {};
     };
+    auto as_word = [&](auto& out, auto parse) -> Status {
+      auto w = parse(value);
+      if (!w) return bad(w.error().message);
+      out = *w;
+      return {};
+    };
     // Repeatable list settings: each value appends; an empty value resets (systemd style).
     auto as_list = [&](std::vector<std::string>& out) {
       if (value.empty())
@@ -184,8 +194,7 @@ struct Loader {
     };
     std::string id = section + "." + key;
     if (id == "Update.Mode") {
-      if (value != "aks" && value != "autonomous") return bad("expected aks or autonomous");
-      cfg.mode = value;
+      ABUP_CHECK(as_word(cfg.mode, parse_mode));
     } else if (id == "Update.Server") {
       ABUP_CHECK(as_url(cfg.server, true));
     } else if (id == "Update.AppId") {
@@ -206,9 +215,7 @@ struct Loader {
     } else if (id == "Update.MaxBackoff") {
       ABUP_CHECK(as_span(cfg.max_backoff, std::chrono::seconds(60)));
     } else if (id == "Reboot.Strategy") {
-      if (value != "off" && value != "immediate" && value != "window" && value != "fleetlock")
-        return bad("expected off, immediate, window or fleetlock");
-      cfg.reboot_strategy = value;
+      ABUP_CHECK(as_word(cfg.reboot_strategy, parse_reboot_strategy));
     } else if (id == "Reboot.Window") {
       // Empty: no window (as the default); Strategy=window then refuses to start without one.
       if (!value.empty())
@@ -255,9 +262,7 @@ struct Loader {
       ABUP_TRY(auto n, as_int(1, 64));
       cfg.signature_threshold = static_cast<int>(n);
     } else if (id == "Update.BootBackend") {
-      if (value != "gptprio" && value != "uefi" && value != "grubenv" && value != "systemd-boot")
-        return bad("expected gptprio, uefi, grubenv or systemd-boot");
-      cfg.boot_backend = value;
+      ABUP_CHECK(as_word(cfg.boot_backend, parse_boot_backend));
     } else if (id == "Boot.GrubEnv") {
       cfg.grubenv = value;
     } else if (id == "Boot.UefiLoaderA" || id == "Boot.UefiLoaderB") {
@@ -271,6 +276,18 @@ struct Loader {
       cfg.uefi_loader[id.back()] = value;
     } else if (id == "Boot.UefiCmdlineA" || id == "Boot.UefiCmdlineB") {
       cfg.uefi_cmdline[id.back()] = value;
+    } else if (id == "Boot.LoaderEntryA" || id == "Boot.LoaderEntryB") {
+      if (value.empty()) {
+        cfg.loader_entry.erase(id.back());  // back to acl-usr-a.efi / acl-usr-b.efi
+        return {};
+      }
+      if (auto st = check_loader_entry(value); !st) return bad(st.error().message);
+      const char other = id.back() == 'A' ? 'B' : 'A';
+      if (auto it = cfg.loader_entry.find(other);
+          it != cfg.loader_entry.end() && it->second == value)
+        return bad(std::string("LoaderEntry") + other +
+                   "= names the same entry; each slot needs its own");
+      cfg.loader_entry[id.back()] = value;
     } else if (id == "Boot.ESP") {
       cfg.esp = value;
     } else if (id == "Boot.RequireBootFiles") {
@@ -306,8 +323,13 @@ struct Loader {
     } else if (id == "Network.LowSpeedLimitBytes") {
       ABUP_TRY(auto n, as_int(0, 1LL << 30));
       cfg.low_speed_limit = static_cast<long>(n);
+    } else if (id == "Network.MaxRangesPerRequest") {
+      ABUP_TRY(auto n, as_int(1, 256));
+      cfg.max_ranges_per_request = static_cast<std::size_t>(n);
     } else if (id == "Network.LowSpeedTimeSec") {
       ABUP_CHECK(as_span(cfg.low_speed_time, std::chrono::seconds(1)));
+    } else if (id == "Security.RequireExpiry") {
+      ABUP_CHECK(as_bool(cfg.require_expiry));
     } else {
       // Fail closed: a misspelt SignatureThreshold= must not leave the default of 1 in force.
       return make_error(Errc::usage, where + ": " + unknown_key(section, key));
@@ -353,6 +375,25 @@ struct Loader {
 };
 
 }  // namespace
+
+Status check_loader_entry(std::string_view id) {
+  auto fail = [&](const char* why) {
+    return make_error(Errc::usage, std::string("systemd-boot entry id '") + std::string(id) + "' " +
+                                       why +
+                                       " (expected a UKI file name in EFI/Linux/ such as "
+                                       "acl-usr-a.efi)");
+  };
+  if (id.empty()) return fail("is empty");
+  if (id.find_first_of("/\\") != std::string_view::npos) return fail("is a path");
+  if (id.front() == '.') return fail("starts with '.'");
+  for (char c : id)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return fail("has a control character");
+  std::string lower(id);
+  std::transform(lower.begin(), lower.end(), lower.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (lower.size() <= 4 || !lower.ends_with(".efi")) return fail("does not end in .efi");
+  return {};
+}
 
 const std::vector<std::string>& known_config_keys() {
   return kKnownKeys;

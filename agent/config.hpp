@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "abup/result.hpp"
+#include "agent/vocabulary.hpp"
 
 namespace abup::agent {
 
@@ -20,8 +21,8 @@ inline constexpr std::string_view kFlatcarAppId = "{e96281a6-d1af-4bde-9a0a-97b7
 
 struct Config {
   // [Update]
-  std::string mode = "autonomous";  // aks | autonomous
-  std::string server;               // full Omaha endpoint URL; empty: no update checks
+  Mode mode = Mode::autonomous;
+  std::string server;  // full Omaha endpoint URL; empty: no update checks
   std::string app_id{kFlatcarAppId};
   std::string track = "stable";
   bool machine_id_hashed = true;             // MachineID=hashed (Microsoft's agent) | raw (Flatcar)
@@ -31,18 +32,19 @@ struct Config {
   std::chrono::seconds max_backoff{4 * 3600};   // errors and 5xx double the interval up to this
   std::vector<std::filesystem::path> keyrings;  // default: usr/share/abup/keys.d, etc/abup/keys.d
   int signature_threshold = 1;
-  std::string boot_backend = "gptprio";
+  BootBackend boot_backend = BootBackend::gptprio;
   // [Network]
   std::string proxy;  // empty: the usual environment variables
   std::string ca_file, client_cert, client_key;
   bool allow_http = false;
   // A dead or stalled server fails within these, per attempt (named in the error when hit).
   std::chrono::seconds connect_timeout{30};  // ConnectTimeoutSec=
+  std::size_t max_ranges_per_request = 16;   // MaxRangesPerRequest= (1: one range per request)
   long low_speed_limit = 1024;               // LowSpeedLimitBytes= (bytes/s; 0: no limit)
   std::chrono::seconds low_speed_time{30};   // LowSpeedTimeSec=
   // [Stage]
   unsigned workers = 0;
-  std::uint64_t memory_limit = 16 << 20;
+  std::uint64_t memory_limit = 4 << 20;  // MemoryLimitMiB=
   bool reuse = true;
   // [Boot]
   std::filesystem::path grubenv;  // empty: ROOT/boot/grub/grubenv
@@ -50,14 +52,17 @@ struct Config {
   // default \EFI\acl\usr-a.efi) and the load option's optional data, the kernel command line
   // of an EFI-stub kernel (UefiCmdlineA=, default none: a UKI carries its own).
   std::map<char, std::string> uefi_loader, uefi_cmdline;
+  // systemd-boot: per slot, its boot loader entry id (LoaderEntryA=, LoaderEntryB=): the UKI's
+  // file name in ESP/EFI/Linux/; unset: acl-usr-a.efi, acl-usr-b.efi.
+  std::map<char, std::string> loader_entry;
   // Boot files (agent/boot_files): ESP= mount point (default: found by partition type in
   // mountinfo); RequireBootFiles= yes | no | auto (auto: gptprio, uefi, systemd-boot require an
   // image to carry boot files); BootFilePath.NAME= ESP-relative path template, %s = slot letter.
   std::filesystem::path esp;
-  std::optional<bool> require_boot_files = false;  // nullopt = auto
+  std::optional<bool> require_boot_files;  // nullopt = auto (the default)
   std::map<std::string, std::string> boot_file_paths;
   // [Reboot]
-  std::string reboot_strategy = "immediate";  // off | immediate | window | fleetlock
+  RebootStrategy reboot_strategy = RebootStrategy::immediate;
   std::string reboot_window;  // "DAYS HH:MM LENGTH [TZ]", e.g. "Mon..Fri 02:00 3h UTC"
   std::string fleetlock_url;  // base URL; /v1/pre-reboot and /v1/steady-state are appended
   std::string fleetlock_group = "default";
@@ -74,6 +79,8 @@ struct Config {
   // [Metrics]
   std::filesystem::path metrics_textfile;  // empty: no textfile (node-exporter collector)
   std::string metrics_listen;              // empty: no endpoint; e.g. 127.0.0.1:9478
+  // [Security]
+  bool require_expiry = false;  // RequireExpiry=: refuse a signed manifest without expiresAt
 };
 
 // Loads `path` and its drop-in directory. A missing `path` gives the defaults, or with
@@ -88,6 +95,8 @@ struct Config {
 [[nodiscard]] const std::vector<std::string>& known_config_keys();
 // "yes/no, true/false, on/off, 1/0" as systemd spells them.
 [[nodiscard]] Result<bool> parse_bool(std::string_view text);
+// A systemd-boot entry id ([Boot] LoaderEntryA|B=): a file name in EFI/Linux/ ending in .efi.
+[[nodiscard]] Status check_loader_entry(std::string_view id);
 // A systemd time span: "90", "90s", "5min", "1h 30min", "2d" (a bare number is seconds).
 [[nodiscard]] Result<std::chrono::seconds> parse_timespan(std::string_view text);
 

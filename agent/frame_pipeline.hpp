@@ -1,7 +1,8 @@
-// The decode stage of `abup stage`: compressed frames arrive in order from the download thread,
-// worker threads verify (SHA-256 of the frame), decompress, check (XXH3-128 of the chunk) and
-// write them at their offset on the target. Memory is a fixed set of buffers sized from the
-// frame table and a budget: the download thread blocks while all of them are in flight.
+// The decode stage of `abup stage`: compressed frames, their SHA-256 already matched by the
+// download thread, arrive in order; worker threads decompress, check (XXH3-128 of the chunk),
+// write them at their offset on the target and hand them to the read-back. Memory: a decode
+// buffer per worker (the largest chunk) and compressed frames in flight, each in a buffer of its
+// own size, up to the budget left: the download thread blocks while they hold it.
 #pragma once
 
 #include <condition_variable>
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "abup/result.hpp"
+#include "agent/read_back.hpp"
 #include "partitions/block_target.hpp"
 #include "update-protocol/manifest/manifest.hpp"
 
@@ -38,8 +40,10 @@ class AlignedBuffer {
 
 class FramePipeline {
  public:
+  // Each frame written is reported to `read_back` (may be null).
   FramePipeline(partitions::BlockTarget& target, const protocol::ManifestImage& image,
-                unsigned workers, std::uint64_t memory_limit, int window_log_max);
+                unsigned workers, std::uint64_t memory_limit, int window_log_max,
+                ReadBack* read_back);
   ~FramePipeline();
   FramePipeline(const FramePipeline&) = delete;
   FramePipeline& operator=(const FramePipeline&) = delete;
@@ -48,10 +52,14 @@ class FramePipeline {
   [[nodiscard]] bool buffered(const protocol::Frame& f) const {
     return f.size <= max_compressed_ && f.uncompressed_size <= max_uncompressed_;
   }
-  // A buffer for the next frame's compressed bytes; blocks while all are in flight. nullptr
-  // once a worker failed (error() says why).
-  [[nodiscard]] AlignedBuffer* acquire();
-  void submit(std::size_t frame_index, AlignedBuffer* buffer);
+  // A buffer for a frame's `size` compressed bytes; blocks while the frames in flight hold the
+  // budget. nullptr once a worker failed (error() says why).
+  [[nodiscard]] std::unique_ptr<AlignedBuffer> acquire(std::uint64_t size);
+  // Hands an acquired buffer, filled with the frame's compressed bytes whose SHA-256 matched,
+  // to the workers.
+  void submit(std::size_t frame_index, std::unique_ptr<AlignedBuffer> buffer);
+  // Gives back the budget of an acquired buffer that will not be submitted (a frame cut short).
+  void release(std::unique_ptr<AlignedBuffer> buffer);
   // Waits until every submitted frame is written; the first error of any worker.
   [[nodiscard]] Status drain();
   [[nodiscard]] std::optional<Error> error() const;
@@ -62,13 +70,14 @@ class FramePipeline {
 
   partitions::BlockTarget& target_;
   const protocol::ManifestImage& image_;
+  ReadBack* read_back_;
   std::uint64_t max_compressed_ = 0, max_uncompressed_ = 0;
   int window_log_max_;
-  std::vector<std::unique_ptr<AlignedBuffer>> buffers_;
-  std::vector<AlignedBuffer*> free_;
+  std::uint64_t budget_ = 0;           // bytes of compressed frames in flight at most
+  std::uint64_t in_flight_bytes_ = 0;  // acquired and not yet decoded
   struct Job {
     std::size_t index;
-    AlignedBuffer* buffer;
+    std::unique_ptr<AlignedBuffer> buffer;
   };
   std::deque<Job> jobs_;
   std::size_t in_flight_ = 0;
@@ -79,11 +88,5 @@ class FramePipeline {
   std::condition_variable cv_;
   std::vector<std::thread> threads_;
 };
-
-// Reads every chunk of the image back from the device (bypassing the page cache) on `workers`
-// threads and checks its XXH3-128 against the signed manifest; progress(bytes) after each chunk.
-[[nodiscard]] Status read_back_verify(partitions::BlockTarget& target,
-                                      const protocol::ManifestImage& image, unsigned workers,
-                                      const std::function<void(std::uint64_t)>& progress);
 
 }  // namespace abup::agent

@@ -1,5 +1,6 @@
 #include "agent/image_stager.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <unordered_map>
@@ -88,7 +89,7 @@ void ProgressReporter::emit(bool force) {
   fn_(p_);
 }
 
-Status ImageStager::plan(bool resume, const ReuseSource& reuse) {
+Status ImageStager::plan(bool resume, const ReuseSource& reuse, unsigned workers) {
   const auto n = img_.frames.size();
   actions_.assign(n, Action::download);
   reuse_from_.assign(n, 0);
@@ -126,7 +127,7 @@ Status ImageStager::plan(bool resume, const ReuseSource& reuse) {
   std::optional<SlotChunks> have;
   if (reuse.recorded) have = recorded_chunks(*reuse.recorded, img_, slot_size, is_wanted);
   if (!have && !img_.chunker.empty()) {
-    ABUP_TRY(have, index_slot(*reuse.reader, limit, img_, is_wanted));
+    ABUP_TRY(have, index_slot(*reuse.reader, limit, img_, is_wanted, workers));
   } else if (!have && img_.frames.front().uncompressed_size <= kScratch) {
     ABUP_TRY(have, index_slot_fixed(*reuse.reader, limit, img_.frames.front().uncompressed_size,
                                     is_wanted));
@@ -144,12 +145,14 @@ Status ImageStager::plan(bool resume, const ReuseSource& reuse) {
 }
 
 Status ImageStager::write_local(const ReuseSource& reuse) {
+  read_back_ = std::make_unique<ReadBack>(target_, img_, ReadBack::kBuffer);
   AlignedBuffer scratch(kScratch);
   for (std::size_t i = 0; i < img_.frames.size(); ++i) {
     const auto& f = img_.frames[i];
     switch (actions_[i]) {
       case Action::zero:
         ABUP_CHECK(target_.zero_range(f.uncompressed_offset, f.uncompressed_size));
+        read_back_->written(i, ReadBack::Kind::zero);
         sum_.zeroed += f.uncompressed_size;
         break;
       case Action::reuse: {
@@ -160,10 +163,13 @@ Status ImageStager::write_local(const ReuseSource& reuse) {
           continue;
         }
         ABUP_CHECK(target_.write_at(f.uncompressed_offset, span));
+        target_.start_writeback(f.uncompressed_offset, f.uncompressed_size);
+        read_back_->written(i);
         sum_.reused += f.uncompressed_size;
         break;
       }
       case Action::skip:
+        read_back_->written(i);
         sum_.skipped += f.uncompressed_size;
         break;
       case Action::download:
@@ -174,88 +180,189 @@ Status ImageStager::write_local(const ReuseSource& reuse) {
   return {};
 }
 
+// Splits the bytes of runs of frames into frames: frames still to download have their SHA-256
+// checked as they arrive and go to the pipeline's workers (or through a streaming decoder when
+// too large to buffer); other frames inside a coalesced range are dropped. A damaged frame is
+// dropped too and stays to download. Two damaged frames in a row in one range stop the transfer:
+// a byte duplicated or lost on the way shifts every later byte of the response, so nothing after
+// it is worth receiving; one damaged frame followed by an intact one was damaged in place.
+class ImageStager::RunWriter {
+ public:
+  RunWriter(ImageStager& s, FramePipeline& pipeline, std::vector<char>& pending)
+      : s_(s), pipeline_(pipeline), pending_(pending) {}
+  ~RunWriter() { pipeline_.release(std::move(buf_)); }
+  RunWriter(const RunWriter&) = delete;
+  RunWriter& operator=(const RunWriter&) = delete;
+  [[nodiscard]] std::uint64_t streamed() const { return streamed_; }
+  // Frames whose compressed bytes failed their SHA-256, in the order received.
+  [[nodiscard]] const std::vector<std::size_t>& damaged() const { return damaged_; }
+  // Whether two damaged frames in a row stopped the transfer.
+  [[nodiscard]] bool stopped() const { return stopped_; }
+
+  [[nodiscard]] Status feed(std::size_t run_first, std::span<const std::uint8_t> piece) {
+    if (run_first != run_first_) {
+      if (filled_ != 0)
+        return make_error(Errc::failed,
+                          s_.img_.path + ": a range ended inside frame " + std::to_string(cur_));
+      run_first_ = cur_ = run_first;
+      suspect_ = false;
+    }
+    while (!piece.empty()) {
+      const auto& f = s_.img_.frames[cur_];
+      const bool wanted = pending_[cur_] != 0;
+      auto n = static_cast<std::size_t>(std::min<std::uint64_t>(piece.size(), f.size - filled_));
+      if (!wanted) {
+        // A frame inside a coalesced range that is not needed (any more): dropped.
+      } else if (pipeline_.buffered(f)) {
+        if (!buf_ && !(buf_ = pipeline_.acquire(f.size))) return *pipeline_.error();
+        std::memcpy(buf_->data() + filled_, piece.data(), n);
+        sha_.update(piece.first(n));
+      } else {
+        if (!streaming_)
+          streaming_ = std::make_unique<protocol::FrameStream>(
+              f, s_.img_.path + " frame " + std::to_string(cur_), s_.window_log_max_,
+              [this, &f](std::uint64_t off, std::span<const std::uint8_t> out) {
+                return s_.target_.write_at(f.uncompressed_offset + off, out);
+              });
+        ABUP_CHECK(streaming_->feed(piece.first(n)));
+      }
+      filled_ += n;
+      piece = piece.subspan(n);
+      if (filled_ < f.size) continue;
+      if (wanted && buf_) {
+        Sha256 d;
+        sha_.finish(d);
+        if (d != f.sha256) {
+          pipeline_.release(std::move(buf_));
+          damaged_.push_back(cur_);
+          if (suspect_) {
+            stopped_ = true;
+            return make_error(Errc::untrusted, s_.img_.path + " frames " +
+                                                   std::to_string(damaged_.end()[-2]) + " and " +
+                                                   std::to_string(cur_) +
+                                                   ": damaged on the way (bytes shifted)");
+          }
+          suspect_ = true;
+          ++cur_;
+          filled_ = 0;
+          continue;
+        }
+        suspect_ = false;
+        pending_[cur_] = 0;
+        pipeline_.submit(cur_, std::move(buf_));
+      } else if (wanted) {
+        ABUP_CHECK(streaming_->finish());
+        streaming_.reset();
+        pending_[cur_] = 0;
+        streamed_ += f.uncompressed_size;
+        s_.read_back_->written(cur_);
+      }
+      if (wanted) s_.progress_.add(f.uncompressed_size, s_.source_.bytes_fetched());
+      ++cur_;
+      filled_ = 0;
+      // A chunk already read back wrong fails the stage: no point downloading the rest.
+      if (auto e = s_.read_back_->error()) return *e;
+    }
+    return {};
+  }
+
+ private:
+  ImageStager& s_;
+  FramePipeline& pipeline_;
+  std::vector<char>& pending_;
+  std::size_t run_first_ = SIZE_MAX, cur_ = 0;
+  std::uint64_t filled_ = 0, streamed_ = 0;
+  std::unique_ptr<AlignedBuffer> buf_;
+  Sha2 sha_{Sha2::Kind::sha256};
+  std::unique_ptr<protocol::FrameStream> streaming_;
+  std::vector<std::size_t> damaged_;
+  bool suspect_ = false;  // the last frame of this range was damaged
+  bool stopped_ = false;
+};
+
 Status ImageStager::download(unsigned workers, std::uint64_t memory_limit) {
-  FramePipeline pipeline(target_, img_, workers, memory_limit, window_log_max_);
-  std::uint64_t streamed = 0;
+  if (!read_back_) read_back_ = std::make_unique<ReadBack>(target_, img_, ReadBack::kBuffer);
+  // Frames not yet received intact.
+  std::vector<char> pending(img_.frames.size(), 0);
+  for (std::size_t i = 0; i < pending.size(); ++i) pending[i] = actions_[i] == Action::download;
+  // Coalesce: the next frame to download joins a run when the frames in between (zero, reused,
+  // already present or received) cost less to fetch and drop than a new range.
   const std::uint64_t max_gap = img_.chunker.empty() ? kMaxGapFixed : kMaxGapCdc;
-  for (std::size_t i = 0; i < img_.frames.size();) {
-    if (actions_[i] != Action::download) {
-      ++i;
+  std::vector<std::pair<std::size_t, std::size_t>> runs;
+  std::vector<protocol::Range> ranges;
+  auto plan_runs = [&] {
+    runs.clear();
+    ranges.clear();
+    for (std::size_t i = 0; i < img_.frames.size(); ++i) {
+      if (!pending[i]) continue;
+      if (!runs.empty()) {
+        const auto& end = img_.frames[runs.back().second];
+        if (img_.frames[i].offset - (end.offset + end.size) <= max_gap) {
+          runs.back().second = i;
+          continue;
+        }
+      }
+      runs.emplace_back(i, i);
+    }
+    for (auto [first, last] : runs) {
+      const auto start = img_.frames[first].offset;
+      ranges.push_back({base_ + start, img_.frames[last].offset + img_.frames[last].size - start});
+    }
+  };
+  plan_runs();
+  if (runs.empty()) return {};
+  const std::uint64_t read_back = read_back_->buffer_size();
+  FramePipeline pipeline(target_, img_, workers,
+                         memory_limit > read_back ? memory_limit - read_back : 0, window_log_max_,
+                         read_back_.get());
+  std::uint64_t streamed = 0;
+  std::map<std::size_t, int> downloads_of_bad;  // frame -> downloads that failed their SHA-256
+  int damaged_frames = 0;
+  // Each pass asks for every frame still pending: the first one for all, later ones for frames
+  // that arrived damaged (after a stopped transfer, also for everything after them). Bounded:
+  // each pass after the first follows a damaged frame, of which an image gets a fixed number.
+  for (; !runs.empty(); plan_runs()) {
+    RunWriter writer(*this, pipeline, pending);
+    auto requests =
+        source_.read_ranges(ranges, [&](std::size_t run, std::span<const std::uint8_t> p) {
+          return writer.feed(runs[run].first, p);
+        });
+    streamed += writer.streamed();
+    for (auto bad : writer.damaged()) {
+      const auto& f = img_.frames[bad];
+      const int tries = ++downloads_of_bad[bad];
+      if (tries < kMaxDownloadsOfFrame && ++damaged_frames <= kMaxCorruptFrames) continue;
+      return make_error(
+          Errc::untrusted,
+          img_.path + " frame " + std::to_string(bad) +
+              ": compressed frame SHA-256 does not match the signed manifest " +
+              (tries >= kMaxDownloadsOfFrame
+                   ? "after " + std::to_string(tries) + " downloads"
+                   : "(" + std::to_string(damaged_frames) + " damaged frames in this image, " +
+                         std::to_string(kMaxCorruptFrames) + " are fetched again at most)") +
+              " (its " + std::to_string(f.size) + " bytes at offset " +
+              std::to_string(base_ + f.offset) + " of " + source_.describe() +
+              ", uncompressed offset " + std::to_string(f.uncompressed_offset) +
+              "): a corrupt image, or a server or network that damages data");
+    }
+    if (requests) {
+      sum_.requests += *requests;
       continue;
     }
-    // Coalesce: the next frame to download joins this request when the frames in between
-    // (zero, reused, already present) cost less to fetch and drop than a new request.
-    std::size_t j = i;
-    for (std::size_t k = i + 1; k < img_.frames.size(); ++k) {
-      if (actions_[k] != Action::download) continue;
-      if (img_.frames[k].offset - (img_.frames[j].offset + img_.frames[j].size) > max_gap) break;
-      j = k;
-    }
+    if (auto e = pipeline.error()) return *e;
+    if (!writer.stopped()) return std::move(requests).error();
+    // The request cut short (the count of the batch's earlier requests is lost).
     ++sum_.requests;
-    Status st = stream_request(i, j, pipeline, streamed);
-    if (st) st = pipeline.drain();
-    if (!st) {
-      auto worker_error = pipeline.error();
-      return worker_error ? *worker_error : std::move(st).error();
-    }
-    i = j + 1;
   }
   ABUP_CHECK(pipeline.drain());
   sum_.written += pipeline.written() + streamed;
   return {};
 }
 
-Status ImageStager::stream_request(std::size_t first, std::size_t last, FramePipeline& pipeline,
-                                   std::uint64_t& streamed) {
-  const std::uint64_t from = img_.frames[first].offset;
-  const std::uint64_t len = img_.frames[last].offset + img_.frames[last].size - from;
-  std::size_t cur = first;
-  std::uint64_t filled = 0;
-  AlignedBuffer* buf = nullptr;
-  std::unique_ptr<protocol::FrameStream> streaming;
-  auto sink = [&](std::span<const std::uint8_t> piece) -> Status {
-    while (!piece.empty()) {
-      const auto& f = img_.frames[cur];
-      const bool wanted = actions_[cur] == Action::download;
-      auto n = static_cast<std::size_t>(std::min<std::uint64_t>(piece.size(), f.size - filled));
-      if (!wanted) {
-        // A gap frame inside a coalesced request: its bytes are dropped.
-      } else if (pipeline.buffered(f)) {
-        if (!buf && !(buf = pipeline.acquire())) return *pipeline.error();
-        std::memcpy(buf->data() + filled, piece.data(), n);
-      } else {
-        if (!streaming)
-          streaming = std::make_unique<protocol::FrameStream>(
-              f, img_.path + " frame " + std::to_string(cur), window_log_max_,
-              [this, &f](std::uint64_t off, std::span<const std::uint8_t> out) {
-                return target_.write_at(f.uncompressed_offset + off, out);
-              });
-        ABUP_CHECK(streaming->feed(piece.first(n)));
-      }
-      filled += n;
-      piece = piece.subspan(n);
-      if (filled < f.size) continue;
-      if (wanted && buf) {
-        pipeline.submit(cur, buf);
-        buf = nullptr;
-      } else if (wanted) {
-        ABUP_CHECK(streaming->finish());
-        streaming.reset();
-        streamed += f.uncompressed_size;
-      }
-      if (wanted) progress_.add(f.uncompressed_size, source_.bytes_fetched());
-      ++cur;
-      filled = 0;
-    }
-    return {};
-  };
-  return source_.read_range(base_ + from, len, sink);
-}
-
-Status ImageStager::sync_and_verify(unsigned workers) {
+Status ImageStager::sync_and_verify() {
+  if (!read_back_) read_back_ = std::make_unique<ReadBack>(target_, img_, ReadBack::kBuffer);
   ABUP_CHECK(target_.sync());
-  return read_back_verify(target_, img_, workers,
-                          [&](std::uint64_t n) { progress_.add(n, source_.bytes_fetched()); });
+  return read_back_->finish([&](std::uint64_t n) { progress_.add(n, source_.bytes_fetched()); });
 }
 
 }  // namespace abup::agent

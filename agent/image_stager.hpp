@@ -1,14 +1,17 @@
 // One manifest image onto one partition: the plan / local writes / downloads / read-back steps
-// of `abup stage` (DESIGN.md §5). stage.cpp decides what goes where and keeps the state file.
+// of `abup stage` (docs/architecture.md §5). stage.cpp decides what goes where and keeps the state
+// file.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <vector>
 
 #include "abup/result.hpp"
+#include "agent/read_back.hpp"
 #include "agent/stage.hpp"
 #include "partitions/block_target.hpp"
 #include "update-protocol/manifest/manifest.hpp"
@@ -51,19 +54,28 @@ class ImageStager {
         window_log_max_(window_log_max) {}
 
   // Decides per chunk: zero, already on the target (only when `resume`: re-hashed with SHA-256),
-  // reuse from `reuse`, or download.
-  [[nodiscard]] Status plan(bool resume, const ReuseSource& reuse);
-  // Zeroes and copies (each copied chunk's SHA-256 checked; a mismatch is downloaded instead).
+  // reuse from `reuse` (its booted slot cut on `workers` threads), or download.
+  [[nodiscard]] Status plan(bool resume, const ReuseSource& reuse, unsigned workers = 1);
+  // Starts the read-back (its thread checks what is written from now on, while later frames are
+  // still written), then zeroes and copies (each copied chunk's SHA-256 checked; a mismatch is
+  // downloaded instead).
   [[nodiscard]] Status write_local(const ReuseSource& reuse);
-  // Coalesced range requests decoded on `workers` threads within `memory_limit`.
+  // Coalesced range requests decoded on `workers` threads; the decode buffers, the compressed
+  // frames in flight and the read-back's buffer within `memory_limit`. Frames whose compressed
+  // bytes fail their SHA-256 are asked again; two in a row stop the response they came in (its
+  // later bytes are shifted), which is asked again from the first of them.
   [[nodiscard]] Status download(unsigned workers, std::uint64_t memory_limit);
-  // fsync, then every chunk read back from the device and checked.
-  [[nodiscard]] Status sync_and_verify(unsigned workers);
+  // fsync, then waits until every chunk was read back from the device and matched.
+  [[nodiscard]] Status sync_and_verify();
+
+  // Downloads of one frame whose compressed bytes failed their SHA-256 before the stage fails,
+  // and such failures in all of an image's frames.
+  static constexpr int kMaxDownloadsOfFrame = 3;
+  static constexpr int kMaxCorruptFrames = 16;
 
  private:
   enum class Action { download, skip, reuse, zero };
-  [[nodiscard]] Status stream_request(std::size_t first, std::size_t last,
-                                      class FramePipeline& pipeline, std::uint64_t& streamed);
+  class RunWriter;
 
   const protocol::ManifestImage& img_;
   std::uint64_t base_;
@@ -74,6 +86,7 @@ class ImageStager {
   int window_log_max_;
   std::vector<Action> actions_;
   std::vector<std::uint64_t> reuse_from_;
+  std::unique_ptr<ReadBack> read_back_;
 };
 
 }  // namespace abup::agent

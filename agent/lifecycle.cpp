@@ -59,6 +59,24 @@ Status require_booted(const Context& c, const LifecycleOptions& o) {
                         " (mount.usr=, usr=, verity.usr=)");
 }
 
+// What finalize, rollback and disarm act on: the booted system, and the state read under both
+// write locks, which are held while this lives.
+struct Locked {
+  Context c;
+  StateStore store;
+  WriteLocks locks;
+  State state;
+};
+
+Result<Locked> lock_booted(const LifecycleOptions& o) {
+  ABUP_TRY(auto c, read_context(o));
+  ABUP_CHECK(require_booted(c, o));
+  StateStore store(o.state_dir);
+  ABUP_TRY(auto locks, lock_for_writing(o.state_dir, o.disk));
+  ABUP_TRY(auto state, store.load());
+  return Locked{std::move(c), std::move(store), std::move(locks), std::move(state)};
+}
+
 const partitions::Slot* slot_by_partuuid(const partitions::SlotPair& pair,
                                          const std::string& uuid) {
   if (pair.a.partuuid() == uuid) return &pair.a;
@@ -71,8 +89,9 @@ std::string describe(const partitions::Slot& s) {
 }
 
 Error refuse_pending(const PendingCommit& p, const std::string& what) {
-  return make_error(Errc::refused, what + ": operation " + p.operation_id + " (" + p.kind +
-                                       " of slot " + std::string(1, p.target_slot) + ", version " +
+  return make_error(Errc::refused, what + ": operation " + p.operation_id + " (" +
+                                       to_string(p.kind) + " of slot " +
+                                       std::string(1, p.target_slot) + ", version " +
                                        p.target_version + ", armed " + p.armed_at +
                                        ") is waiting for its commit; reboot and run `abup commit`");
 }
@@ -120,10 +139,10 @@ Status reverify_before_arming(const LifecycleOptions& o, const StateStore& store
   return e;
 }
 
-Outcome make_outcome(std::string kind, std::string_view code, const PendingCommit& p) {
+Outcome make_outcome(OutcomeKind kind, OutcomeCode code, const PendingCommit& p) {
   Outcome out;
-  out.kind = std::move(kind);
-  out.code = std::string(code);
+  out.kind = kind;
+  out.code = code;
   out.operation_id = p.operation_id;
   out.to_slot = p.target_slot;
   out.to_partuuid = p.target_partuuid;
@@ -141,7 +160,7 @@ Outcome make_outcome(std::string kind, std::string_view code, const PendingCommi
 Result<Outcome> arm_and_record(const LifecycleOptions& o, const StateStore& store, State& state,
                                const Context& c, const partitions::Slot& target,
                                PendingCommit pending, const char* fault_prefix) {
-  ABUP_TRY(auto backend, open_backend(o, c.pair));
+  ABUP_TRY(auto backend, open_backend(o, c.pair, {}, &state));
   if (auto st = backend->arm(target.name); !st)
     return std::move(st).error().with_context("arm " + describe(target));
   fault_point((std::string(fault_prefix) + "-armed").c_str());
@@ -153,7 +172,9 @@ Result<Outcome> arm_and_record(const LifecycleOptions& o, const StateStore& stor
   state.pending = pending;
   ABUP_CHECK(store.save(state));
   fault_point((std::string(fault_prefix) + "-saved").c_str());
-  auto out = make_outcome(pending.kind, kArmed, pending);
+  auto out = make_outcome(
+      pending.kind == PendingKind::rollback ? OutcomeKind::rollback : OutcomeKind::finalize,
+      OutcomeCode::armed, pending);
   out.message = "armed one try of " + describe(target) + " with " +
                 (pending.target_version.empty()
                      ? std::string("an image of unknown version (abup has no record of it)")
@@ -163,7 +184,7 @@ Result<Outcome> arm_and_record(const LifecycleOptions& o, const StateStore& stor
   return out;
 }
 
-PendingCommit new_pending(const std::string& kind, const std::string& id, const Context& c,
+PendingCommit new_pending(PendingKind kind, const std::string& id, const Context& c,
                           const partitions::Slot& target, const std::string& version,
                           const LifecycleOptions& o) {
   PendingCommit p;
@@ -175,7 +196,7 @@ PendingCommit new_pending(const std::string& kind, const std::string& id, const 
   p.previous_partuuid = c.pair.other(target.name).partuuid();
   p.previous_version = c.host.version ? c.host.version->text : "";
   p.boot_id = c.host.boot_id;
-  p.backend = o.backend;
+  p.backend = std::string(to_string(o.backend));
   p.armed_at = now_utc();
   return p;
 }
@@ -184,7 +205,7 @@ PendingCommit new_pending(const std::string& kind, const std::string& id, const 
 
 Result<std::unique_ptr<boot::Backend>> open_backend(const LifecycleOptions& o,
                                                     const partitions::SlotPair& pair,
-                                                    std::string_view name) {
+                                                    std::string_view name, const State* state) {
   boot::BackendContext ctx;
   ctx.pair = &pair;
   ctx.root = o.root;
@@ -192,23 +213,30 @@ Result<std::unique_ptr<boot::Backend>> open_backend(const LifecycleOptions& o,
   ctx.efivars = o.efivars;
   ctx.uefi_loader = o.uefi_loader;
   ctx.uefi_cmdline = o.uefi_cmdline;
-  return boot::make_backend(name.empty() ? std::string_view(o.backend) : name, ctx);
+  ctx.loader_entry = o.boot.loader_entry;
+  std::map<char, std::string> loaders;
+  for (const auto& s : {pair.a, pair.b}) {
+    std::string path = boot::uefi_loader_path(ctx, s.name, o.boot.placement);
+    if (const SlotRecord* rec = state ? state->slot(s.partuuid()) : nullptr)
+      for (const auto& f : rec->boot_files)
+        if (f.name == "uki" || f.name == "vmlinuz") path = f.path;
+    loaders[s.name] = boot::uefi_device_path(path);
+  }
+  ctx.uefi_loader = std::move(loaders);
+  return boot::make_backend(name.empty() ? to_string(o.backend) : name, ctx);
 }
 
 Result<Outcome> finalize(const FinalizeOptions& fo) {
   const auto& o = fo.where;
-  ABUP_TRY(auto c, read_context(o));
-  ABUP_CHECK(require_booted(c, o));
-  StateStore store(o.state_dir);
-  ABUP_TRY(auto locks, lock_for_writing(o.state_dir, o.disk));
-  ABUP_TRY(auto state, store.load());
+  ABUP_TRY(auto locked, lock_booted(o));
+  auto& [c, store, locks, state] = locked;
   const auto& target = c.pair.other(*c.booted);
   const SlotRecord* rec = state.slot(target.partuuid());
 
   if (state.pending) {
     const auto& p = *state.pending;
     // A re-run after a kill between the state write and the report: arm again, same operation.
-    if (p.kind == "finalize" && p.target_partuuid == target.partuuid() &&
+    if (p.kind == PendingKind::finalize && p.target_partuuid == target.partuuid() &&
         p.boot_id == c.host.boot_id && rec && rec->state == SlotState::armed &&
         (fo.version.empty() || fo.version == p.target_version))
       return arm_and_record(o, store, state, c, target, p, "finalize");
@@ -229,7 +257,7 @@ Result<Outcome> finalize(const FinalizeOptions& fo) {
                                          f->code + ", operation " + f->operation_id + ", " + f->at +
                                          "); --allow-failed-version arms it anyway");
   ABUP_CHECK(reverify_before_arming(o, store, state, c, target));
-  auto p = new_pending("finalize", fo.operation_id, c, target, rec->version, o);
+  auto p = new_pending(PendingKind::finalize, fo.operation_id, c, target, rec->version, o);
   return arm_and_record(o, store, state, c, target, std::move(p), "finalize");
 }
 
@@ -239,8 +267,8 @@ Result<Outcome> commit(const LifecycleOptions& o) {
   ABUP_TRY(auto state, store.load());
   if (!state.pending) {
     Outcome out;
-    out.kind = "commit";
-    out.code = std::string(kNothingPending);
+    out.kind = OutcomeKind::commit;
+    out.code = OutcomeCode::nothing_pending;
     out.time = now_utc();
     out.message = "nothing to commit: no slot is armed";
     return out;
@@ -248,7 +276,7 @@ Result<Outcome> commit(const LifecycleOptions& o) {
   const PendingCommit p = *state.pending;
   ABUP_TRY(auto c, read_context(o));
   if (c.host.boot_id == p.boot_id) {
-    auto out = make_outcome("commit", kNotRebooted, p);
+    auto out = make_outcome(OutcomeKind::commit, OutcomeCode::not_rebooted, p);
     out.message = "operation " + p.operation_id + ": the reboot into slot " +
                   std::string(1, p.target_slot) + " has not happened yet (same boot id " +
                   p.boot_id + ")";
@@ -260,7 +288,7 @@ Result<Outcome> commit(const LifecycleOptions& o) {
     return make_error(Errc::invalid_input, "commit: the pending target " + p.target_partuuid +
                                                " is not a slot of " + o.disk);
   // The backend that armed the slot is the one that knows how to promote it.
-  ABUP_TRY(auto backend, open_backend(o, c.pair, p.backend.empty() ? o.backend : p.backend));
+  ABUP_TRY(auto backend, open_backend(o, c.pair, p.backend));
   const bool ok = *c.booted == target->name;
   if (ok) {
     if (auto st = backend->commit(target->name); !st)
@@ -269,7 +297,8 @@ Result<Outcome> commit(const LifecycleOptions& o) {
     return std::move(st).error().with_context("mark " + describe(*target) + " bad");
   }
   fault_point("commit-backend");
-  auto out = make_outcome("commit", ok ? kCommitted : kTargetBootFailed, p);
+  auto out = make_outcome(OutcomeKind::commit,
+                          ok ? OutcomeCode::committed : OutcomeCode::target_boot_failed, p);
   // The history line goes before the state write: a re-run after a kill in between finds the
   // pending commit again, redoes the idempotent backend step, and does not duplicate the line.
   ABUP_CHECK(append_history(o.state_dir, out));
@@ -280,6 +309,10 @@ Result<Outcome> commit(const LifecycleOptions& o) {
   if (ok) {
     rec.state = SlotState::committed;
     rec.error.clear();
+    // Raised in the state write below that records the commit: never ahead of it, never lost.
+    if (auto v = Version::parse(p.target_version);
+        v && (!state.highest_committed || *state.highest_committed < *v))
+      state.highest_committed = std::move(*v);
     std::erase_if(state.failed_versions,
                   [&](const FailedVersion& f) { return f.version == p.target_version; });
     if (!p.previous_partuuid.empty() && !p.previous_version.empty()) {
@@ -293,12 +326,13 @@ Result<Outcome> commit(const LifecycleOptions& o) {
         "committed " + describe(*target) + " with " + p.target_version + ": it is now the default";
   } else {
     rec.state = SlotState::failed;
-    rec.error = std::string(kTargetBootFailed) + ": " + p.target_version +
+    rec.error = std::string(to_string(OutcomeCode::target_boot_failed)) + ": " + p.target_version +
                 " did not boot (operation " + p.operation_id + "); the bootloader fell back to " +
                 std::string(1, *c.booted);
     if (!state.failed_version(p.target_version))
-      state.failed_versions.push_back(
-          {p.target_version, std::string(kTargetBootFailed), p.operation_id, out.time});
+      state.failed_versions.push_back({p.target_version,
+                                       std::string(to_string(OutcomeCode::target_boot_failed)),
+                                       p.operation_id, out.time});
     out.message = rec.error + "; " + describe(*target) + " is marked bad";
   }
   state.pending.reset();
@@ -308,18 +342,15 @@ Result<Outcome> commit(const LifecycleOptions& o) {
 
 Result<Outcome> rollback(const RollbackOptions& ro) {
   const auto& o = ro.where;
-  ABUP_TRY(auto c, read_context(o));
-  ABUP_CHECK(require_booted(c, o));
-  StateStore store(o.state_dir);
-  ABUP_TRY(auto locks, lock_for_writing(o.state_dir, o.disk));
-  ABUP_TRY(auto state, store.load());
+  ABUP_TRY(auto locked, lock_booted(o));
+  auto& [c, store, locks, state] = locked;
   const auto& target = c.pair.other(*c.booted);
   std::vector<std::string> warnings;
   if (state.pending) {
     const auto& p = *state.pending;
     const SlotRecord* armed = state.slot(target.partuuid());
     // A re-run after a kill between the state write and the report: arm again, same operation.
-    if (!ro.force && p.kind == "rollback" && p.target_partuuid == target.partuuid() &&
+    if (!ro.force && p.kind == PendingKind::rollback && p.target_partuuid == target.partuuid() &&
         p.boot_id == c.host.boot_id && armed && armed->state == SlotState::armed)
       return arm_and_record(o, store, state, c, target, p, "rollback");
     if (!ro.force) return refuse_pending(p, "rollback");
@@ -337,12 +368,12 @@ Result<Outcome> rollback(const RollbackOptions& ro) {
   ABUP_TRY(auto history, read_history(o.state_dir));
   for (auto it = history.rbegin(); it != history.rend() && !committed && !overwritten; ++it) {
     const auto& h = *it;
-    if (h.value("toPartuuid", "") == target.partuuid() && h.value("outcome", "") == kCommitted) {
+    if (h.to_partuuid == target.partuuid() && h.outcome == to_string(OutcomeCode::committed)) {
       committed = true;
-      if (version.empty()) version = h.value("toVersion", "");
-    } else if (h.value("fromPartuuid", "") == target.partuuid()) {
+      if (version.empty()) version = h.to_version;
+    } else if (h.from_partuuid == target.partuuid()) {
       committed = true;
-      if (version.empty()) version = h.value("fromVersion", "");
+      if (version.empty()) version = h.from_version;
     }
   }
   if (!committed) {
@@ -352,18 +383,15 @@ Result<Outcome> rollback(const RollbackOptions& ro) {
     if (!ro.force) return make_error(Errc::refused, why + "; --force arms it anyway");
     warnings.push_back("WARNING: --force: " + why.substr(10) + "; arming it anyway");
   }
-  auto p = new_pending("rollback", ro.operation_id, c, target, version, o);
+  auto p = new_pending(PendingKind::rollback, ro.operation_id, c, target, version, o);
   ABUP_TRY(auto out, arm_and_record(o, store, state, c, target, std::move(p), "rollback"));
   out.warnings = std::move(warnings);
   return out;
 }
 
 Result<Outcome> disarm(const LifecycleOptions& o) {
-  ABUP_TRY(auto c, read_context(o));
-  ABUP_CHECK(require_booted(c, o));
-  StateStore store(o.state_dir);
-  ABUP_TRY(auto locks, lock_for_writing(o.state_dir, o.disk));
-  ABUP_TRY(auto state, store.load());
+  ABUP_TRY(auto locked, lock_booted(o));
+  auto& [c, store, locks, state] = locked;
   const auto& target = c.pair.other(*c.booted);
   std::optional<PendingCommit> p = state.pending;
   if (p && p->boot_id != c.host.boot_id)
@@ -378,8 +406,8 @@ Result<Outcome> disarm(const LifecycleOptions& o) {
   const bool armed = view.next == target.name && view.default_slot != target.name;
   if (!armed && !p) {
     Outcome out;
-    out.kind = "disarm";
-    out.code = std::string(kNothingPending);
+    out.kind = OutcomeKind::disarm;
+    out.code = OutcomeCode::nothing_pending;
     out.time = now_utc();
     out.message = "nothing to disarm: " + describe(target) +
                   " is not armed (the bootloader boots " +
@@ -392,8 +420,9 @@ Result<Outcome> disarm(const LifecycleOptions& o) {
   fault_point("disarm-backend");
   const SlotRecord* rec = state.slot(target.partuuid());
   auto pending =
-      p ? *p : new_pending("disarm", "", c, target, rec ? rec->version : std::string(), o);
-  auto out = make_outcome("disarm", kDisarmed, pending);
+      p ? *p
+        : new_pending(PendingKind::finalize, "", c, target, rec ? rec->version : std::string(), o);
+  auto out = make_outcome(OutcomeKind::disarm, OutcomeCode::disarmed, pending);
   out.message = "disarmed " + describe(target) + (p ? " (operation " + p->operation_id + ")" : "") +
                 ": the bootloader boots " + std::string(1, *c.booted) + " again";
   ABUP_CHECK(append_history(o.state_dir, out));
@@ -401,7 +430,7 @@ Result<Outcome> disarm(const LifecycleOptions& o) {
     auto& r = state.slots[target.partuuid()];
     // finalize armed a staged image (still there: finalize re-verifies it before arming it
     // again); rollback armed the previous, committed one.
-    r.state = p->kind == "rollback" ? SlotState::committed : SlotState::staged;
+    r.state = p->kind == PendingKind::rollback ? SlotState::committed : SlotState::staged;
     r.updated_at = out.time;
     state.pending.reset();
     ABUP_CHECK(store.save(state));
@@ -413,8 +442,8 @@ json outcome_json(const Outcome& o) {
   auto slot = [](char s) { return s ? json(std::string(1, s)) : json(nullptr); };
   return {{"time", o.time},
           {"operationId", o.operation_id},
-          {"kind", o.kind},
-          {"outcome", o.code},
+          {"kind", to_string(o.kind)},
+          {"outcome", to_string(o.code)},
           {"fromSlot", slot(o.from_slot)},
           {"toSlot", slot(o.to_slot)},
           {"fromPartuuid", o.from_partuuid},
@@ -423,27 +452,38 @@ json outcome_json(const Outcome& o) {
           {"toVersion", o.to_version}};
 }
 
-Result<std::vector<json>> read_history(const std::filesystem::path& dir,
-                                       std::vector<std::string>* skipped) {
-  std::vector<json> out;
+Result<std::vector<HistoryRecord>> read_history(const std::filesystem::path& dir,
+                                                std::vector<std::string>* skipped) {
+  std::vector<HistoryRecord> out;
   const auto path = dir / "history.jsonl";
   auto text = read_file(path);
   if (!text) {
     if (text.error().code == Errc::not_found) return out;
     return std::move(text).error();
   }
-  // Every reader looks these up as strings: a line where one is not is skipped, as a torn one.
-  auto check = [&](const json& j, std::size_t line) -> Status {
+  // A line where a field is not a string is skipped, as a torn one.
+  auto parse = [&](json j, std::size_t line) -> Result<HistoryRecord> {
     if (!j.is_object())
       return make_error(Errc::invalid_input,
                         path.string() + ":" + std::to_string(line) + ": not a JSON object");
     const JsonFields f(path.string() + ":" + std::to_string(line), j);
-    for (const char* key : {"time", "operationId", "kind", "outcome", "fromPartuuid", "toPartuuid",
-                            "fromVersion", "toVersion"})
-      ABUP_CHECK(f.string(key));
-    for (const char* key : {"fromSlot", "toSlot"})
-      if (auto it = j.find(key); it != j.end() && !it->is_null()) ABUP_CHECK(f.string(key));
-    return {};
+    HistoryRecord h;
+    for (auto [key, field] : {std::pair{"time", &h.time},
+                              {"operationId", &h.operation_id},
+                              {"kind", &h.kind},
+                              {"outcome", &h.outcome},
+                              {"fromPartuuid", &h.from_partuuid},
+                              {"toPartuuid", &h.to_partuuid},
+                              {"fromVersion", &h.from_version},
+                              {"toVersion", &h.to_version}}) {
+      ABUP_TRY(*field, f.string(key));
+    }
+    for (auto [key, field] : {std::pair{"fromSlot", &h.from_slot}, {"toSlot", &h.to_slot}}) {
+      if (auto it = j.find(key); it == j.end() || it->is_null()) continue;
+      ABUP_TRY(*field, f.string(key));
+    }
+    h.line = std::move(j);
+    return h;
   };
   std::size_t pos = 0;
   for (std::size_t line = 1; pos < text->size(); ++line) {
@@ -457,11 +497,12 @@ Result<std::vector<json>> read_history(const std::filesystem::path& dir,
       if (skipped) skipped->push_back(path.string() + ":" + std::to_string(line) + ": not JSON");
       continue;
     }
-    if (auto st = check(j, line); !st) {
-      if (skipped) skipped->push_back(st.error().message);
+    auto h = parse(std::move(j), line);
+    if (!h) {
+      if (skipped) skipped->push_back(h.error().message);
       continue;
     }
-    out.push_back(std::move(j));
+    out.push_back(std::move(*h));
   }
   return out;
 }
@@ -470,8 +511,8 @@ Status append_history(const std::filesystem::path& dir, const Outcome& o) {
   const auto path = dir / "history.jsonl";
   ABUP_TRY(auto lines, read_history(dir));
   for (const auto& h : lines)
-    if (h.value("operationId", "") == o.operation_id && h.value("kind", "") == o.kind &&
-        h.value("outcome", "") == o.code)
+    if (h.operation_id == o.operation_id && h.kind == to_string(o.kind) &&
+        h.outcome == to_string(o.code))
       return {};
   std::string line = outcome_json(o).dump() + "\n";
   // Capped so a node updating for years keeps a bounded state dir: past kHistoryMaxLines the
@@ -481,7 +522,7 @@ Status append_history(const std::filesystem::path& dir, const Outcome& o) {
     std::string kept;
     for (auto it = lines.end() - static_cast<std::ptrdiff_t>(kHistoryMaxLines / 2);
          it != lines.end(); ++it)
-      kept += it->dump() + "\n";
+      kept += it->line.dump() + "\n";
     return atomic_write_file(path, kept + line, 0600);
   }
   // A line torn by a crash has no newline: start on a fresh line so this one stays readable.
@@ -489,7 +530,7 @@ Status append_history(const std::filesystem::path& dir, const Outcome& o) {
     line = "\n" + line;
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
-  ABUP_TRY(Fd fd, open_file(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600));
+  ABUP_TRY(Fd fd, open_file(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
   ABUP_CHECK(write_all(fd.get(), as_bytes(line), path.string()));
   if (::fsync(fd.get()) != 0) return make_error(Errc::io, "fsync " + path.string());
   return {};

@@ -1,15 +1,15 @@
-// The slot lifecycle after a stage (DESIGN.md §3.4, §8, §9): finalize arms one try of the staged
-// slot, commit (run at boot) promotes it or records that the bootloader fell back, rollback arms
-// the previous slot. The service core knows no transport: the CLI (and later the daemon and
-// D-Bus) adapt these functions. Each one takes the state lock, acts on the boot backend, then
-// persists the outcome before returning it; a kill between two persisted steps is recovered by
+// The slot lifecycle after a stage (docs/architecture.md §3.4, §8, §9): finalize arms one try of
+// the staged slot, commit (run at boot) promotes it or records that the bootloader fell back,
+// rollback arms the previous slot. The service core knows no transport: the CLI (and later the
+// daemon and D-Bus) adapt these functions. Each one takes the state lock, acts on the boot backend,
+// then persists the outcome before returning it; a kill between two persisted steps is recovered by
 // running the same command again.
 #pragma once
 
 #include <filesystem>
 #include <map>
 #include <memory>
-#include <nlohmann/json_fwd.hpp>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -17,6 +17,7 @@
 
 #include "abup/result.hpp"
 #include "agent/boot_files.hpp"
+#include "agent/vocabulary.hpp"
 #include "partitions/boot/backend.hpp"
 #include "partitions/slots.hpp"
 
@@ -26,9 +27,9 @@ struct LifecycleOptions {
   std::string disk;
   std::filesystem::path root = "/";
   std::filesystem::path state_dir;
-  std::string backend = "gptprio";  // gptprio | grubenv | uefi
-  std::filesystem::path grubenv;    // empty: ROOT/boot/grub/grubenv
-  std::filesystem::path efivars;    // empty: ROOT/sys/firmware/efi/efivars
+  BootBackend backend = BootBackend::gptprio;
+  std::filesystem::path grubenv;  // empty: ROOT/boot/grub/grubenv
+  std::filesystem::path efivars;  // empty: ROOT/sys/firmware/efi/efivars
   // uefi: per slot, the loader path on the ESP and the load option's command line.
   std::map<char, std::string> uefi_loader, uefi_cmdline;
   BootFilesConfig boot;  // the ESP and boot files finalize re-verifies before arming
@@ -47,17 +48,9 @@ struct RollbackOptions {
   bool force = false;        // arm the other slot even if abup never saw it committed
 };
 
-// Outcome codes, as history.jsonl and `--json` spell them.
-inline constexpr std::string_view kArmed = "Armed";
-inline constexpr std::string_view kCommitted = "Committed";
-inline constexpr std::string_view kNothingPending = "NothingPending";
-inline constexpr std::string_view kNotRebooted = "NotRebooted";
-inline constexpr std::string_view kTargetBootFailed = "TargetBootFailed";
-inline constexpr std::string_view kDisarmed = "Disarmed";
-
 struct Outcome {
-  std::string kind;  // finalize | commit | rollback
-  std::string code;  // one of the k* codes above
+  OutcomeKind kind = OutcomeKind::commit;
+  OutcomeCode code = OutcomeCode::nothing_pending;
   std::string operation_id;
   char from_slot = 0, to_slot = 0;  // 0 when unknown
   std::string from_partuuid, to_partuuid;
@@ -76,9 +69,14 @@ struct Outcome {
 // NothingPending when neither the bootloader nor the state has the slot armed.
 [[nodiscard]] Result<Outcome> disarm(const LifecycleOptions& options);
 
-// The configured backend over `pair` (which must outlive it).
+// The configured backend over `pair` (which must outlive it); `name`, when set, the one a
+// pending commit recorded (state.json keeps the word to_string(BootBackend) gave). uefi: each
+// slot's Boot#### names the loader the boot files go to (partitions/boot/placement
+// uefi_loader_path); with `state`, a slot whose recorded boot files include its loader (uki or
+// vmlinuz) names that file, the one abup placed and verified.
 [[nodiscard]] Result<std::unique_ptr<partitions::boot::Backend>> open_backend(
-    const LifecycleOptions& options, const partitions::SlotPair& pair, std::string_view name = {});
+    const LifecycleOptions& options, const partitions::SlotPair& pair, std::string_view name = {},
+    const State* state = nullptr);
 
 [[nodiscard]] nlohmann::json outcome_json(const Outcome& outcome);
 
@@ -90,7 +88,18 @@ struct Outcome {
 // history.jsonl keeps at most this many lines (the oldest half is dropped when it is reached).
 inline constexpr std::size_t kHistoryMaxLines = 1000;
 [[nodiscard]] Status append_history(const std::filesystem::path& state_dir, const Outcome& outcome);
-[[nodiscard]] Result<std::vector<nlohmann::json>> read_history(
+
+// One readable line of history.jsonl. A member the line lacks reads as empty; kind and outcome
+// are the words as written (compare with to_string(OutcomeKind / OutcomeCode): a newer abup's
+// words are kept, not dropped). `line` is the object as read, members a newer abup added
+// included: what `abup history --json` prints and the cap rewrites, byte for byte.
+struct HistoryRecord {
+  std::string time, operation_id, kind, outcome;
+  std::string from_slot, to_slot;  // "A" | "B"; empty when null or absent
+  std::string from_partuuid, to_partuuid, from_version, to_version;
+  nlohmann::json line;
+};
+[[nodiscard]] Result<std::vector<HistoryRecord>> read_history(
     const std::filesystem::path& state_dir, std::vector<std::string>* skipped = nullptr);
 
 }  // namespace abup::agent

@@ -1,8 +1,8 @@
-// The checks that keep slot writers and the bootloader apart (issue 13 items 1, 6, 7, 10): the
+// The checks that keep slot writers and the bootloader apart: the
 // disk lock, which slot a stage may write, and the re-verification before arming.
 #include "agent/lifecycle_guard.hpp"
 
-#include <thread>
+#include <cstdio>
 
 #include "agent/frame_pipeline.hpp"
 #include "agent/state.hpp"
@@ -42,9 +42,9 @@ Result<char> choose_stage_target(const LifecycleOptions& where, const partitions
                           "), so abup cannot tell whether the target slot is armed; fix the boot "
                           "backend configuration ([Update] BootBackend=, --boot-backend)");
   const auto& v = *view;
-  const std::string says = "the bootloader (" + where.backend + ") boots " + slot_name(v.next) +
-                           " next and " + slot_name(v.default_slot) + " by default (" + v.detail +
-                           ")";
+  const std::string says = "the bootloader (" + std::string(to_string(where.backend)) + ") boots " +
+                           slot_name(v.next) + " next and " + slot_name(v.default_slot) +
+                           " by default (" + v.detail + ")";
   char target = 'B';
   if (requested) {
     target = *requested;
@@ -65,8 +65,8 @@ Result<char> choose_stage_target(const LifecycleOptions& where, const partitions
   if (state.pending && state.pending->target_partuuid == slot.partuuid()) {
     const auto& p = *state.pending;
     return make_error(Errc::refused,
-                      desc + " is armed by operation " + p.operation_id + " (" + p.kind + " of " +
-                          p.target_version + ", " + p.armed_at +
+                      desc + " is armed by operation " + p.operation_id + " (" + to_string(p.kind) +
+                          " of " + p.target_version + ", " + p.armed_at +
                           ") and waits for its commit; writing it now could make a boot run a "
                           "half-written /usr. Run `abup disarm` to undo the arming (the booted "
                           "slot stays the default), or reboot and run `abup commit` first");
@@ -85,6 +85,11 @@ Result<char> choose_stage_target(const LifecycleOptions& where, const partitions
                           " is not marked good, so this is its fallback: run `abup commit` first"
                     : "; it is most likely the running system") +
             ". --force-slot writes it anyway");
+  if (v.default_slot == target)  // forced: the operator should see what they overrode
+    std::fprintf(stderr,
+                 "abup: WARNING: --force-slot: writing %s although %s; if it is the running "
+                 "system, the next boot may fail\n",
+                 desc.c_str(), says.c_str());
   return target;
 }
 
@@ -100,16 +105,15 @@ Status stage_preflight(const LifecycleOptions& where) {
 Status reverify_staged(const partitions::SlotPair& pair, char target, std::optional<char> booted,
                        const std::string& manifest_json, const std::filesystem::path& root) {
   ABUP_TRY(auto m, protocol::parse_manifest(manifest_json));
-  const unsigned workers = std::max(1u, std::thread::hardware_concurrency());
   const auto* usr = m.find_mount("/usr");
   if (!usr) return make_error(Errc::invalid_input, "the recorded manifest has no /usr image");
   ABUP_TRY(auto t,
            partitions::BlockTarget::open(pair, target, booted, usr->uncompressed_size, root));
-  ABUP_CHECK(read_back_verify(t, *usr, workers, {}));
+  ABUP_CHECK(read_back_verify(t, *usr, {}));
   if (const auto* verity = m.find_mount("/usr" + std::string(protocol::kVeritySuffix))) {
     ABUP_TRY(auto h, partitions::BlockTarget::open_hash(pair, target, booted,
                                                         verity->uncompressed_size, root));
-    ABUP_CHECK(read_back_verify(h, *verity, workers, {}));
+    ABUP_CHECK(read_back_verify(h, *verity, {}));
   }
   return {};
 }

@@ -1,4 +1,4 @@
-// The checks that keep slot writers and the bootloader apart (issue 13 items 1, 6, 7, 10).
+// The checks that keep slot writers and the bootloader apart.
 #pragma once
 
 #include <filesystem>
@@ -41,7 +41,7 @@ struct State;
 
 // Before finalize arms a staged slot: every chunk of its images (/usr and its verity hash image)
 // read back from the device, bypassing the page cache, and checked against the signed manifest
-// recorded when it was staged (DESIGN.md §3.3 at arming time, not only at staging time).
+// recorded when it was staged (docs/architecture.md §3.3 at arming time, not only at staging time).
 [[nodiscard]] Status reverify_staged(const partitions::SlotPair& pair, char target,
                                      std::optional<char> booted, const std::string& manifest_json,
                                      const std::filesystem::path& root);

@@ -100,7 +100,7 @@ std::string render_metrics(const MetricsSnapshot& s) {
   if (!listed && !s.state.empty()) w.sample("abup_state", {{"state", s.state}}, 1);
 
   w.family("abup_info", "gauge", "Agent build and control mode (always 1).");
-  w.sample("abup_info", {{"mode", s.mode}}, 1);
+  w.sample("abup_info", {{"mode", std::string(to_string(s.mode))}}, 1);
 
   w.family("abup_slot_version_info", "gauge",
            "Image version per slot role: booted (running now) and staged (written, verified, "

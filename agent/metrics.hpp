@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "abup/result.hpp"
+#include "agent/vocabulary.hpp"
 
 namespace boost::asio {
 class io_context;
@@ -33,7 +34,7 @@ struct UpdateTransfer {
 };
 
 struct MetricsSnapshot {
-  std::string mode;  // aks | autonomous
+  Mode mode = Mode::autonomous;
   std::string state;
   // Every state the daemon has: each gets a series, 1 for the current one, so that an alert on
   // abup_state{state="failed"} == 1 sees a 0 before and after.

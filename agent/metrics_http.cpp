@@ -19,6 +19,9 @@ using tcp = asio::ip::tcp;
 
 namespace {
 
+// A scraper uses one connection; a few more cover overlapping scrapes and a person with curl.
+constexpr std::size_t kMaxConnections = 16;
+
 Result<tcp::endpoint> parse_listen(std::string_view listen) {
   auto bad = [&](const std::string& why) {
     return make_error(Errc::invalid_input,
@@ -64,6 +67,13 @@ struct MetricsServer::Impl : std::enable_shared_from_this<MetricsServer::Impl> {
     acceptor->async_accept(
         [self = shared_from_this()](boost::system::error_code ec, tcp::socket socket) {
           if (ec || self->stopped) return;
+          if (self->open.size() >= kMaxConnections) {
+            // Any local user can connect: past the cap a connection is closed unread, so
+            // idle sockets cannot take the daemon's file descriptors.
+            boost::system::error_code ignored;
+            socket.close(ignored);
+            return self->accept();
+          }
           auto stream = std::make_shared<beast::tcp_stream>(std::move(socket));
           self->open.insert(stream);
           self->read(stream, std::make_shared<beast::flat_buffer>());

@@ -34,12 +34,14 @@ struct Xxh128Hash {
 using SlotChunks = std::unordered_map<Xxh128, SlotChunk, Xxh128Hash>;
 
 // Cuts the first `limit` bytes of `reader` with the image's chunker and keeps the chunks whose
-// XXH3-128 `wanted` says yes to. Stops early when the first kScanGiveUp bytes match nothing (the
-// slot holds an unrelated image).
+// XXH3-128 `wanted` says yes to (`wanted` is called from `threads` threads at once). Stops early
+// when the first kScanGiveUp bytes match nothing (the slot holds an unrelated image). The slot is
+// cut in `threads` slices at once, each read sequentially (a window of 4 maximum chunks each).
 [[nodiscard]] Result<SlotChunks> index_slot(const partitions::SlotReader& reader,
                                             std::uint64_t limit,
                                             const protocol::ManifestImage& image,
-                                            const std::function<bool(const Xxh128&)>& wanted);
+                                            const std::function<bool(const Xxh128&)>& wanted,
+                                            unsigned threads = 1);
 
 // Fixed-size frames (schema 1): the slot read in steps of the first frame's size.
 [[nodiscard]] Result<SlotChunks> index_slot_fixed(const partitions::SlotReader& reader,

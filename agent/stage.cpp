@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "abup/hex.hpp"
+#include "abup/version.hpp"
 #include "agent/config.hpp"
 #include "agent/host.hpp"
 #include "agent/image_stager.hpp"
@@ -24,38 +25,43 @@ struct Job {
   bool reuse;  // chunks may come from the booted slot's usr partition
 };
 
-LifecycleOptions boot_where(const StageOptions& o) {
-  LifecycleOptions w;
-  w.disk = o.disk;
-  w.root = o.root;
-  w.state_dir = o.state_dir;
-  w.backend = o.boot_backend;
-  w.grubenv = o.grubenv;
-  w.efivars = o.efivars;
-  w.uefi_loader = o.uefi_loader;
-  w.uefi_cmdline = o.uefi_cmdline;
-  return w;
+// Compared as versions, so "202607.2.0" (as Omaha may normalize it) names "202607.02.0".
+Status check_expected_version(const std::string& signed_version, const std::string& expected) {
+  if (expected.empty()) return {};
+  auto want = Version::parse(expected);
+  auto got = Version::parse(signed_version);
+  if (want && got && *want == *got) return {};
+  return make_error(Errc::untrusted, "the signed image is version " + signed_version + ", but " +
+                                         expected +
+                                         " was asked for: the update server pointed at another "
+                                         "release; nothing was written");
+}
+
+// The /usr image of the manifest recorded when the booted slot was staged, moved out of it: its
+// frame table is as large as the new image's.
+std::optional<protocol::ManifestImage> recorded_usr(const StateStore& store,
+                                                    const std::string& partuuid) {
+  auto text = store.load_manifest(partuuid);
+  if (!text) return std::nullopt;
+  auto m = protocol::parse_manifest(*text);
+  if (!m) return std::nullopt;
+  for (auto& img : m->images)
+    if (img.mount_point == "/usr") return std::move(img);
+  return std::nullopt;
 }
 
 }  // namespace
 
 StageOptions stage_options(const LifecycleOptions& where, const Config& config) {
   StageOptions so;
-  so.disk = where.disk;
-  so.root = where.root;
-  so.state_dir = where.state_dir;
+  // The armed check reads the bootloader this node boots with; boot files go where it looks.
+  so.where = where;
   so.keyrings = config.keyrings;
   so.threshold = config.signature_threshold;
   so.workers = config.workers;
   so.memory_limit = config.memory_limit;
   so.reuse = config.reuse;
-  // The armed check reads the bootloader this node boots with; boot files go where it looks.
-  so.boot_backend = where.backend;
-  so.grubenv = where.grubenv;
-  so.efivars = where.efivars;
-  so.uefi_loader = where.uefi_loader;
-  so.uefi_cmdline = where.uefi_cmdline;
-  so.boot = where.boot;
+  so.require_expiry = config.require_expiry;
   return so;
 }
 
@@ -66,17 +72,17 @@ Result<StageSummary> stage(const StageOptions& o) {
   const unsigned workers =
       o.workers ? o.workers : std::max(1u, std::thread::hardware_concurrency());
 
-  ABUP_TRY(auto pair, partitions::discover_slots(o.disk));
-  ABUP_TRY(auto booted, partitions::booted_slot(pair, o.root));
-  ABUP_TRY(auto host, read_host_facts(o.root));
+  ABUP_TRY(auto pair, partitions::discover_slots(o.where.disk));
+  ABUP_TRY(auto booted, partitions::booted_slot(pair, o.where.root));
+  ABUP_TRY(auto host, read_host_facts(o.where.root));
 
   // Under both locks, before anything is written: a slot the bootloader is about to boot is
-  // never the target (issue 13 items 1, 6, 7).
-  StateStore store(o.state_dir);
-  ABUP_TRY(auto locks, lock_for_writing(o.state_dir, o.disk));
+  // never the target.
+  StateStore store(o.where.state_dir);
+  ABUP_TRY(auto locks, lock_for_writing(o.where.state_dir, o.where.disk));
   ABUP_TRY(auto state, store.load());
   ABUP_TRY(const char target_name,
-           choose_stage_target(boot_where(o), pair, booted, o.slot, o.force_slot, state));
+           choose_stage_target(o.where, pair, booted, o.slot, o.force_slot, state));
   ABUP_TRY(auto keyring, protocol::Keyring::load(o.keyrings));
   if (keyring.size() == 0)
     return make_error(Errc::untrusted, "no trusted keys: " + keyring.describe() +
@@ -93,28 +99,35 @@ Result<StageSummary> stage(const StageOptions& o) {
   vo.policy.variant = host.variant;
   vo.policy.now = static_cast<std::int64_t>(std::time(nullptr));
   vo.policy.allow_downgrade = o.allow_downgrade;
+  vo.policy.highest_committed = state.highest_committed;
+  vo.policy.require_expiry = o.require_expiry;
+  if (booted && host.version)
+    vo.policy.running_issued_at =
+        recorded_issued_at(store, pair.get(*booted).partuuid(), *host.version);
   vo.policy.allow_unknown_version = o.allow_unknown_version;
   vo.policy.allow_unknown_variant = o.allow_unknown_variant;
   vo.policy.unknown_version_reason = unknown_version_reason(host);
   vo.policy.unknown_variant_reason = unknown_variant_reason(host);
   ABUP_TRY(auto image, protocol::open_verified_image(*source, vo));
+  ABUP_CHECK_CTX(check_expected_version(image.manifest.version, o.expected_version),
+                 source->describe());
   const auto* usr = image.manifest.find_mount("/usr");
   if (!usr)
     return make_error(Errc::invalid_input,
                       source->describe() + ": the image has no /usr partition image");
   const auto* verity = image.manifest.find_mount("/usr" + std::string(protocol::kVeritySuffix));
-  ABUP_CHECK(check_boot_files(o.boot, *source, image, target_name));
+  ABUP_CHECK(check_boot_files(o.where.boot, *source, image, target_name));
 
   ABUP_TRY(auto target, partitions::BlockTarget::open(pair, target_name, booted,
-                                                      usr->uncompressed_size, o.root));
+                                                      usr->uncompressed_size, o.where.root));
   std::optional<partitions::BlockTarget> hash_target;
   if (verity) {
     if (!target.slot().hash)
-      return make_error(Errc::refused, "the image carries a dm-verity hash image but " +
-                                           target.slot().label() +
-                                           " has no hash partition (hash-a/hash-b) on " + o.disk);
-    ABUP_TRY(hash_target, partitions::BlockTarget::open_hash(pair, target_name, booted,
-                                                             verity->uncompressed_size, o.root));
+      return make_error(Errc::refused,
+                        "the image carries a dm-verity hash image but " + target.slot().label() +
+                            " has no hash partition (hash-a/hash-b) on " + o.where.disk);
+    ABUP_TRY(hash_target, partitions::BlockTarget::open_hash(
+                              pair, target_name, booted, verity->uncompressed_size, o.where.root));
   }
   std::vector<Job> jobs{{usr, &target, true}};
   if (verity) jobs.push_back({verity, &*hash_target, false});
@@ -144,6 +157,13 @@ Result<StageSummary> stage(const StageOptions& o) {
     (void)store.save(state);  // best effort: the error being returned matters more
     return std::move(e).with_context("stage " + sum.slot_label);
   };
+  // The signed bytes go to the state dir now rather than once staged, and leave memory: they are
+  // ~200 bytes a frame (5 MB at 4 GiB), held otherwise through the whole download. A slot's
+  // manifest is only trusted once its record says staged; until then it is a hint for reuse, and
+  // every reused chunk is checked against its signed digest.
+  if (auto st = store.save_manifest(uuid, image.manifest_json); !st)
+    return fail(std::move(st).error());
+  std::string().swap(image.manifest_json);
 
   ReuseSource reuse;
   std::optional<partitions::SlotReader> booted_reader;
@@ -151,9 +171,7 @@ Result<StageSummary> stage(const StageOptions& o) {
     if (auto r = partitions::SlotReader::open(pair, *booted)) {
       booted_reader = std::move(*r);
       reuse.reader = &*booted_reader;
-      if (auto text = store.load_manifest(booted_reader->slot().partuuid()))
-        if (auto m = protocol::parse_manifest(*text); m && m->find_mount("/usr"))
-          reuse.recorded = *m->find_mount("/usr");
+      reuse.recorded = recorded_usr(store, booted_reader->slot().partuuid());
     }
   }
 
@@ -161,25 +179,27 @@ Result<StageSummary> stage(const StageOptions& o) {
   for (const auto& j : jobs)
     stagers.emplace_back(*j.image, image.data_offset(*j.image), *j.target, *source, progress, sum,
                          protocol::window_log_limit(image.archive.metadata));
+  // Both sides lvalues: `c ? reuse : ReuseSource{}` would copy the recorded frame table.
+  const ReuseSource no_reuse;
   progress.phase("plan", resume ? sum.image_bytes : 0);
   for (std::size_t i = 0; i < jobs.size(); ++i)
-    if (auto st = stagers[i].plan(resume, jobs[i].reuse ? reuse : ReuseSource{}); !st)
+    if (auto st = stagers[i].plan(resume, jobs[i].reuse ? reuse : no_reuse, workers); !st)
       return fail(std::move(st).error());
+  reuse.recorded.reset();  // only the plan reads it
   progress.phase("write", sum.image_bytes);
   for (std::size_t i = 0; i < jobs.size(); ++i)
-    if (auto st = stagers[i].write_local(jobs[i].reuse ? reuse : ReuseSource{}); !st)
+    if (auto st = stagers[i].write_local(jobs[i].reuse ? reuse : no_reuse); !st)
       return fail(std::move(st).error());
   for (auto& s : stagers)
     if (auto st = s.download(workers, o.memory_limit); !st) return fail(std::move(st).error());
   // Invariant 3: fsync, then prove every byte from the device itself.
   progress.phase("read-back", sum.image_bytes);
   for (auto& s : stagers)
-    if (auto st = s.sync_and_verify(workers); !st) return fail(std::move(st).error());
+    if (auto st = s.sync_and_verify(); !st) return fail(std::move(st).error());
 
-  auto boot = stage_boot_files(o.root, o.disk, o.boot, *source, image, target_name, booted);
+  auto boot = stage_boot_files(o.where.root, o.where.disk, o.where.boot, *source, image,
+                               target_name, booted);
   if (!boot) return fail(std::move(boot).error());
-  if (auto st = store.save_manifest(uuid, image.manifest_json); !st)
-    return fail(std::move(st).error());
   auto& rec = state.slots[uuid];
   rec.state = SlotState::staged;
   rec.boot_files = std::move(*boot);

@@ -1,5 +1,5 @@
-// `abup stage`: the pipeline of DESIGN.md §5. Verifies the signed image before writing a byte,
-// plans each chunk (already on the target | same chunk in the booted slot | zero | download),
+// `abup stage`: the pipeline of docs/architecture.md §5. Verifies the signed image before writing a
+// byte, plans each chunk (already on the target | same chunk in the booted slot | zero | download),
 // downloads the rest in coalesced range requests, decodes frames on all cores, verifies and
 // writes each chunk, fsyncs, reads the whole target back from the device and checks every chunk,
 // and only then records the slot as staged.
@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "abup/result.hpp"
-#include "agent/boot_files.hpp"
+#include "agent/lifecycle.hpp"
 #include "update-protocol/http/client.hpp"
 
 namespace abup::agent {
@@ -26,29 +26,29 @@ struct StageProgress {
   std::uint64_t downloaded = 0;  // payload bytes fetched so far
 };
 
+// Built by stage_options() only, so that a stage acts where the lifecycle acts.
 struct StageOptions {
-  std::string disk;
-  std::filesystem::path root = "/";
-  std::filesystem::path state_dir = "/var/lib/abup";
+  // The disk, root and state dir; the bootloader's view, which decides whether the target may be
+  // written (choose_stage_target in agent/lifecycle_guard.hpp); where boot files go.
+  LifecycleOptions where;
   std::string source;  // URL or path of the signed COSI
+  // The version the control plane or the update server named for `source`; when set, a signed
+  // image of any other version is refused before writing (an Omaha reply is not signed, so it
+  // could otherwise swap in another genuine release).
+  std::string expected_version;
   protocol::TransportOptions transport;
   std::vector<std::filesystem::path> keyrings;
   int threshold = 1;
   bool allow_downgrade = false;
+  bool require_expiry = false;         // [Security] RequireExpiry=
   bool allow_unknown_version = false;  // no IMAGE_VERSION/VERSION_ID in os-release: stage anyway
   bool allow_unknown_variant = false;  // no VARIANT_ID while the image names one: stage anyway
   std::optional<char> slot;            // explicit target slot; default: the one not booted
-  // The bootloader's view decides whether the target may be written (choose_stage_target in
-  // agent/lifecycle.hpp): the backend and its files, as LifecycleOptions names them.
-  std::string boot_backend = "gptprio";
-  std::filesystem::path grubenv, efivars;
-  std::map<char, std::string> uefi_loader, uefi_cmdline;
   bool force_slot = false;  // write the bootloader's default slot (the booted slot unknown)
   unsigned workers = 0;     // decode threads; 0 = all cores
-  std::uint64_t memory_limit = 16 << 20;  // frame buffers in flight (compressed + decoded)
-  bool reuse = true;                      // copy identical chunks from the booted slot
+  std::uint64_t memory_limit = 4 << 20;  // frame buffers in flight (compressed + decoded)
+  bool reuse = true;                     // copy identical chunks from the booted slot
   std::function<void(const StageProgress&)> on_progress;
-  BootFilesConfig boot;  // where the release's kernel/UKI go (agent/boot_files)
 };
 
 struct StageSummary {
@@ -65,7 +65,6 @@ struct StageSummary {
   double seconds = 0;
 };
 
-struct LifecycleOptions;
 struct Config;
 // What every stage on this node shares, from where the lifecycle acts and the configuration (the
 // CLI, the daemon's autonomous and aks modes); the caller adds the source, the transport, the

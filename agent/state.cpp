@@ -11,6 +11,10 @@
 
 namespace abup::agent {
 
+std::string to_string(PendingKind kind) {
+  return kind == PendingKind::rollback ? "rollback" : "finalize";
+}
+
 using json = nlohmann::json;
 
 namespace {
@@ -47,7 +51,7 @@ namespace {
 
 json pending_to_json(const PendingCommit& p) {
   return {{"operationId", p.operation_id},
-          {"kind", p.kind},
+          {"kind", to_string(p.kind)},
           {"targetSlot", std::string(1, p.target_slot)},
           {"targetPartuuid", p.target_partuuid},
           {"targetVersion", p.target_version},
@@ -58,7 +62,8 @@ json pending_to_json(const PendingCommit& p) {
           {"armedAt", p.armed_at}};
 }
 
-constexpr std::string_view kFileKeys[] = {"schemaVersion", "slots", "pending", "failedVersions"};
+constexpr std::string_view kFileKeys[] = {"schemaVersion", "slots", "pending", "failedVersions",
+                                          "highestCommittedVersion"};
 constexpr std::string_view kSlotKeys[] = {"state",     "version", "manifestSha256", "source",
                                           "updatedAt", "error",   "bootFiles"};
 constexpr std::string_view kPendingKeys[] = {"operationId",     "kind",          "targetSlot",
@@ -105,7 +110,13 @@ Result<SlotRecord> slot_from(const JsonFields& f) {
 Result<PendingCommit> pending_from(const JsonFields& f) {
   PendingCommit p;
   ABUP_TRY(p.operation_id, f.string("operationId"));
-  ABUP_TRY(p.kind, f.string("kind", "finalize"));
+  ABUP_TRY(auto kind, f.string("kind", "finalize"));
+  if (kind == "rollback")
+    p.kind = PendingKind::rollback;
+  else if (kind == "finalize")
+    p.kind = PendingKind::finalize;
+  else
+    return f.error("kind", "expected \"finalize\" or \"rollback\", got \"" + kind + "\"");
   ABUP_TRY(auto slot, f.string("targetSlot"));
   if (slot != "A" && slot != "B") return f.error("targetSlot", "expected \"A\" or \"B\"");
   p.target_slot = slot[0];
@@ -153,6 +164,12 @@ Result<State> parse_state(const std::filesystem::path& path, std::string_view te
     ABUP_TRY(auto p, pending_from(*pending));
     keep_unknown(st, pending_key(p), *pending, kPendingKeys);
     st.pending = std::move(p);
+  }
+  ABUP_TRY(auto highest, top.string("highestCommittedVersion"));
+  if (!highest.empty()) {
+    auto v = Version::parse(highest);
+    if (!v) return top.error("highestCommittedVersion", v.error().message);
+    st.highest_committed = std::move(*v);
   }
   ABUP_TRY(auto failed, top.objects("failedVersions"));
   for (const auto& f : failed) {
@@ -237,6 +254,7 @@ Status StateStore::save(const State& st) const {
       doc["failedVersions"].push_back(std::move(j));
     }
   }
+  if (st.highest_committed) doc["highestCommittedVersion"] = st.highest_committed->text;
   unknown(doc, "");
   return atomic_write_file(dir_ / "state.json", doc.dump(2) + "\n", 0600);
 }
@@ -251,11 +269,28 @@ Result<std::string> StateStore::load_manifest(const std::string& partuuid) const
   return read_file(dir_ / "manifests" / (partuuid + ".json"));
 }
 
+std::optional<RecordedRelease> recorded_release(const StateStore& store,
+                                                const std::string& partuuid) {
+  auto text = store.load_manifest(partuuid);
+  if (!text) return std::nullopt;
+  auto m = protocol::parse_manifest(*text);
+  if (!m) return std::nullopt;
+  return RecordedRelease{m->version, m->issued_at};
+}
+
+std::int64_t recorded_issued_at(const StateStore& store, const std::string& partuuid,
+                                const Version& version) {
+  auto r = recorded_release(store, partuuid);
+  if (!r) return 0;
+  auto v = Version::parse(r->version);
+  return v && *v == version ? r->issued_at : 0;
+}
+
 Result<Fd> StateStore::lock() const {
   std::error_code ec;
   std::filesystem::create_directories(dir_, ec);
   if (ec) return make_error(Errc::io, "create " + dir_.string() + ": " + ec.message());
-  ABUP_TRY(Fd fd, open_file(dir_ / "lock", O_RDWR | O_CREAT, 0600));
+  ABUP_TRY(Fd fd, open_file(dir_ / "lock", O_RDWR | O_CREAT | O_NOFOLLOW, 0600));
   if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0)
     return make_error(Errc::refused, "another abup process holds " + (dir_ / "lock").string() +
                                          " (is the daemon running an operation?)");

@@ -1,6 +1,6 @@
-// Persistent state (DESIGN.md §9): <state-dir>/state.json, replaced atomically on every change,
-// and a lock so two abup processes never act on the slots at once. The state file records what
-// abup did; it is never trusted for data (chunks are re-verified on the device).
+// Persistent state (docs/architecture.md §9): <state-dir>/state.json, replaced atomically on every
+// change, and a lock so two abup processes never act on the slots at once. The state file records
+// what abup did; it is never trusted for data (chunks are re-verified on the device).
 #pragma once
 
 #include <cstdint>
@@ -13,6 +13,7 @@
 
 #include "abup/fs.hpp"
 #include "abup/result.hpp"
+#include "abup/version.hpp"
 
 namespace abup::agent {
 
@@ -38,11 +39,15 @@ struct SlotRecord {
   std::vector<BootFileRecord> boot_files;
 };
 
-// A slot armed for one try, waiting for `abup commit` after the reboot (DESIGN.md §9). Written
-// after the backend armed the slot and before success is reported; cleared by commit.
+// A slot armed for one try, waiting for `abup commit` after the reboot (docs/architecture.md §9).
+// Written after the backend armed the slot and before success is reported; cleared by commit.
+// What armed the slot: finalize arms the staged image, rollback the previous, committed one.
+enum class PendingKind { finalize, rollback };
+[[nodiscard]] std::string to_string(PendingKind kind);
+
 struct PendingCommit {
   std::string operation_id;
-  std::string kind;  // "finalize" | "rollback"
+  PendingKind kind = PendingKind::finalize;
   char target_slot = 'B';
   std::string target_partuuid, target_version;
   std::string previous_partuuid, previous_version;  // the slot booted at arming
@@ -63,6 +68,10 @@ struct State {
   std::map<std::string, SlotRecord> slots;  // by PARTUUID
   std::optional<PendingCommit> pending;
   std::vector<FailedVersion> failed_versions;
+  // The highest version this node ever committed (highestCommittedVersion): only raised, by
+  // commit, in the same atomic write that records the commit. The downgrade floor when above the
+  // running version (docs/security.md G1). nullopt: none recorded (files written before it).
+  std::optional<Version> highest_committed;
   // As read from the file. One newer than this abup's is shown by status but never written.
   int schema_version = 1;
   // Members this abup does not know (a newer abup of the same schema added them), serialized,
@@ -96,6 +105,18 @@ class StateStore {
  private:
   std::filesystem::path dir_;
 };
+
+// The signed manifest recorded for the slot `partuuid` (the last image staged there): its version
+// and issuedAt. nullopt when none is recorded or it does not parse.
+struct RecordedRelease {
+  std::string version;
+  std::int64_t issued_at = 0;
+};
+[[nodiscard]] std::optional<RecordedRelease> recorded_release(const StateStore& store,
+                                                              const std::string& partuuid);
+// Its issuedAt when it is that of `version`; else 0 (unknown).
+[[nodiscard]] std::int64_t recorded_issued_at(const StateStore& store, const std::string& partuuid,
+                                              const Version& version);
 
 [[nodiscard]] std::string now_utc();
 // The pending commit as state.json and `abup status --json` spell it.

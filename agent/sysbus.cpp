@@ -6,6 +6,8 @@
 #include <cstring>
 #include <memory>
 
+#include "agent/dbus/bus.hpp"
+
 namespace abup::agent {
 namespace {
 
@@ -17,10 +19,8 @@ constexpr const char* kSystemd1Path = "/org/freedesktop/systemd1";
 constexpr const char* kSystemd1Manager = "org.freedesktop.systemd1.Manager";
 constexpr const char* kSystemd1Unit = "org.freedesktop.systemd1.Unit";
 
-struct BusUnref {
-  void operator()(sd_bus* b) const { sd_bus_flush_close_unref(b); }
-};
-using BusPtr = std::unique_ptr<sd_bus, BusUnref>;
+using dbus::BusPtr;
+using dbus::open_system_bus;
 
 struct MessageUnref {
   void operator()(sd_bus_message* m) const { sd_bus_message_unref(m); }
@@ -36,27 +36,9 @@ struct BusError {
   ~BusError() { sd_bus_error_free(&e); }
 };
 
-std::string bus_address() {
-  const char* env = std::getenv("DBUS_SYSTEM_BUS_ADDRESS");
-  return env && *env ? env : "unix:path=/run/dbus/system_bus_socket";
-}
-
-Result<BusPtr> open_system_bus() {
-  sd_bus* raw = nullptr;
-  if (int r = sd_bus_open_system(&raw); r < 0)
-    return make_error(Errc::io,
-                      "connect to the system bus (" + bus_address() + "): " + std::strerror(-r));
-  return BusPtr(raw);
-}
-
 // "Interface.Method: org.freedesktop.DBus.Error.Name: message".
 Error call_error(const std::string& call, const BusError& err, int r) {
-  std::string what = call + ": ";
-  if (sd_bus_error_is_set(&err.e))
-    what += std::string(err.e.name) + (err.e.message ? std::string(": ") + err.e.message : "");
-  else
-    what += std::strerror(-r);
-  return make_error(Errc::failed, what);
+  return dbus::bus_error(call, r, &err.e);
 }
 
 Result<std::string> unit_path(sd_bus* bus, std::string_view unit) {
@@ -95,7 +77,8 @@ Status reboot_via_logind() {
   MessagePtr reply(raw);
   if (r < 0)
     return call_error(
-        std::string(kLogin1Manager) + ".Reboot(interactive=false) on " + bus_address(), err, r);
+        std::string(kLogin1Manager) + ".Reboot(interactive=false) on " + dbus::system_bus_address(),
+        err, r);
   return {};
 }
 

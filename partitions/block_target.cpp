@@ -258,6 +258,18 @@ void BlockTarget::start_writeback(std::uint64_t offset, std::uint64_t length) {
                           static_cast<off64_t>(length), SYNC_FILE_RANGE_WRITE);
 }
 
+Status BlockTarget::wait_written(std::uint64_t offset, std::uint64_t length) {
+  ABUP_CHECK(check_range(offset, length, "write-back"));
+  if (length == 0) return {};
+  if (::sync_file_range(
+          fd_->get(), static_cast<off64_t>(base_ + offset), static_cast<off64_t>(length),
+          SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER) != 0)
+    return make_error(Errc::io, "write back " + std::to_string(length) + " bytes at offset " +
+                                    std::to_string(offset) + " of " + what_ + ": " +
+                                    errno_text(errno));
+  return {};
+}
+
 Status BlockTarget::zero_range(std::uint64_t offset, std::uint64_t length) {
   ABUP_CHECK(check_range(offset, length, "zero"));
   if (length == 0) return {};

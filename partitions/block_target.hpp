@@ -1,6 +1,6 @@
-// The only way abup writes a slot. Opening one enforces DESIGN.md §3 invariant 1: the target must
-// be a slot of the pair, not the booted one, not mounted, and large enough; block devices are
-// opened O_EXCL. All offsets are relative to the start of the target partition.
+// The only way abup writes a slot. Opening one enforces docs/architecture.md §3 invariant 1: the
+// target must be a slot of the pair, not the booted one, not mounted, and large enough; block
+// devices are opened O_EXCL. All offsets are relative to the start of the target partition.
 #pragma once
 
 #include <cstdint>
@@ -9,6 +9,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "abup/fs.hpp"
 #include "abup/result.hpp"
@@ -43,6 +44,10 @@ class BlockTarget {
   // Starts writeback of a written range now (sync_file_range), so the final sync() does not
   // meet the whole image still dirty in the page cache. Advisory: failures are ignored.
   void start_writeback(std::uint64_t offset, std::uint64_t length);
+  // Writes back the range's dirty pages and waits for them (sync_file_range WAIT_BEFORE | WRITE |
+  // WAIT_AFTER): what a read_direct() of the range then reads is what the device holds. Unlike
+  // sync(), it neither flushes the device's write cache nor waits for the rest of the target.
+  [[nodiscard]] Status wait_written(std::uint64_t offset, std::uint64_t length);
   // Reads from the device, bypassing the page cache (O_DIRECT; where a filesystem refuses it,
   // fdatasync + POSIX_FADV_DONTNEED before the read). buf must be 4096-aligned, offset and size
   // multiples of 4096 except at the end of the target.
@@ -52,6 +57,32 @@ class BlockTarget {
   void use_fadvise_read_back() { direct_fd_.reset(); }
   // Ordinary (cached) read, for planning.
   [[nodiscard]] Status read_at(std::uint64_t offset, std::span<std::uint8_t> buf);
+
+  // read_direct()s kept in flight while the caller checks earlier ones (Linux AIO). A direct read
+  // through a file's O_DIRECT fd holds the file's inode lock until it completes, which stalls
+  // every write to the same file meanwhile; submitted asynchronously it holds it only while being
+  // submitted. Where AIO is unavailable or a read fails, wait() does it as read_direct() (which
+  // reports the error). Not thread-safe; buffers must stay valid until waited for.
+  class AsyncReads {
+   public:
+    AsyncReads(BlockTarget& target, unsigned depth);
+    ~AsyncReads();
+    AsyncReads(const AsyncReads&) = delete;
+    AsyncReads& operator=(const AsyncReads&) = delete;
+    // Starts a read_direct(offset, buf); at most `depth` may be started and not yet waited for.
+    void start(std::uint64_t offset, std::span<std::uint8_t> buf);
+    // Waits for the oldest read started and not yet waited for.
+    [[nodiscard]] Status wait();
+
+   private:
+    struct Read;
+    void reap(Read& r);
+    BlockTarget& target_;
+    unsigned long ctx_ = 0;  // aio_context_t; 0: none
+    std::vector<Read> reads_;
+    std::size_t first_ = 0, count_ = 0;
+    std::uint64_t next_id_ = 0;
+  };
 
  private:
   [[nodiscard]] static Result<BlockTarget> open_part(const SlotPair& pair, char target, bool hash,

@@ -14,6 +14,7 @@
 
 #include "abup/fault.hpp"
 #include "abup/fs.hpp"
+#include "partitions/little_endian.hpp"
 
 namespace abup::partitions {
 namespace {
@@ -38,99 +39,10 @@ constexpr std::array<std::uint32_t, 256> make_crc_table() {
 }
 constexpr auto kCrcTable = make_crc_table();
 
-std::uint64_t get_le(const std::uint8_t* p, int n) {
-  std::uint64_t v = 0;
-  for (int i = n - 1; i >= 0; --i) v = (v << 8) | p[i];
-  return v;
-}
-std::uint32_t le32(const std::uint8_t* p) {
-  return static_cast<std::uint32_t>(get_le(p, 4));
-}
-std::uint64_t le64(const std::uint8_t* p) {
-  return get_le(p, 8);
-}
-void put_le(std::uint8_t* p, std::uint64_t v, int n) {
-  for (int i = 0; i < n; ++i) p[i] = static_cast<std::uint8_t>(v >> (8 * i));
-}
-
 std::string hex32(std::uint32_t v) {
   char buf[16];
   std::snprintf(buf, sizeof buf, "0x%08x", v);
   return buf;
-}
-
-void append_utf8(std::string& out, std::uint32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
-
-// UTF-16LE, NUL-terminated or full; unpaired surrogates become U+FFFD.
-std::string utf16le_to_utf8(const std::uint8_t* p, std::size_t units) {
-  std::string out;
-  for (std::size_t i = 0; i < units; ++i) {
-    std::uint32_t u = static_cast<std::uint32_t>(get_le(p + 2 * i, 2));
-    if (u == 0) break;
-    if (u >= 0xD800 && u < 0xDC00 && i + 1 < units) {
-      std::uint32_t lo = static_cast<std::uint32_t>(get_le(p + 2 * (i + 1), 2));
-      if (lo >= 0xDC00 && lo < 0xE000) {
-        append_utf8(out, 0x10000 + ((u - 0xD800) << 10) + (lo - 0xDC00));
-        ++i;
-        continue;
-      }
-    }
-    append_utf8(out, (u >= 0xD800 && u < 0xE000) ? 0xFFFD : u);
-  }
-  return out;
-}
-
-// Invalid UTF-8 bytes become U+FFFD; the result is cut to 36 units without splitting a pair.
-std::vector<std::uint16_t> utf8_to_utf16(std::string_view s) {
-  std::vector<std::uint16_t> out;
-  std::size_t i = 0;
-  while (i < s.size()) {
-    auto b = static_cast<std::uint8_t>(s[i]);
-    std::uint32_t cp = 0xFFFD;
-    int len = b < 0x80 ? 1 : (b >> 5) == 6 ? 2 : (b >> 4) == 14 ? 3 : (b >> 3) == 30 ? 4 : 0;
-    if (len == 1) {
-      cp = b;
-    } else if (len > 1 && i + len <= s.size()) {
-      cp = b & (0x7F >> len);
-      for (int k = 1; k < len; ++k) {
-        auto c = static_cast<std::uint8_t>(s[i + k]);
-        if ((c & 0xC0) != 0x80) {
-          cp = 0xFFFD;
-          len = k;
-          break;
-        }
-        cp = (cp << 6) | (c & 0x3F);
-      }
-    } else {
-      len = 1;
-    }
-    i += static_cast<std::size_t>(len);
-    if (cp >= 0x10000 && cp <= 0x10FFFF) {
-      if (out.size() + 2 > kNameUnits) break;
-      out.push_back(static_cast<std::uint16_t>(0xD800 + ((cp - 0x10000) >> 10)));
-      out.push_back(static_cast<std::uint16_t>(0xDC00 + ((cp - 0x10000) & 0x3FF)));
-    } else {
-      if (out.size() + 1 > kNameUnits) break;
-      out.push_back(static_cast<std::uint16_t>(cp > 0x10FFFF ? 0xFFFD : cp));
-    }
-  }
-  return out;
 }
 
 struct Copy {
@@ -235,7 +147,7 @@ std::vector<GptEntry> parse_entries(const Copy& c) {
     g.first_lba = le64(e + 32);
     g.last_lba = le64(e + 40);
     g.attributes = le64(e + 48);
-    g.name = utf16le_to_utf8(e + 56, kNameUnits);
+    g.name = from_utf16(e + 56, kNameUnits);
     out.push_back(std::move(g));
   }
   return out;
@@ -302,7 +214,7 @@ void encode_entries(std::uint8_t* out, std::uint32_t entry_size,
     put_le(p + 32, e.first_lba, 8);
     put_le(p + 40, e.last_lba, 8);
     put_le(p + 48, e.attributes, 8);
-    auto units = utf8_to_utf16(e.name);
+    auto units = utf16_units(e.name, kNameUnits);
     for (std::size_t i = 0; i < units.size(); ++i) put_le(p + 56 + 2 * i, units[i], 2);
   }
 }

@@ -89,10 +89,10 @@ struct GptRegion {
                                             const std::vector<GptEntry>& entries);
 
 // Writes both copies of `table` (its entries, disk GUID, usable range and entry-array geometry)
-// crash-safely (DESIGN.md §3 invariant 5): primary entries, primary header, fsync, backup
-// entries, backup header (at the last LBA of table.disk_size), fsync. A crash at any point leaves
-// one valid copy holding the old or the new table, and readers prefer the primary. Also repairs
-// an invalid copy. Every write and sync goes through `writer` (tests record them); the fd
+// crash-safely (docs/architecture.md §3 invariant 5): primary entries, primary header, fsync,
+// backup entries, backup header (at the last LBA of table.disk_size), fsync. A crash at any point
+// leaves one valid copy holding the old or the new table, and readers prefer the primary. Also
+// repairs an invalid copy. Every write and sync goes through `writer` (tests record them); the fd
 // overload writes with an FdSectorWriter. Writes are whole sectors: the entry array padded to
 // its sectors, and the header sector.
 [[nodiscard]] Status write_gpt(SectorWriter& writer, const GptTable& table,

@@ -1,6 +1,6 @@
 // Where persistent boot state is written: positioned writes and a durability barrier. The
 // production implementation is a file descriptor; tests record every call and replay prefixes
-// of the sequence to prove crash safety (DESIGN.md §3 invariant 5).
+// of the sequence to prove crash safety (docs/architecture.md §3 invariant 5).
 #pragma once
 
 #include <cstdint>

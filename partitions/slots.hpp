@@ -1,5 +1,5 @@
-// The A/B slot pair (DESIGN.md §2): found by GPT label (case-insensitive usr-a/usr-b, with
-// optional hash-a/hash-b verity partitions), type GUID and PARTUUID; and which one is booted.
+// The A/B slot pair (docs/architecture.md §2): found by GPT label (case-insensitive usr-a/usr-b,
+// with optional hash-a/hash-b verity partitions), type GUID and PARTUUID; and which one is booted.
 #pragma once
 
 #include <cstdint>

@@ -55,6 +55,13 @@ class FileSource final : public Source {
 
 }  // namespace
 
+Result<std::uint64_t> Source::read_ranges(std::span<const Range> ranges, const RangesSink& sink) {
+  for (std::size_t i = 0; i < ranges.size(); ++i)
+    ABUP_CHECK(read_range(ranges[i].offset, ranges[i].length,
+                          [&](std::span<const std::uint8_t> piece) { return sink(i, piece); }));
+  return ranges.size();
+}
+
 Status ReadAheadSource::read_at(std::uint64_t offset, std::span<std::uint8_t> buf) {
   if (buf.size() > window_) return inner_.read_at(offset, buf);
   auto in_window = [&] { return offset >= start_ && offset + buf.size() <= start_ + data_.size(); };

@@ -4,6 +4,7 @@
 #include <zstd_errors.h>
 
 #include <algorithm>
+#include <memory>
 
 #include "abup/hex.hpp"
 
@@ -161,6 +162,16 @@ Status FrameDecoder::decode(std::span<const std::uint8_t> compressed, const Fram
     return fail(Errc::untrusted,
                 "compressed frame SHA-256 does not match the signed manifest "
                 "(corrupt or tampered download)");
+  return decode_verified(compressed, frame, out, what);
+}
+
+Status FrameDecoder::decode_verified(std::span<const std::uint8_t> compressed, const Frame& frame,
+                                     std::span<std::uint8_t> out, const std::string& what) {
+  auto fail = [&](Errc code, const std::string& why) {
+    return make_error(code, what + ": " + why);
+  };
+  if (compressed.size() != frame.size || out.size() != frame.uncompressed_size)
+    return fail(Errc::failed, "internal: buffer sizes do not match the frame table");
   auto* d = static_cast<ZSTD_DCtx*>(dctx_);
   auto content = ZSTD_getFrameContentSize(compressed.data(), compressed.size());
   if (content != ZSTD_CONTENTSIZE_UNKNOWN && content != ZSTD_CONTENTSIZE_ERROR &&
@@ -188,28 +199,78 @@ Status FrameDecoder::decode(std::span<const std::uint8_t> compressed, const Fram
   return {};
 }
 
-Result<std::vector<std::uint8_t>> read_boot_file(Source& source, const VerifiedImage& image,
-                                                 const BootFile& file) {
+Status stream_boot_file(Source& source, const VerifiedImage& image, const BootFile& file,
+                        const std::function<Status(std::span<const std::uint8_t>)>& out) {
   const auto* e = image.archive.tar.find(file.path);
   if (!e || e->size != file.compressed_size)
     return make_error(Errc::untrusted, "boot file '" + file.name + "': tar entry " + file.path +
                                            " missing or not the signed size");
-  std::vector<std::uint8_t> packed(file.compressed_size);
-  ABUP_CHECK(source.read_at(e->data_offset, packed));
-  std::vector<std::uint8_t> out(file.size);
-  ZSTD_DCtx* dctx = ZSTD_createDCtx();
-  ZSTD_DCtx_setParameter(dctx, ZSTD_d_windowLogMax, window_log_limit(image.archive.metadata));
-  std::size_t n = ZSTD_decompressDCtx(dctx, out.data(), out.size(), packed.data(), packed.size());
-  ZSTD_freeDCtx(dctx);
   auto what = "boot file '" + file.name + "' (" + file.path + ")";
-  if (ZSTD_isError(n)) return zstd_error(what, n);
-  if (n != file.size)
-    return make_error(Errc::untrusted, what + ": decompresses to " + std::to_string(n) +
+  std::unique_ptr<ZSTD_DCtx, decltype(&ZSTD_freeDCtx)> dctx(ZSTD_createDCtx(), &ZSTD_freeDCtx);
+  if (!dctx) return make_error(Errc::failed, what + ": zstd: out of memory");
+  // Cap what the frame may ask for before its SHA-256 is known to match.
+  ZSTD_DCtx_setParameter(dctx.get(), ZSTD_d_windowLogMax, window_log_limit(image.archive.metadata));
+  constexpr std::size_t kPiece = 1 << 20;
+  std::vector<std::uint8_t> packed(std::min<std::uint64_t>(kPiece, file.compressed_size));
+  std::vector<std::uint8_t> buf(ZSTD_DStreamOutSize());
+  Sha2 sha(Sha2::Kind::sha256);
+  std::uint64_t produced = 0;
+  std::size_t last = 0;  // ZSTD_decompressStream's last hint: 0 once a frame is complete
+  // One decoder step: what it produced is checked against the signed size, hashed and handed on.
+  auto step = [&](ZSTD_inBuffer& in, std::size_t& produced_now) -> Status {
+    ZSTD_outBuffer o{buf.data(), buf.size(), 0};
+    last = ZSTD_decompressStream(dctx.get(), &o, &in);
+    if (ZSTD_isError(last)) return zstd_error(what, last);
+    produced_now = o.pos;
+    if (produced + o.pos > file.size)
+      return make_error(Errc::untrusted,
+                        what + ": decompresses to more than " + std::to_string(file.size) +
+                            " bytes, the signed manifest says " + std::to_string(file.size));
+    std::span<const std::uint8_t> chunk(buf.data(), o.pos);
+    sha.update(chunk);
+    if (!chunk.empty()) ABUP_CHECK(out(chunk));
+    produced += o.pos;
+    return {};
+  };
+  std::size_t got = 0;
+  for (std::uint64_t at = 0; at < file.compressed_size;) {
+    const auto n =
+        static_cast<std::size_t>(std::min<std::uint64_t>(packed.size(), file.compressed_size - at));
+    std::span<std::uint8_t> piece(packed.data(), n);
+    ABUP_CHECK(source.read_at(e->data_offset + at, piece));
+    at += n;
+    ZSTD_inBuffer in{piece.data(), piece.size(), 0};
+    while (in.pos < in.size) ABUP_CHECK(step(in, got));
+  }
+  // Flush what the decoder still holds (output can lag the last input byte).
+  while (last != 0) {
+    ZSTD_inBuffer in{nullptr, 0, 0};
+    ABUP_CHECK(step(in, got));
+    if (got == 0) break;
+  }
+  if (last != 0)
+    return make_error(Errc::invalid_input,
+                      what + ": zstd: truncated frame (the entry ends inside a frame)");
+  if (produced != file.size)
+    return make_error(Errc::untrusted, what + ": decompresses to " + std::to_string(produced) +
                                            " bytes, the signed manifest says " +
                                            std::to_string(file.size));
-  if (sha256(out) != file.sha256)
-    return make_error(Errc::untrusted, what + ": SHA-256 " + to_hex(sha256(out)) +
+  Sha256 d;
+  sha.finish(d);
+  if (d != file.sha256)
+    return make_error(Errc::untrusted, what + ": SHA-256 " + to_hex(d) +
                                            " does not match the signed " + to_hex(file.sha256));
+  return {};
+}
+
+Result<std::vector<std::uint8_t>> read_boot_file(Source& source, const VerifiedImage& image,
+                                                 const BootFile& file) {
+  std::vector<std::uint8_t> out;
+  out.reserve(file.size);
+  ABUP_CHECK(stream_boot_file(source, image, file, [&](std::span<const std::uint8_t> b) {
+    out.insert(out.end(), b.begin(), b.end());
+    return Status{};
+  }));
   return out;
 }
 

@@ -1,6 +1,6 @@
-// The gate every image passes before abup writes a byte of it (DESIGN.md §3 invariant 2): the
-// COSI structure, the manifest's signatures against the local keyring and threshold, the binding
-// of manifest to metadata.json, and the version/arch/expiry policy.
+// The gate every image passes before abup writes a byte of it (docs/architecture.md §3 invariant
+// 2): the COSI structure, the manifest's signatures against the local keyring and threshold, the
+// binding of manifest to metadata.json, and the version/arch/expiry policy.
 #pragma once
 
 #include <functional>
@@ -48,6 +48,13 @@ struct VerifyOptions {
                                                                const VerifiedImage& image,
                                                                const BootFile& file);
 
+// The same in bounded memory: reads the entry in 1 MiB pieces, decompresses them as a stream
+// and hands the decompressed bytes to `out` in order; the size and SHA-256 are checked once the
+// entry is consumed, so `out` must treat what it got as unverified until this returns ok.
+[[nodiscard]] Status stream_boot_file(
+    Source& source, const VerifiedImage& image, const BootFile& file,
+    const std::function<Status(std::span<const std::uint8_t>)>& out);
+
 // The largest zstd window a decoder accepts for this image: the signed metadata's
 // compression.maxWindowLog (metadata.json is pinned by the manifest), else 27 (128 MiB), and
 // never above 30 (what COSI producers use with --long).
@@ -92,6 +99,10 @@ class FrameDecoder {
   FrameDecoder& operator=(const FrameDecoder&) = delete;
   [[nodiscard]] Status decode(std::span<const std::uint8_t> compressed, const Frame& frame,
                               std::span<std::uint8_t> out, const std::string& what);
+  // The same without the SHA-256, for compressed bytes the caller matched against frame.sha256
+  // itself (as they arrived, so that a damaged download stops at the damaged frame).
+  [[nodiscard]] Status decode_verified(std::span<const std::uint8_t> compressed, const Frame& frame,
+                                       std::span<std::uint8_t> out, const std::string& what);
 
  private:
   void* dctx_;

@@ -13,9 +13,17 @@
 
 namespace abup::protocol {
 
+// [offset, offset + length) of a source.
+struct Range {
+  std::uint64_t offset = 0;
+  std::uint64_t length = 0;
+};
+
 class Source {
  public:
   using Sink = std::function<Status(std::span<const std::uint8_t>)>;
+  // Receives the bytes of ranges[range] of a read_ranges() call.
+  using RangesSink = std::function<Status(std::size_t range, std::span<const std::uint8_t>)>;
   virtual ~Source() = default;
 
   // URL or path, for messages.
@@ -28,7 +36,13 @@ class Source {
   // order. A sink error stops the transfer and is returned unchanged.
   [[nodiscard]] virtual Status read_range(std::uint64_t offset, std::uint64_t length,
                                           const Sink& sink) = 0;
-  // Payload bytes received from the origin so far (for summaries and the resume tests).
+  // Streams each of `ranges` (ascending, not overlapping, none empty) to sink, range after range,
+  // with read_range's guarantees. An HTTP source asks for several ranges per request
+  // (multipart/byteranges) where the server answers such requests. Returns the number of
+  // requests made (retries included).
+  [[nodiscard]] virtual Result<std::uint64_t> read_ranges(std::span<const Range> ranges,
+                                                          const RangesSink& sink);
+  // Body bytes received from the origin so far (for summaries and the resume tests).
   [[nodiscard]] virtual std::uint64_t bytes_fetched() const = 0;
 };
 
@@ -46,6 +60,10 @@ class ReadAheadSource final : public Source {
   [[nodiscard]] Status read_range(std::uint64_t offset, std::uint64_t length,
                                   const Sink& sink) override {
     return inner_.read_range(offset, length, sink);
+  }
+  [[nodiscard]] Result<std::uint64_t> read_ranges(std::span<const Range> ranges,
+                                                  const RangesSink& sink) override {
+    return inner_.read_ranges(ranges, sink);
   }
   [[nodiscard]] std::uint64_t bytes_fetched() const override { return inner_.bytes_fetched(); }
 

@@ -3,15 +3,15 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <condition_variable>
 #include <cstdio>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <thread>
 
 #include "abup/version.hpp"
 #include "agent/aks/aks_store.hpp"
+#include "agent/aks/mailbox.hpp"
+#include "agent/daemon/phase.hpp"
 #include "agent/dbus/api.hpp"
 #include "agent/host.hpp"
 #include "agent/kube/client.hpp"
@@ -28,10 +28,10 @@ namespace omaha = protocol::omaha;
 using contract::Code;
 using contract::Operation;
 using Clock = std::chrono::steady_clock;
+using daemon::Phase;
+using daemon::Trigger;
 
 namespace {
-
-constexpr int kOmahaErrorGeneric = 1;
 
 std::string node_name_for(const Config& c) {
   if (!c.node_name.empty()) return c.node_name;
@@ -42,15 +42,6 @@ std::string node_name_for(const Config& c) {
                  [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
   return n;
 }
-
-// The newest annotations seen on the Node, handed from the watcher to the main loop.
-struct Mailbox {
-  std::mutex mu;
-  std::condition_variable cv;
-  std::optional<kube::NodeObject> node;
-  bool fresh = false;
-  bool gone = false;
-};
 
 struct WorkResult {
   Code code = Code::success;
@@ -106,6 +97,10 @@ class Agent {
   [[nodiscard]] WorkResult do_stage(const contract::Request& r);
   [[nodiscard]] WorkResult do_arm(const contract::Request& r);
   void watch_loop();
+  // Fires `trigger` on the agent's machine (agent/daemon/phase.hpp, the aks_* rows).
+  bool fire(Trigger trigger, const std::string& operation_id) {
+    return phase_.fire(trigger, "aks operation " + operation_id).has_value();
+  }
 
   const AksOptions& o_;
   const std::atomic<bool>& stop_;
@@ -114,15 +109,14 @@ class Agent {
   std::string name_, prefix_;
   kube::NodeObject node_;
   AksState state_;
+  daemon::PhaseMachine phase_{Phase::aks_idle};
   HostFacts host_;
-  Mailbox mail_;
+  Mailbox<kube::NodeObject, WorkResult> mail_;
   bool gone_ = false;
   std::string last_request_;  // the request text acted on last
   std::string last_broken_;   // a broken request already answered with an Event
   std::atomic<bool> cancel_work_{false};
   std::thread worker_;
-  std::optional<WorkResult> work_done_;
-  std::mutex work_mu_;
   Clock::time_point next_beat_{};
 };
 
@@ -197,7 +191,7 @@ void Agent::finish(contract::OperationStatus s, bool commit_phase) {
                         : dbus::kStateIdle,
                s.operation_id);
   }
-  if (!ok && o_.on_failed) o_.on_failed(s.operation_id, contract::to_string(s.code), s.message);
+  if (!ok && o_.on_failed) o_.on_failed(s.operation_id, s.code, s.message);
 }
 
 omaha::Identity Agent::identity(const contract::Request& r) const {
@@ -247,17 +241,18 @@ WorkResult Agent::do_stage(const contract::Request& r) {
     return {Code::invalid_request, "targetVersion " + r.target_version +
                                        " is not what the update server offers on track " + r.track +
                                        " (" + check->offer->version + ")"};
-  send_omaha(r, {{13, 1, std::nullopt, ""}}, false);
+  send_omaha(r, {omaha::Event::download_started()}, false);
   StageOptions so = stage_options(o_.where, o_.config);
   so.source = check->offer->url;
+  so.expected_version = r.target_version;
   so.transport = t;
   so.on_progress = o_.on_progress;
   auto staged = stage(so);
   if (!staged) {
-    send_omaha(r, {{3, 0, kOmahaErrorGeneric, ""}}, false);
+    send_omaha(r, {omaha::Event::failed(omaha::ErrorCode::generic)}, false);
     return {Code::operation_failed, "stage " + r.target_version + ": " + staged.error().message};
   }
-  send_omaha(r, {{14, 1, std::nullopt, ""}}, false);
+  send_omaha(r, {omaha::Event::download_finished()}, false);
   if (o_.on_staged) o_.on_staged(*staged);
   return {Code::success,
           "staged " + staged->version + " on " + staged->slot_label + " and verified it",
@@ -280,7 +275,8 @@ WorkResult Agent::do_arm(const contract::Request& r) {
     out = rollback(ro);
   }
   if (!out) {
-    if (r.operation == Operation::finalize) send_omaha(r, {{3, 0, kOmahaErrorGeneric, ""}}, false);
+    if (r.operation == Operation::finalize)
+      send_omaha(r, {omaha::Event::failed(omaha::ErrorCode::generic)}, false);
     return {Code::operation_failed, out.error().message};
   }
   return {Code::success, out->message, out->to_version};
@@ -311,6 +307,21 @@ void Agent::start(const contract::Request& r) {
     finish(s, false);
     return;
   }
+  const Trigger asked = r.operation == Operation::stage      ? Trigger::stage
+                        : r.operation == Operation::finalize ? Trigger::finalize
+                                                             : Trigger::rollback;
+  if (!fire(asked, r.operation_id)) {
+    // The table's one refusal here: a stage while a slot is armed. Answered before any download.
+    auto st = stage_preflight(o_.where);
+    s.code = Code::operation_failed;
+    s.message = "stage " + r.target_version + ": " +
+                (st ? "slot armed by operation " +
+                          (state_.armed ? state_.armed->request.operation_id : std::string("?")) +
+                          " waits for its reboot; stage after the commit"
+                    : st.error().message);
+    finish(s, false);
+    return;
+  }
   state_.in_flight = InFlight{r, s.started_utc, running};
   persist();
   s.code = Code::in_progress;
@@ -320,28 +331,17 @@ void Agent::start(const contract::Request& r) {
   if (r.operation == Operation::stage) {
     if (o_.on_step) o_.on_step(dbus::kStateStaging, r.operation_id);
     cancel_work_ = false;
-    worker_ = std::thread([this, r] {
-      WorkResult w = do_stage(r);
-      std::lock_guard lock(work_mu_);
-      work_done_ = std::move(w);
-      mail_.cv.notify_all();
-    });
+    worker_ = std::thread([this, r] { mail_.post_work(do_stage(r)); });
     return;
   }
   // Armed in the state before the bootloader: a restart then knows to report the commit.
   state_.armed = Armed{r, s.started_utc, running, r.target_version};
   persist();
-  WorkResult w = do_arm(r);
-  std::lock_guard lock(work_mu_);
-  work_done_ = std::move(w);
+  mail_.post_work(do_arm(r));
 }
 
 void Agent::reap() {
-  std::optional<WorkResult> w;
-  {
-    std::lock_guard lock(work_mu_);
-    w.swap(work_done_);
-  }
+  std::optional<WorkResult> w = mail_.take_work();
   if (!w || !state_.in_flight) return;
   if (worker_.joinable()) worker_.join();
   contract::Request r = state_.in_flight->request;
@@ -355,9 +355,10 @@ void Agent::reap() {
     state_.staged = Staged{r.node_update_id, s.to_version, r.operation_id};
   if (armed) state_.armed->to_version = s.to_version;
   if (!armed && r.operation != Operation::stage) state_.armed.reset();
+  (void)fire(armed ? Trigger::armed : Trigger::done, r.operation_id);
   finish(s, false);
   if (!armed) return;
-  if (r.operation == Operation::finalize) send_omaha(r, {{800, 1, std::nullopt, ""}}, false);
+  if (r.operation == Operation::finalize) send_omaha(r, {omaha::Event::installed()}, false);
   if (gone_ || stop_) return;
   say("rebooting into " + s.to_version);
   if (o_.on_step) o_.on_step(dbus::kStateRebooting, r.operation_id);
@@ -430,7 +431,7 @@ void Agent::handle_commit() {
   const Armed a = *state_.armed;
   auto st = StateStore(o_.where.state_dir).load();
   if (!st) return say("commit: " + st.error().message);
-  std::string code;
+  std::optional<OutcomeCode> code;
   std::string message;
   if (st->pending && st->pending->operation_id == a.request.operation_id) {
     auto out = commit(o_.where);
@@ -442,14 +443,19 @@ void Agent::handle_commit() {
     auto history = read_history(o_.where.state_dir);
     if (history)
       for (auto it = history->rbegin(); it != history->rend(); ++it)
-        if ((*it).value("kind", "") == "commit" &&
-            (*it).value("operationId", "") == a.request.operation_id) {
-          code = (*it).value("outcome", "");
-          message = "commit of operation " + a.request.operation_id + ": " + code;
+        if (it->kind == to_string(OutcomeKind::commit) &&
+            it->operation_id == a.request.operation_id) {
+          const std::string& word = it->outcome;
+          // A word this abup does not know is reported as it is, as an internal error.
+          if (auto parsed = parse_outcome_code(word); parsed)
+            code = *parsed;
+          else if (!word.empty())
+            code = OutcomeCode::nothing_pending;
+          message = "commit of operation " + a.request.operation_id + ": " + word;
           break;
         }
   }
-  if (code.empty() || code == kNotRebooted) return;  // not rebooted yet: nothing to report
+  if (!code || *code == OutcomeCode::not_rebooted) return;  // not rebooted yet: nothing to report
   contract::OperationStatus s;
   s.node_update_id = a.request.node_update_id;
   s.operation_id = a.request.operation_id;
@@ -458,27 +464,23 @@ void Agent::handle_commit() {
   s.from_version = a.from_version;
   s.to_version = a.to_version;
   s.message = message;
-  s.code = code == kCommitted          ? Code::success
-           : code == kTargetBootFailed ? Code::target_boot_failed
-                                       : Code::agent_internal_error;
+  s.code = *code == OutcomeCode::committed            ? Code::success
+           : *code == OutcomeCode::target_boot_failed ? Code::target_boot_failed
+                                                      : Code::agent_internal_error;
   state_.armed.reset();
+  (void)fire(Trigger::committed, s.operation_id);
   finish(s, true);
   if (a.request.operation != Operation::finalize) return;
   if (s.code == Code::success)
-    send_omaha(a.request, {{3, 2, std::nullopt, a.from_version}}, true);
+    send_omaha(a.request, {omaha::Event::updated_from(a.from_version)}, true);
   else
-    send_omaha(a.request, {{3, 0, omaha::kErrorFellBack, ""}}, false);
+    send_omaha(a.request, {omaha::Event::failed(omaha::ErrorCode::fell_back)}, false);
 }
 
 void Agent::watch_loop() {
   std::string rv = node_.resource_version;
   auto backoff = std::chrono::milliseconds(200);
-  auto deliver = [&](const kube::NodeObject& n) {
-    std::lock_guard lock(mail_.mu);
-    mail_.node = n;
-    mail_.fresh = true;
-    mail_.cv.notify_all();
-  };
+  auto deliver = [&](const kube::NodeObject& n) { mail_.post_node(n); };
   while (!stop_) {
     auto end = client_.watch_node(name_, rv, o_.watch_timeout_seconds, stop_,
                                   [&](const kube::NodeObject& n) {
@@ -490,12 +492,7 @@ void Agent::watch_loop() {
       continue;
     }
     if (end && *end == kube::WatchEnd::stopped) return;
-    if (!end && end.error().code == Errc::not_found) {
-      std::lock_guard lock(mail_.mu);
-      mail_.gone = true;
-      mail_.cv.notify_all();
-      return;
-    }
+    if (!end && end.error().code == Errc::not_found) return mail_.post_gone();
     if (!end) say("watch: " + end.error().message);
     // Expired or broken: list again (a change made meanwhile is not lost), then watch from there.
     for (auto until = Clock::now() + backoff; Clock::now() < until && !stop_;)
@@ -506,10 +503,7 @@ void Agent::watch_loop() {
       rv = n->resource_version;
       deliver(*n);
     } else if (n.error().code == Errc::not_found) {
-      std::lock_guard lock(mail_.mu);
-      mail_.gone = true;
-      mail_.cv.notify_all();
-      return;
+      return mail_.post_gone();
     }
   }
 }
@@ -532,34 +526,25 @@ Status Agent::run() {
     }
     delay = std::min<std::chrono::milliseconds>(delay * 2, std::chrono::seconds(30));
   }
-  // An operation cut short by a restart: started again (stage resumes, arming is idempotent).
+  // aks.json decides (agent/daemon/phase.hpp derive_start): the commit report owed for what was
+  // armed, then an operation cut short by a restart again (stage resumes, arming is idempotent).
+  const auto from = daemon::derive_start(Mode::aks, {}, {}, state_, host_.boot_id, std::nullopt);
+  phase_ = daemon::PhaseMachine(from.phase);
   std::optional<contract::Request> resume;
-  if (state_.in_flight) {
+  if (from.owed == daemon::Owed::resume || from.resume) {
     resume = state_.in_flight->request;
     state_.in_flight.reset();
   }
-  handle_commit();
+  if (from.owed == daemon::Owed::report_commit) handle_commit();
   if (resume && !state_.find(resume->operation_id)) start(*resume);
-  {
-    std::lock_guard lock(mail_.mu);
-    mail_.node = node_;
-    mail_.fresh = true;
-  }
+  mail_.post_node(node_);
   std::thread watcher([this] { watch_loop(); });
   const std::string request_key = key(contract::kRequestKey);
   while (!stop_ && !gone_) {
-    std::optional<kube::NodeObject> seen;
-    {
-      std::unique_lock lock(mail_.mu);
-      auto wake = state_.in_flight ? next_beat_ : Clock::now() + std::chrono::seconds(1);
-      mail_.cv.wait_until(lock, std::min(wake, Clock::now() + std::chrono::seconds(1)), [&] {
-        std::lock_guard work(work_mu_);
-        return mail_.fresh || mail_.gone || work_done_.has_value() || stop_;
-      });
-      if (mail_.gone) gone_ = true;
-      if (mail_.fresh) seen = mail_.node;
-      mail_.fresh = false;
-    }
+    auto wake = state_.in_flight ? next_beat_ : Clock::now() + std::chrono::seconds(1);
+    auto woken = mail_.wait(std::min(wake, Clock::now() + std::chrono::seconds(1)), stop_);
+    if (woken.gone) gone_ = true;
+    std::optional<kube::NodeObject> seen = std::move(woken.node);
     if (gone_) break;
     reap();
     if (seen) {

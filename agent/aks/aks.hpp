@@ -1,6 +1,6 @@
-// `aks` mode (DESIGN.md §1, §6; reference/aks-contract.md): the node side of the annotation
-// contract. The daemon runs run_aks() on a thread of its own; it returns when `stop` is set or
-// when the Node is gone (Errc::not_found: the update was abandoned, reporting stops).
+// `aks` mode (docs/architecture.md §1, §6; docs/reference/aks-contract.md): the node side of the
+// annotation contract. The daemon runs run_aks() on a thread of its own; it returns when `stop` is
+// set or when the Node is gone (Errc::not_found: the update was abandoned, reporting stops).
 #pragma once
 
 #include <atomic>
@@ -14,6 +14,7 @@
 #include "agent/config.hpp"
 #include "agent/lifecycle.hpp"
 #include "agent/stage.hpp"
+#include "update-protocol/aks/contract.hpp"
 #include "update-protocol/http/client.hpp"
 
 namespace abup::agent::aks {
@@ -36,7 +37,7 @@ struct AksOptions {
   std::function<void(const StageSummary&)> on_staged;
   // An operation ended with a failure code of the contract (OperationFailed, NotStaged,
   // TargetBootFailed, ...) and the message reported for it.
-  std::function<void(const std::string& operation_id, std::string_view code,
+  std::function<void(const std::string& operation_id, protocol::aks::Code code,
                      const std::string& message)>
       on_failed;
 };

@@ -21,8 +21,8 @@ int run_commit(const Args& args) {
   auto out = commit(*where);
   if (!out) return report(out.error());
   print_outcome(*out, args.has("json"));
-  if (out->code == kNotRebooted) return abup::cli::kExitNotRebooted;
-  if (out->code == kTargetBootFailed) return abup::cli::kExitTargetBootFailed;
+  if (out->code == OutcomeCode::not_rebooted) return abup::cli::kExitNotRebooted;
+  if (out->code == OutcomeCode::target_boot_failed) return abup::cli::kExitTargetBootFailed;
   return 0;
 }
 

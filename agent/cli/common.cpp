@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 
+#include "agent/daemon/process.hpp"
 #include "agent/sysbus.hpp"
 #include "partitions/slots.hpp"
 
@@ -49,36 +50,27 @@ Result<LifecycleOptions> lifecycle_options(const Args& args, const Common& c) {
   o.disk = c.disk;
   o.root = c.root;
   o.state_dir = c.state_dir;
-  o.backend = args.get_or("boot-backend", c.config.boot_backend);
-  if (o.backend != "gptprio" && o.backend != "grubenv" && o.backend != "uefi" &&
-      o.backend != "systemd-boot")
-    return make_error(
-        Errc::usage,
-        "--boot-backend: expected gptprio, grubenv, uefi or systemd-boot, got '" + o.backend + "'");
+  o.backend = c.config.boot_backend;
+  if (auto b = args.get("boot-backend")) {
+    auto parsed = parse_boot_backend(*b);
+    if (!parsed) return std::move(parsed).error().with_context("--boot-backend");
+    o.backend = *parsed;
+  }
   o.grubenv = args.has("grubenv") ? std::filesystem::path(*args.get("grubenv")) : c.config.grubenv;
   o.uefi_loader = c.config.uefi_loader;
   o.uefi_cmdline = c.config.uefi_cmdline;
   o.boot = boot_files_config(c.config, o.backend);
+  o.boot.scratch = o.state_dir;
   return o;
 }
 
 int reboot_after_arming(const Args& args, const Config& config) {
   const std::string cmd = args.get_or("reboot-command", config.reboot_command);
   std::fflush(stdout);
-  if (cmd.empty()) {
-    if (auto st = reboot_via_logind(); !st) {
-      std::fprintf(stderr,
-                   "abup: --reboot: asking logind to reboot failed: %s; the slot stays armed: "
-                   "reboot the machine yourself (or configure [Reboot] Command=)\n",
-                   st.error().message.c_str());
-      return 1;
-    }
-    return 0;
-  }
-  const int rc = std::system(cmd.c_str());
-  if (rc != 0) {
-    std::fprintf(stderr, "abup: reboot command '%s' failed (status %d); the slot stays armed\n",
-                 cmd.c_str(), rc);
+  if (auto st = daemon::reboot_machine(cmd, [] { return reboot_via_logind(); }); !st) {
+    std::fprintf(
+        stderr, "abup: --reboot: %s; the slot stays armed: reboot the machine yourself%s\n",
+        st.error().message.c_str(), cmd.empty() ? " (or configure [Reboot] Command=)" : "");
     return 1;
   }
   return 0;
@@ -121,6 +113,7 @@ protocol::TransportOptions transport(const Args& args, const Config& config) {
   t.connect_timeout = config.connect_timeout;
   t.low_speed_limit = config.low_speed_limit;
   t.low_speed_time = config.low_speed_time;
+  t.max_ranges_per_request = config.max_ranges_per_request;
   return t;
 }
 

@@ -20,19 +20,16 @@ int run_history(const Args& args) {
   if (!lines) return report(lines.error());
   for (const auto& why : skipped) std::fprintf(stderr, "abup: skipped: %s\n", why.c_str());
   if (args.has("json")) {
-    std::printf("%s\n", nlohmann::json(*lines).dump(2).c_str());
+    auto all = nlohmann::json::array();
+    for (const auto& h : *lines) all.push_back(h.line);
+    std::printf("%s\n", all.dump(2).c_str());
     return 0;
   }
   for (const auto& h : *lines) {
-    auto s = [&](const char* k) {
-      auto it = h.find(k);
-      return it != h.end() && it->is_string() && !it->get<std::string>().empty()
-                 ? it->get<std::string>()
-                 : std::string("-");
-    };
-    std::printf("%s  %-8s %-16s %s %s -> %s %s  %s\n", s("time").c_str(), s("kind").c_str(),
-                s("outcome").c_str(), s("fromSlot").c_str(), s("fromVersion").c_str(),
-                s("toSlot").c_str(), s("toVersion").c_str(), s("operationId").c_str());
+    auto s = [](const std::string& v) { return v.empty() ? "-" : v.c_str(); };
+    std::printf("%s  %-8s %-16s %s %s -> %s %s  %s\n", s(h.time), s(h.kind), s(h.outcome),
+                s(h.from_slot), s(h.from_version), s(h.to_slot), s(h.to_version),
+                s(h.operation_id));
   }
   return 0;
 }

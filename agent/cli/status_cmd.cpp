@@ -1,4 +1,5 @@
 #include <cstdio>
+#include <ctime>
 #include <nlohmann/json.hpp>
 
 #include "agent/cli/common.hpp"
@@ -7,6 +8,7 @@
 #include "agent/persisted_json.hpp"
 #include "agent/state.hpp"
 #include "partitions/slots.hpp"
+#include "update-protocol/manifest/manifest.hpp"
 
 namespace abup::agent::cli {
 namespace {
@@ -154,17 +156,34 @@ int run_status(const Args& args) {
     }
   }
   nlohmann::json pending = state->pending ? pending_json(*state->pending) : nlohmann::json(nullptr);
+  // Freshness from signed data only (docs/security.md G4): a server withholding releases cannot
+  // make this look newer, so its age tells monitoring how long no new release reached the node.
+  std::optional<RecordedRelease> newest;
+  for (const auto* s : {&pair->a, &pair->b})
+    if (auto r = recorded_release(StateStore(common->state_dir), s->partuuid());
+        r && (!newest || r->issued_at > newest->issued_at))
+      newest = std::move(*r);
+  const std::int64_t now = std::time(nullptr);
+  const std::int64_t age_days = newest ? (now - newest->issued_at) / 86400 : 0;
   if (args.has("json")) {
     nlohmann::json out = {{"disk", common->disk},
                           {"slots", slots},
                           {"booted", slot_json(*booted)},
-                          {"backend", where->backend},
+                          {"backend", to_string(where->backend)},
                           {"next", slot_json(view ? view->next : std::nullopt)},
                           {"default", slot_json(view ? view->default_slot : std::nullopt)},
                           {"pending", pending}};
     if (view) out["backendDetail"] = view->detail;
     if (!backend_error.empty()) out["backendError"] = backend_error;
     if (!state_error.empty()) out["stateError"] = state_error;
+    out["newestSignedRelease"] =
+        newest ? nlohmann::json{{"version", newest->version},
+                                {"issuedAt", protocol::format_utc_time(newest->issued_at)},
+                                {"ageDays", age_days}}
+               : nlohmann::json(nullptr);
+    out["highestCommittedVersion"] = state->highest_committed
+                                         ? nlohmann::json(state->highest_committed->text)
+                                         : nlohmann::json(nullptr);
     if (!state->failed_versions.empty()) {
       out["failedVersions"] = nlohmann::json::array();
       for (const auto& f : state->failed_versions)
@@ -197,17 +216,26 @@ int run_status(const Args& args) {
   }
   if (view) {
     auto name = [](std::optional<char> c) { return c ? std::string(1, *c) : std::string("none"); };
-    std::printf("boot (%s): next %s, default %s; %s\n", where->backend.c_str(),
-                name(view->next).c_str(), name(view->default_slot).c_str(), view->detail.c_str());
+    std::printf("boot (%s): next %s, default %s; %s\n",
+                std::string(to_string(where->backend)).c_str(), name(view->next).c_str(),
+                name(view->default_slot).c_str(), view->detail.c_str());
   } else {
-    std::printf("boot (%s): cannot read: %s\n", where->backend.c_str(), backend_error.c_str());
+    std::printf("boot (%s): cannot read: %s\n", std::string(to_string(where->backend)).c_str(),
+                backend_error.c_str());
   }
   if (state->pending) {
     const auto& p = *state->pending;
     std::printf("pending %s %s: slot %c, %s -> %s, armed %s; run `abup commit` after the reboot\n",
-                p.kind.c_str(), p.operation_id.c_str(), p.target_slot, p.previous_version.c_str(),
-                p.target_version.c_str(), p.armed_at.c_str());
+                to_string(p.kind).c_str(), p.operation_id.c_str(), p.target_slot,
+                p.previous_version.c_str(), p.target_version.c_str(), p.armed_at.c_str());
   }
+  if (newest)
+    std::printf("newest signed release staged here: %s, issued %s (%lld days ago)\n",
+                newest->version.c_str(), protocol::format_utc_time(newest->issued_at).c_str(),
+                static_cast<long long>(age_days));
+  if (state->highest_committed)
+    std::printf("highest committed version %s (older releases are refused as downgrades)\n",
+                state->highest_committed->text.c_str());
   if (!state_error.empty()) std::printf("state: %s\n", state_error.c_str());
   print_daemon(live);
   return state_error.empty() ? 0 : 1;

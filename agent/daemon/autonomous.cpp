@@ -8,6 +8,7 @@
 #include "agent/daemon/fleetlock.hpp"
 #include "agent/daemon/log.hpp"
 #include "agent/daemon/notify.hpp"
+#include "agent/daemon/phase.hpp"
 #include "agent/daemon/process.hpp"
 #include "agent/daemon/window.hpp"
 #include "agent/lifecycle_guard.hpp"
@@ -21,18 +22,11 @@ namespace omaha = protocol::omaha;
 
 namespace {
 
-constexpr std::chrono::seconds kRebootCommandTimeout{300};
 constexpr std::chrono::milliseconds kLockRetry{1000}, kLockRetryMax{5 * 60 * 1000};
-
-std::string event_name(const omaha::Event& e) {
-  std::string s = std::to_string(e.type) + "/" + std::to_string(e.result);
-  if (e.error_code) s += " error " + std::to_string(*e.error_code);
-  return s;
-}
 
 std::string describe_events(const std::vector<omaha::Event>& events) {
   std::string s;
-  for (const auto& e : events) s += (s.empty() ? "" : ", ") + event_name(e);
+  for (const auto& e : events) s += (s.empty() ? "" : ", ") + e.name();
   return s;
 }
 
@@ -80,6 +74,7 @@ protocol::TransportOptions daemon_transport(const Config& config, const Cancelle
   t.connect_timeout = config.connect_timeout;
   t.low_speed_limit = config.low_speed_limit;
   t.low_speed_time = config.low_speed_time;
+  t.max_ranges_per_request = config.max_ranges_per_request;
   t.cancel = cancel.flag();
   return t;
 }
@@ -109,7 +104,7 @@ Result<Autonomous::Ctx> Autonomous::context() const {
 
 Status Autonomous::queue(Ctx& c, std::vector<omaha::Event> events, bool send_now) {
   for (auto& e : events) {
-    if (!is_terminal(e)) c.ds.in_progress = true;
+    if (!e.terminal()) c.ds.in_progress = true;
     c.ds.queued.push_back(std::move(e));
   }
   ABUP_CHECK(store_.save(c.ds));
@@ -123,7 +118,7 @@ void Autonomous::delivered(Ctx& c, std::size_t acknowledged) {
   const std::vector<omaha::Event> sent(c.ds.queued.begin(),
                                        c.ds.queued.begin() + static_cast<std::ptrdiff_t>(n));
   for (const auto& e : sent)
-    if (is_terminal(e)) c.ds.in_progress = false;
+    if (e.terminal()) c.ds.in_progress = false;
   c.ds.queued.erase(c.ds.queued.begin(), c.ds.queued.begin() + static_cast<std::ptrdiff_t>(n));
   c.ds.events_acknowledged += n;
   log(Event::events, Priority::info, "Omaha events " + describe_events(sent) + " acknowledged",
@@ -147,14 +142,18 @@ void Autonomous::flush(Ctx& c) {
 
 Status Autonomous::startup() {
   ABUP_TRY(auto c, context());
-  if (c.state.pending && c.state.pending->boot_id != c.host.boot_id) {
-    const PendingCommit p = *c.state.pending;
+  std::optional<char> booted;
+  if (c.state.pending) {
     ABUP_TRY(auto pair, partitions::discover_slots(o_.where.disk));
-    ABUP_TRY(auto booted, partitions::booted_slot(pair, o_.where.root));
-    const bool on_target = booted && *booted == p.target_slot;
-    if (on_target && p.kind == "finalize") {
-      if (c.ds.health_failed_boot_id == c.host.boot_id)
-        return fall_back(c, p, "the health checks already failed in this boot");
+    ABUP_TRY(booted, partitions::booted_slot(pair, o_.where.root));
+  }
+  const Start from = derive_start(Mode::autonomous, c.state, c.ds, {}, c.host.boot_id, booted);
+  const bool commit_owed = from.owed == Owed::commit || from.owed == Owed::health_then_commit;
+  if (from.owed == Owed::fall_back)
+    return fall_back(c, *c.state.pending, "the health checks already failed in this boot");
+  if (commit_owed) {
+    const PendingCommit p = *c.state.pending;
+    if (from.owed == Owed::health_then_commit) {
       report_.state(dbus::kStateCommitting,
                     "checking the health of " + p.target_version + " before the commit");
       HealthChecks checks{o_.config.health_units, o_.config.health_commands,
@@ -170,23 +169,21 @@ Status Autonomous::startup() {
     const std::map<std::string, std::string> fields = {{"OPERATION_ID", out.operation_id},
                                                        {"VERSION", out.to_version},
                                                        {"PREVIOUS_VERSION", out.from_version}};
-    if (out.code == kCommitted) {
+    if (out.code == OutcomeCode::committed) {
       log(Event::committed, Priority::notice, out.message, fields);
-      if (p.kind == "finalize" && c.ds.in_progress) {
-        omaha::Event done{3, 2, std::nullopt, p.previous_version};
-        ABUP_CHECK(queue(c, {done}, false));  // goes with the next update check
+      if (p.kind == PendingKind::finalize && c.ds.in_progress) {
+        ABUP_CHECK(queue(c, {omaha::Event::updated_from(p.previous_version)},
+                         false));  // goes with the next update check
       }
-    } else if (out.code == kTargetBootFailed) {
+    } else if (out.code == OutcomeCode::target_boot_failed) {
       log(Event::boot_failed, Priority::err, out.message, fields);
-      if (p.kind == "finalize") report_.rolled_back();
+      if (p.kind == PendingKind::finalize) report_.rolled_back();
       if (c.ds.in_progress) {
-        omaha::Event failed{3, 0, omaha::kErrorFellBack, ""};
-        ABUP_CHECK(queue(c, {failed}, false));
+        ABUP_CHECK(queue(c, {omaha::Event::failed(omaha::ErrorCode::fell_back)}, false));
       }
     }
   }
-  if (!c.state.pending || c.state.pending->boot_id != c.host.boot_id)
-    if (c.ds.fleetlock_held) ABUP_CHECK(release_fleetlock(c));
+  if (from.release_lock || from.owed == Owed::release_lock) ABUP_CHECK(release_fleetlock(c));
   return {};
 }
 
@@ -240,13 +237,14 @@ Status Autonomous::round(const std::string& operation_id) {
     return std::move(ctx).error();
   }
   auto& c = *ctx;
-  // Armed before the last reboot but not committed (the start-up commit failed): again.
-  if (c.state.pending && c.state.pending->boot_id != c.host.boot_id) return startup();
-  // Armed in this boot: the reboot is what is left to do.
-  if (c.state.pending && c.state.pending->boot_id == c.host.boot_id &&
-      c.state.pending->kind == "finalize") {
-    flush(c);
-    return reboot_per_strategy(c, *c.state.pending);
+  switch (derive_start(Mode::autonomous, c.state, c.ds, {}, c.host.boot_id, std::nullopt).owed) {
+    case Owed::commit:  // armed before the last reboot, not committed (the start-up failed): again
+      return startup();
+    case Owed::reboot:  // armed in this boot: the reboot is what is left to do
+      flush(c);
+      return reboot_per_strategy(c, *c.state.pending);
+    default:
+      break;
   }
   const auto sent = c.ds.queued;
   report_.state(dbus::kStateChecking, "checking for updates at " + o_.config.server);
@@ -323,9 +321,11 @@ Status Autonomous::install(Ctx& c, const omaha::Offer& offer, const std::string&
   report_.operation(operation_id.empty() ? c.ds.operation_id : operation_id);
   report_.clear_error();
   report_.state(dbus::kStateStaging, "updating to " + offer.version);
-  ABUP_CHECK(queue(c, {{13, 1, std::nullopt, ""}}, true));
+  ABUP_CHECK(queue(c, {omaha::Event::download_started()}, true));
 
-  auto staged = stage(stage_options(offer.url, offer.version));
+  auto so = stage_options(offer.url, offer.version);
+  so.expected_version = offer.version;
+  auto staged = stage(so);
   auto failed = [&](Error e, const char* step) -> Status {
     if (e.code == Errc::cancelled || cancel_.cancelled()) {
       // Abandoned safely: the slot record says staging/failed, the chunks are re-verified on
@@ -339,8 +339,9 @@ Status Autonomous::install(Ctx& c, const omaha::Offer& offer, const std::string&
     log(Event::stage_failed, Priority::err,
         std::string(step) + " of " + offer.version + " failed: " + e.message, fields);
     report_.failed(e, std::string(step) + " of " + offer.version + " failed: " + e.message);
-    const int code = e.code == Errc::network ? kOmahaDownloadError : kOmahaError;
-    ABUP_CHECK(queue(c, {{3, 0, code, ""}}, true));
+    const auto code =
+        e.code == Errc::network ? omaha::ErrorCode::download : omaha::ErrorCode::generic;
+    ABUP_CHECK(queue(c, {omaha::Event::failed(code)}, true));
     return std::move(e).with_context(step);
   };
   if (!staged) return failed(std::move(staged).error(), "stage");
@@ -350,7 +351,7 @@ Status Autonomous::install(Ctx& c, const omaha::Offer& offer, const std::string&
       fields);
   report_.staged(*staged);
   report_.state(dbus::kStateStaged, "staged " + staged->version);
-  ABUP_CHECK(queue(c, {{14, 1, std::nullopt, ""}}, true));
+  ABUP_CHECK(queue(c, {omaha::Event::download_finished()}, true));
 
   FinalizeOptions fo;
   fo.where = o_.where;
@@ -360,7 +361,7 @@ Status Autonomous::install(Ctx& c, const omaha::Offer& offer, const std::string&
   if (!armed) return failed(std::move(armed).error(), "finalize");
   log(Event::armed, Priority::notice, armed->message, fields);
   report_.state(dbus::kStateArmed, armed->message);
-  ABUP_CHECK(queue(c, {{800, 1, std::nullopt, ""}}, true));
+  ABUP_CHECK(queue(c, {omaha::Event::installed()}, true));
   ABUP_TRY(c.state, StateStore(o_.where.state_dir).load());
   if (!c.state.pending) return make_error(Errc::failed, "finalize left no pending commit");
   return reboot_per_strategy(c, *c.state.pending);
@@ -407,7 +408,9 @@ Status Autonomous::stage_only(const std::string& what, const std::string& operat
   log(Event::stage_started, Priority::notice, "staging " + version + " from " + source,
       {{"OPERATION_ID", operation_id}});
   report_.state(dbus::kStateStaging, "staging " + version);
-  auto staged = stage(stage_options(source, version));
+  auto so = stage_options(source, version);
+  if (source != version) so.expected_version = version;  // asked for a version, not a URL
+  auto staged = stage(so);
   if (!staged) return fail(std::move(staged).error());
   log(Event::staged, Priority::notice,
       "staged " + staged->version + " on " + staged->slot_label + " (" +
@@ -419,11 +422,12 @@ Status Autonomous::stage_only(const std::string& what, const std::string& operat
 }
 
 Status Autonomous::reboot_per_strategy(Ctx& c, const PendingCommit& p) {
-  const std::string& strategy = o_.config.reboot_strategy;
-  const std::map<std::string, std::string> fields = {{"OPERATION_ID", p.operation_id},
-                                                     {"TARGET_VERSION", p.target_version},
-                                                     {"STRATEGY", strategy}};
-  if (strategy == "off") {
+  const RebootStrategy strategy = o_.config.reboot_strategy;
+  const std::map<std::string, std::string> fields = {
+      {"OPERATION_ID", p.operation_id},
+      {"TARGET_VERSION", p.target_version},
+      {"STRATEGY", std::string(to_string(strategy))}};
+  if (strategy == RebootStrategy::off) {
     // kured and similar tools reboot nodes that have this file.
     const auto marker = o_.where.root / "run/reboot-required";
     std::error_code ec;
@@ -440,7 +444,8 @@ Status Autonomous::reboot_per_strategy(Ctx& c, const PendingCommit& p) {
     return {};
   }
   if (rebooting_) return {};
-  if (strategy == "window") {
+  RebootWait wait{p.target_version, p.target_slot, p.operation_id, std::nullopt};
+  if (strategy == RebootStrategy::window) {
     ABUP_TRY(auto w, parse_reboot_window(o_.config.reboot_window));
     const auto now = std::chrono::system_clock::now();
     const auto at = next_reboot_time(w, now);
@@ -456,40 +461,51 @@ Status Autonomous::reboot_per_strategy(Ctx& c, const PendingCommit& p) {
           fields);
       report_.state(dbus::kStateArmed,
                     "reboot needed: waiting for the window at " + std::string(when));
-      if (!cancel_.wait_until(at))
-        return make_error(Errc::cancelled, "waiting for the reboot window: stopped");
+      wait.window = at;
+      wait_ = wait;
+      return {};
     }
-  } else if (strategy == "fleetlock") {
+  } else if (strategy == RebootStrategy::fleetlock) {
     c.ds.fleetlock_held = true;  // before asking: a crash after the grant must still release it
     ABUP_CHECK(store_.save(c.ds));
-    FleetLock lock{o_.config.fleetlock_url, machine_id(c.host), o_.config.fleetlock_group};
-    report_.state(dbus::kStateArmed,
-                  "reboot needed: asking FleetLock " + lock.base + " for a reboot slot");
-    ABUP_CHECK(fleetlock_until_granted(lock, LockOp::pre_reboot, transport(), cancel_, kLockRetry,
-                                       kLockRetryMax, [&](const std::string& why) {
-                                         log(Event::reboot, Priority::info, why, fields);
-                                         notify_status("reboot needed: " + why);
-                                       }));
-    log(Event::reboot, Priority::notice, "FleetLock granted a reboot slot", fields);
+    report_.state(dbus::kStateArmed, "reboot needed: asking FleetLock " + o_.config.fleetlock_url +
+                                         " for a reboot slot");
+    wait_ = wait;
+    return {};
   }
-  return reboot_now("rebooting into " + p.target_version + " (slot " +
-                    std::string(1, p.target_slot) + ")");
+  return reboot_after_wait(wait);
+}
+
+Status Autonomous::wait_for_reboot(const RebootWait& w, Canceller& cancel) const {
+  if (w.window) {
+    if (!cancel.wait_until(*w.window))
+      return make_error(Errc::cancelled, "waiting for the reboot window: stopped");
+    return {};
+  }
+  auto host = read_host_facts(o_.where.root);
+  if (!host) return std::move(host).error();
+  const std::map<std::string, std::string> fields = {
+      {"OPERATION_ID", w.operation_id},
+      {"TARGET_VERSION", w.target_version},
+      {"STRATEGY", std::string(to_string(RebootStrategy::fleetlock))}};
+  FleetLock lock{o_.config.fleetlock_url, machine_id(*host), o_.config.fleetlock_group};
+  ABUP_CHECK(fleetlock_until_granted(lock, LockOp::pre_reboot, daemon_transport(o_.config, cancel),
+                                     cancel, kLockRetry, kLockRetryMax,
+                                     [&](const std::string& why) {
+                                       log(Event::reboot, Priority::info, why, fields);
+                                       notify_status("reboot needed: " + why);
+                                     }));
+  log(Event::reboot, Priority::notice, "FleetLock granted a reboot slot", fields);
+  return {};
+}
+
+Status Autonomous::reboot_after_wait(const RebootWait& w) {
+  return reboot_now("rebooting into " + w.target_version + " (slot " +
+                    std::string(1, w.target_slot) + ")");
 }
 
 Status reboot_node(const DaemonOptions& o, Canceller& cancel) {
-  if (!o.config.reboot_command.empty()) {
-    ABUP_TRY(int rc, run_command(o.config.reboot_command, kRebootCommandTimeout, &cancel));
-    if (rc != 0)
-      return make_error(Errc::failed, "[Reboot] Command='" + o.config.reboot_command +
-                                          "' failed (status " + std::to_string(rc) + ")");
-    return {};
-  }
-  if (o.logind_reboot) {
-    ABUP_CHECK_CTX(o.logind_reboot(), "reboot through logind");
-    return {};
-  }
-  return make_error(Errc::failed,
-                    "cannot reboot: no [Reboot] Command= and no logind in this build");
+  return reboot_machine(o.config.reboot_command, o.logind_reboot, &cancel);
 }
 
 Status Autonomous::reboot_now(const std::string& why) {

@@ -1,13 +1,15 @@
-// Autonomous mode (DESIGN.md §1, issue 4 §3): the node updates itself within policy. Check
+// Autonomous mode (docs/architecture.md §1): the node updates itself within policy. Check
 // Omaha, stage the offered image, send 13/1 14/1 800/1 around stage and finalize, reboot per
 // [Reboot] Strategy=, and after the reboot gate the commit on the [Health] checks (failure: mark
 // the new slot bad and reboot into the old one; the next check reports 3/0 error 44). Every step
-// is blocking and runs on the daemon's worker thread; `Canceller` stops it at the next safe point.
+// is blocking and runs on the daemon's worker thread (the reboot wait on its waiter thread);
+// `Canceller` stops it at the next safe point.
 #pragma once
 
 #include <functional>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "abup/result.hpp"
 #include "agent/config.hpp"
@@ -36,9 +38,16 @@ struct DaemonOptions {
 [[nodiscard]] protocol::TransportOptions daemon_transport(const Config& config,
                                                           const Canceller& cancel);
 
-// Omaha error codes sent with 3/0 (update_engine's numbering, which Nebraska shows).
-inline constexpr int kOmahaError = 1;
-inline constexpr int kOmahaDownloadError = 9;
+// The reboot of an armed slot that waits for [Reboot] Window= or a FleetLock grant. The wait is
+// not the worker's: the daemon runs it on a thread of its own (Phase::waiting), so that the API
+// answers and a request or Cancel can end it.
+struct RebootWait {
+  std::string target_version;
+  char target_slot = 0;
+  std::string operation_id;
+  // Set: the window opens then; empty: ask FleetLock (fleetlockHeld is saved already).
+  std::optional<std::chrono::system_clock::time_point> window;
+};
 
 class Autonomous {
  public:
@@ -55,6 +64,13 @@ class Autonomous {
   // that; the slot is left staged (Finalize arms it). No Omaha events: an operator's stage.
   [[nodiscard]] Status stage_only(const std::string& version_or_url,
                                   const std::string& operation_id);
+  // After startup() or round(): the reboot wait it left, if any (taken once).
+  [[nodiscard]] std::optional<RebootWait> take_reboot_wait() { return std::exchange(wait_, {}); }
+  // On the waiter's thread: until the window opens or FleetLock grants; Errc::cancelled when
+  // `cancel` fires first. Touches nothing of the worker's.
+  [[nodiscard]] Status wait_for_reboot(const RebootWait& wait, Canceller& cancel) const;
+  // On the worker, once the wait ended: the reboot.
+  [[nodiscard]] Status reboot_after_wait(const RebootWait& wait);
 
  private:
   struct Ctx {
@@ -82,6 +98,7 @@ class Autonomous {
   Canceller& cancel_;
   Reporter& report_;
   DaemonStore store_;
+  std::optional<RebootWait> wait_;
   bool rebooting_ = false;  // a reboot was asked for: nothing else to do
   bool said_reboot_needed_ = false;
   bool said_idle_ = false;

@@ -12,6 +12,7 @@
 #include "agent/aks/aks.hpp"
 #include "agent/daemon/log.hpp"
 #include "agent/daemon/notify.hpp"
+#include "agent/daemon/phase.hpp"
 #include "agent/daemon/report.hpp"
 #include "agent/daemon/schedule.hpp"
 #include "agent/dbus/asio_bus.hpp"
@@ -31,9 +32,9 @@ using dbus::Reply;
 Status validate(const DaemonOptions& o) {
   const auto& c = o.config;
   auto bad = [](const std::string& why) { return make_error(Errc::usage, why); };
-  if (c.reboot_strategy == "window" && c.reboot_window.empty())
+  if (c.reboot_strategy == RebootStrategy::window && c.reboot_window.empty())
     return bad("[Reboot] Strategy=window needs Window= (e.g. Window=Mon..Fri 02:00 3h UTC)");
-  if (c.reboot_strategy == "fleetlock" && c.fleetlock_url.empty())
+  if (c.reboot_strategy == RebootStrategy::fleetlock && c.fleetlock_url.empty())
     return bad("[Reboot] Strategy=fleetlock needs FleetLockURL=");
   if (!c.health_units.empty() && !o.unit_state)
     return bad("[Health] Units= needs systemd over D-Bus, which this build cannot ask");
@@ -41,6 +42,17 @@ Status validate(const DaemonOptions& o) {
 }
 
 namespace {
+
+// One piece of work for the worker (or the waiter) and what the loop does after it.
+struct Work {
+  Work() = default;
+  Work(std::function<Status()> o, std::function<void(const Status&)> t,
+       std::shared_ptr<Canceller> s = nullptr)
+      : op(std::move(o)), then(std::move(t)), stop_wait(std::move(s)) {}
+  std::function<Status()> op;
+  std::function<void(const Status&)> then;
+  std::shared_ptr<Canceller> stop_wait;  // the waiter's own stop flag
+};
 
 class Daemon : public dbus::Handler {
  public:
@@ -58,16 +70,17 @@ class Daemon : public dbus::Handler {
   int run() {
     signals_.async_wait([this](auto ec, int sig) { on_signal(ec, sig); });
     if (auto wd = watchdog_interval()) arm_watchdog(*wd);
+    const std::string mode(to_string(o_.config.mode));
     log(Event::started, Priority::info,
-        "abup daemon started (mode " + o_.config.mode + ", reboot strategy " +
-            o_.config.reboot_strategy + ")",
-        {{"MODE", o_.config.mode}});
+        "abup daemon started (mode " + mode + ", reboot strategy " +
+            std::string(to_string(o_.config.reboot_strategy)) + ")",
+        {{"MODE", mode}});
     report_.refresh_slots(o_.where);
     start_metrics();
     start_api();
     report_.set_on_change([this] { publish_soon(); });
     publish();
-    if (o_.config.mode == "aks") {
+    if (o_.config.mode == Mode::aks) {
       notify_ready("running (aks mode)");
       run_aks_mode();
     } else {
@@ -75,6 +88,8 @@ class Daemon : public dbus::Handler {
     }
     io_.run();
     if (worker_.joinable()) worker_.join();
+    stop_waiter();
+    if (waiter_.joinable()) waiter_.join();
     report_.set_on_change({});
     server_.reset();  // releases the name: clients see the daemon go
     bus_driver_.reset();
@@ -85,22 +100,23 @@ class Daemon : public dbus::Handler {
     return 0;
   }
 
-  // org.abup.Agent1 (docs/dbus.md), on the loop thread.
+  // org.abup.Agent1 (docs/dbus.md), on the loop thread. Whether a method may start is the
+  // phase table's answer (agent/daemon/phase.hpp); its argument checks come after that.
   Reply<std::string> check_now() override {
     if (auto refused = not_in_aks_mode("CheckNow")) return *refused;
-    if (busy_ || stopping_) return busy();
+    if (!phase_.allows(Trigger::check_now)) return busy();
     if (o_.config.server.empty())
       return ApiError{ApiErrc::nothing_to_do, "no [Update] Server= is configured: nothing to ask"};
     const auto op = partitions::Guid::random().str();
     announce(op, dbus::kStateChecking, "checking for updates (asked over D-Bus)");
     check_timer_.cancel();  // this is the round; the schedule goes on after it
-    start_round(op);
+    drive(Trigger::check_now, "D-Bus CheckNow", round_work(op));
     return op;
   }
 
   Reply<std::string> stage(const std::string& what) override {
     if (auto refused = not_in_aks_mode("Stage")) return *refused;
-    if (busy_ || stopping_) return busy();
+    if (!phase_.allows(Trigger::stage)) return busy();
     if (what.empty()) return check_now();
     const bool is_version = what.find('/') == std::string::npos;
     if (is_version) {
@@ -117,58 +133,62 @@ class Daemon : public dbus::Handler {
     announce(op, is_version ? dbus::kStateChecking : dbus::kStateStaging,
              "staging " + what + " (asked over D-Bus)");
     check_timer_.cancel();
-    start_op([this, what, op] { return auto_.stage_only(what, op); },
-             [this](const Status& st) { after_scheduled(st); });
+    drive(Trigger::stage, "D-Bus Stage",
+          {[this, what, op] { return auto_.stage_only(what, op); },
+           [this](const Status& st) { after_scheduled(st); }});
     return op;
   }
 
-  Reply<dbus::OutcomeMap> finalize(bool reboot) override {
-    if (auto refused = not_in_aks_mode("Finalize")) return *refused;
-    if (busy_ || stopping_) return busy();
+  // The checks read state.json here; the GPT/boot-config write runs on the worker, and the
+  // reply goes out when it is done.
+  void finalize(bool reboot, dbus::OutcomeReply reply) override {
+    if (auto refused = not_in_aks_mode("Finalize")) return reply(*refused);
+    if (!phase_.allows(Trigger::finalize)) return reply(busy());
     auto state = StateStore(o_.where.state_dir).load();
-    if (!state) return dbus::to_api_error(state.error());
-    if (const auto& p = state->pending; p && p->kind == "finalize")
-      return ApiError{ApiErrc::refused, "slot " + std::string(1, p->target_slot) +
-                                            " is armed already with " + p->target_version +
-                                            " (operation " + p->operation_id +
-                                            "): reboot into it, or Rollback"};
+    if (!state) return reply(dbus::to_api_error(state.error()));
+    if (const auto& p = state->pending; p && p->kind == PendingKind::finalize)
+      return reply(ApiError{ApiErrc::refused, "slot " + std::string(1, p->target_slot) +
+                                                  " is armed already with " + p->target_version +
+                                                  " (operation " + p->operation_id +
+                                                  "): reboot into it, or Rollback"});
     bool staged = false;
     for (const auto& [uuid, rec] : state->slots) staged = staged || rec.state == SlotState::staged;
-    if (!staged) return ApiError{ApiErrc::not_staged, "nothing is staged; stage an image first"};
-    auto out = agent::finalize(FinalizeOptions{o_.where, "", "", false});
-    if (!out) return dbus::to_api_error(out.error());
-    log(Event::armed, Priority::notice, out->message + " (asked over D-Bus)",
-        {{"OPERATION_ID", out->operation_id}});
-    return armed(*out, reboot);
+    if (!staged)
+      return reply(ApiError{ApiErrc::not_staged, "nothing is staged; stage an image first"});
+    arm(Trigger::finalize, reboot, std::move(reply), [this] {
+      return agent::finalize(FinalizeOptions{o_.where, "", "", false});
+    });
   }
 
-  Reply<dbus::OutcomeMap> rollback(bool reboot, bool force) override {
-    if (auto refused = not_in_aks_mode("Rollback")) return *refused;
-    if (busy_ || stopping_) return busy();
-    auto out = agent::rollback(RollbackOptions{o_.where, "", force});
-    if (!out) return dbus::to_api_error(out.error());
-    log(Event::armed, Priority::notice, out->message + " (rollback asked over D-Bus)",
-        {{"OPERATION_ID", out->operation_id}});
-    report_.rolled_back();
-    return armed(*out, reboot);
+  void rollback(bool reboot, bool force, dbus::OutcomeReply reply) override {
+    if (auto refused = not_in_aks_mode("Rollback")) return reply(*refused);
+    if (!phase_.allows(Trigger::rollback)) return reply(busy());
+    arm(Trigger::rollback, reboot, std::move(reply), [this, force] {
+      return agent::rollback(RollbackOptions{o_.where, "", force});
+    });
   }
 
   Reply<std::string> cancel() override {
     if (auto refused = not_in_aks_mode("Cancel")) return *refused;
-    if (!busy_) return ApiError{ApiErrc::nothing_to_do, "no operation runs"};
-    if (stopping_) return busy();
+    const Phase from = phase_.phase();
+    if (!phase_.allows(Trigger::cancel)) {
+      if (from == Phase::stopping || from == Phase::stopped) return busy();
+      return ApiError{ApiErrc::nothing_to_do, "no operation runs"};
+    }
+    const auto id = report_.status().operation_id;
     log(Event::stopping, Priority::notice,
-        "operation " + report_.status().operation_id +
-            " cancelled over D-Bus: stopping it at its next safe point");
-    cancelled_by_api_ = true;
-    cancel_.cancel();
-    return report_.status().operation_id;
+        from == Phase::waiting
+            ? "the reboot wait of operation " + id +
+                  " cancelled over D-Bus: the slot stays armed; the next check waits again"
+            : "operation " + id + " cancelled over D-Bus: stopping it at its next safe point");
+    drive(Trigger::cancel, "D-Bus Cancel");
+    return id;
   }
 
  private:
   // The control plane owns every step in aks mode: a local method would race it.
   std::optional<ApiError> not_in_aks_mode(const char* method) const {
-    if (o_.config.mode != "aks") return std::nullopt;
+    if (o_.config.mode != Mode::aks) return std::nullopt;
     return ApiError{ApiErrc::refused,
                     std::string(method) +
                         ": [Agent] Mode=aks: the AKS control plane drives updates through the " +
@@ -177,9 +197,95 @@ class Daemon : public dbus::Handler {
 
   ApiError busy() const {
     const auto s = report_.status();
-    if (stopping_) return {ApiErrc::busy, "the daemon is stopping"};
+    if (phase_.phase() == Phase::stopping || phase_.phase() == Phase::stopped)
+      return {ApiErrc::busy, "the daemon is stopping"};
     return {ApiErrc::busy, "operation " + (s.operation_id.empty() ? "(start-up)" : s.operation_id) +
                                " is " + s.state + "; retry later or Cancel it"};
+  }
+
+  // Fires `trigger` and does what its row says; false when the table refuses it (logged).
+  bool drive(Trigger trigger, std::string_view why, Work work = {}, const Status& ended = {}) {
+    auto t = phase_.fire(trigger, why);
+    if (!t) return false;
+    if (t->from == Phase::waiting && t->to != Phase::waiting) stop_waiter();
+    if (auto s = published_state(t->to); s && report_.status().state != *s) report_.state(*s, "");
+    switch (t->action) {
+      case Action::none:
+        break;
+      case Action::start_commit:
+      case Action::start_watch:
+      case Action::start_round:
+      case Action::start_stage:
+      case Action::start_finalize:
+      case Action::start_rollback:
+      case Action::start_reboot:
+        run_on_worker(std::move(work));
+        break;
+      case Action::start_wait:
+        run_waiter(std::move(work));
+        break;
+      case Action::cancel_worker:
+        cancel_.cancel();
+        break;
+      case Action::finish: {
+        if (t->from == Phase::cancelling) cancel_.reset();  // the step published where it stopped
+        if (auto then = std::exchange(then_, {})) then(ended);
+        break;
+      }
+      case Action::finish_stopped:
+      case Action::end_loop:
+        io_.stop();
+        break;
+    }
+    return true;
+  }
+
+  void run_on_worker(Work work) {
+    then_ = std::move(work.then);
+    worker_ = std::thread([this, op = std::move(work.op)] {
+      Status st = op();
+      asio::post(io_, [this, st = std::move(st)] {
+        worker_.join();
+        drive(Trigger::done, "the worker's operation ended", {}, st);
+      });
+    });
+  }
+
+  // The reboot wait runs beside the worker, so that the loop (and the API) never waits for it.
+  // A wait the loop left is stopped and its end ignored (its generation is old).
+  void run_waiter(Work work) {
+    if (waiter_.joinable()) waiter_.join();  // an earlier, stopped wait: ends within a second
+    then_ = std::move(work.then);
+    waiter_cancel_ = std::move(work.stop_wait);
+    const auto gen = ++wait_gen_;
+    waiter_ = std::thread([this, gen, op = std::move(work.op)] {
+      Status st = op();
+      asio::post(io_, [this, gen, st = std::move(st)] {
+        if (gen != wait_gen_) return;
+        waiter_.join();
+        if (st && waiting_for_) {
+          const RebootWait w = *waiting_for_;
+          drive(Trigger::reboot, "the reboot wait ended",
+                {[this, w] { return auto_.reboot_after_wait(w); },
+                 [this](const Status& r) { after_scheduled(r); }});
+        } else {
+          drive(Trigger::done, "the reboot wait failed", {}, st);
+        }
+      });
+    });
+  }
+
+  void stop_waiter() {
+    if (waiter_cancel_) waiter_cancel_->cancel();
+    ++wait_gen_;
+  }
+
+  void enter_wait(const RebootWait& w) {
+    waiting_for_ = w;
+    auto stop = std::make_shared<Canceller>();
+    drive(Trigger::wait, "reboot " + std::string(to_string(o_.config.reboot_strategy)),
+          {[this, w, stop] { return auto_.wait_for_reboot(w, *stop); },
+           [this](const Status& st) { after_scheduled(st); }, stop});
   }
 
   // A method's new operation becomes visible before its work starts, so that the StateChanged
@@ -191,22 +297,49 @@ class Daemon : public dbus::Handler {
     publish();
   }
 
-  Reply<dbus::OutcomeMap> armed(const Outcome& out, bool reboot) {
+  // Finalize and Rollback: the write on the worker, then the reply, then the reboot if asked.
+  void arm(Trigger trigger, bool reboot, dbus::OutcomeReply reply,
+           std::function<Result<Outcome>()> write) {
+    auto out = std::make_shared<Result<Outcome>>(make_error(Errc::failed, "not run"));
+    check_timer_.cancel();
+    const bool is_rollback = trigger == Trigger::rollback;
+    drive(trigger, is_rollback ? "D-Bus Rollback" : "D-Bus Finalize",
+          {[out, write = std::move(write)]() -> Status {
+             *out = write();
+             return {};
+           },
+           [this, out, reboot, is_rollback, reply = std::move(reply)](const Status&) {
+             if (!*out) {
+               reply(dbus::to_api_error(out->error()));
+               return after_scheduled({});
+             }
+             log(Event::armed, Priority::notice,
+                 (*out)->message +
+                     (is_rollback ? " (rollback asked over D-Bus)" : " (asked over D-Bus)"),
+                 {{"OPERATION_ID", (*out)->operation_id}});
+             if (is_rollback) report_.rolled_back();
+             reply(armed(**out, reboot));
+           }});
+  }
+
+  dbus::OutcomeMap armed(const Outcome& out, bool reboot) {
     report_.operation(out.operation_id);
     report_.clear_error();
     report_.refresh_slots(o_.where);
     report_.state(reboot ? dbus::kStateRebooting : dbus::kStateArmed, out.message);
     publish();
-    if (reboot) {
-      check_timer_.cancel();
-      start_op([this] { return reboot_node(o_, cancel_); },
-               [this](const Status& st) {
-                 if (!st) {
-                   log(Event::error, Priority::err, "reboot: " + st.error().message);
-                   report_.failed(st.error(), "reboot failed: " + st.error().message);
-                 }
-                 after_scheduled({});
-               });
+    if (!reboot) {
+      after_scheduled({});
+    } else {
+      drive(Trigger::reboot, "Finalize/Rollback with reboot",
+            {[this] { return reboot_node(o_, cancel_); },
+             [this](const Status& st) {
+               if (!st) {
+                 log(Event::error, Priority::err, "reboot: " + st.error().message);
+                 report_.failed(st.error(), "reboot failed: " + st.error().message);
+               }
+               after_scheduled({});
+             }});
     }
     return dbus::outcome_map(out);
   }
@@ -283,108 +416,111 @@ class Daemon : public dbus::Handler {
   // Node's annotations; run_aks() blocks on the worker until stopped. A failure other than the
   // Node being gone is retried with the check schedule's backoff.
   void run_aks_mode() {
-    start_op(
-        [this] {
-          aks::AksOptions a;
-          a.config = o_.config;
-          a.where = o_.where;
-          a.transport = daemon_transport(o_.config, cancel_);
-          a.reboot = [this] { return reboot_node(o_, cancel_); };
-          a.on_step = [this](std::string_view state, const std::string& op) {
-            report_.operation(op);
-            if (state == dbus::kStateStaging) report_.clear_error();
-            report_.state(state, "");
-          };
-          a.on_progress = [this](const StageProgress& p) { report_.progress(p); };
-          a.on_staged = [this](const StageSummary& s) { report_.staged(s); };
-          a.on_failed = [this](const std::string& op, std::string_view code,
-                               const std::string& message) {
-            report_.operation(op);
-            report_.failed(std::string(code), message, "");
-            // The bootloader went back to the old slot on its own: a rollback all the same.
-            if (code == "TargetBootFailed") report_.rolled_back();
-          };
-          return aks::run_aks(a, *cancel_.flag(), [this](std::string_view line) {
-            notify_status(std::string(line));
-            asio::post(io_, [this] { report_.refresh_slots(o_.where); });
-          });
-        },
-        [this](const Status& st) {
-          if (st) return;  // stopped
-          if (st.error().code == Errc::not_found) {
-            log(Event::error, Priority::warning,
-                st.error().message + ": the update was abandoned; reporting stops");
-            notify_status("idle: the Node is gone, not reporting");
-            return;
-          }
-          auto delay = schedule_.after_failure();
-          report_.failed(st.error(), "aks mode: " + st.error().message);
-          log(Event::error, Priority::warning,
-              "aks mode: " + st.error().message + "; restarting in " +
-                  std::to_string(delay.count()) + "s");
-          check_timer_.expires_after(delay);
-          check_timer_.async_wait([this](auto ec) {
-            if (!ec && !stopping_) run_aks_mode();
-          });
-        });
+    drive(Trigger::watch, "aks mode",
+          {[this] {
+             aks::AksOptions a;
+             a.config = o_.config;
+             a.where = o_.where;
+             a.transport = daemon_transport(o_.config, cancel_);
+             a.reboot = [this] { return reboot_node(o_, cancel_); };
+             a.on_step = [this](std::string_view state, const std::string& op) {
+               report_.operation(op);
+               if (state == dbus::kStateStaging) report_.clear_error();
+               report_.state(state, "");
+             };
+             a.on_progress = [this](const StageProgress& p) { report_.progress(p); };
+             a.on_staged = [this](const StageSummary& s) { report_.staged(s); };
+             a.on_failed = [this](const std::string& op, protocol::aks::Code code,
+                                  const std::string& message) {
+               report_.operation(op);
+               report_.failed(std::string(protocol::aks::to_string(code)), message, "");
+               // The bootloader went back to the old slot on its own: a rollback all the same.
+               if (code == protocol::aks::Code::target_boot_failed) report_.rolled_back();
+             };
+             return aks::run_aks(a, *cancel_.flag(), [this](std::string_view line) {
+               notify_status(std::string(line));
+               asio::post(io_, [this] { report_.refresh_slots(o_.where); });
+             });
+           },
+           [this](const Status& st) {
+             if (st) return;  // stopped
+             if (st.error().code == Errc::not_found) {
+               log(Event::error, Priority::warning,
+                   st.error().message + ": the update was abandoned; reporting stops");
+               notify_status("idle: the Node is gone, not reporting");
+               return;
+             }
+             auto delay = schedule_.after_failure();
+             report_.failed(st.error(), "aks mode: " + st.error().message);
+             log(Event::error, Priority::warning,
+                 "aks mode: " + st.error().message + "; restarting in " +
+                     std::to_string(delay.count()) + "s");
+             check_timer_.expires_after(delay);
+             check_timer_.async_wait([this](auto ec) {
+               if (!ec) run_aks_mode();
+             });
+           }});
   }
 
   void run_autonomous_mode() {
     report_.state(dbus::kStateCommitting, "starting: checking for a pending commit");
-    start_op([this] { return auto_.startup(); },
-             [this](const Status& st) {
-               if (!st) {
-                 log(Event::error, Priority::err, "start-up commit: " + st.error().message);
-                 report_.failed(st.error(), "start-up commit failed: " + st.error().message);
-               } else if (report_.status().state == dbus::kStateCommitting) {
-                 report_.state(dbus::kStateIdle, "running");
-               }
-               notify_ready(st ? "running" : "running (start-up commit failed)");
-               schedule(schedule_.first());
-             });
+    drive(Trigger::start, "start-up",
+          {[this] { return auto_.startup(); },
+           [this](const Status& st) {
+             if (!st) {
+               log(Event::error, Priority::err, "start-up commit: " + st.error().message);
+               report_.failed(st.error(), "start-up commit failed: " + st.error().message);
+             } else if (report_.status().state == dbus::kStateCommitting) {
+               report_.state(dbus::kStateIdle, "running");
+             }
+             notify_ready(st ? "running" : "running (start-up commit failed)");
+             schedule(schedule_.first());
+           }});
   }
 
   void on_signal(const boost::system::error_code& ec, int sig) {
     if (ec) return;
-    if (stopping_) {
-      signals_.async_wait([this](auto e, int s) { on_signal(e, s); });
-      return;
-    }
-    stopping_ = true;
+    signals_.async_wait([this](auto e, int s) { on_signal(e, s); });
+    const Phase p = phase_.phase();
+    if (p == Phase::stopping || p == Phase::stopped) return;
+    // In aks mode the worker always runs (the watch): only an operation is a step.
+    const bool step = p == Phase::starting || p == Phase::busy || p == Phase::rebooting ||
+                      p == Phase::cancelling ||
+                      (p == Phase::watching && report_.status().state == dbus::kStateStaging);
     log(Event::stopping, Priority::info,
         std::string("stopping on ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") +
-            // In aks mode the worker always runs (the watch): only an operation is a step.
-            (busy_ && (o_.config.mode != "aks" || report_.status().state == dbus::kStateStaging)
-                 ? ": abandoning the current step at a safe point"
-                 : ""));
+            (step ? ": abandoning the current step at a safe point" : ""));
     notify_stopping("stopping");
     cancel_.cancel();
     check_timer_.cancel();
     watchdog_timer_.cancel();
-    signals_.async_wait([this](auto e, int s) { on_signal(e, s); });
-    if (!busy_) io_.stop();
+    drive(Trigger::stop, sig == SIGINT ? "SIGINT" : "SIGTERM");
   }
 
   void arm_watchdog(std::chrono::microseconds every) {
     notify_watchdog();
     watchdog_timer_.expires_after(every);
     watchdog_timer_.async_wait([this, every](auto ec) {
-      if (!ec && !stopping_) arm_watchdog(every);
+      if (!ec && phase_.phase() != Phase::stopping && phase_.phase() != Phase::stopped)
+        arm_watchdog(every);
     });
   }
 
   void schedule(std::chrono::seconds delay) {
-    if (stopping_) return;
+    if (phase_.phase() == Phase::stopping || phase_.phase() == Phase::stopped) return;
     check_timer_.expires_after(delay);
     check_timer_.async_wait([this](auto ec) {
-      if (ec || stopping_ || busy_) return;
-      start_round({});
+      if (!ec) drive(Trigger::check_due, "the check timer", round_work({}));
     });
   }
 
-  void start_round(const std::string& op) {
-    start_op([this, op] { return auto_.round(op); },
-             [this](const Status& st) { after_scheduled(st); });
+  Work round_work(const std::string& op) {
+    return {[this, op] { return auto_.round(op); },
+            [this](const Status& st) {
+              auto wait = auto_.take_reboot_wait();
+              if (st && wait) return enter_wait(*wait);
+              after_scheduled(st);
+            }};
   }
 
   // After a round or an operation asked over D-Bus: the next check, sooner after success.
@@ -399,27 +535,6 @@ class Daemon : public dbus::Handler {
     schedule(delay);
   }
 
-  template <typename Op, typename Done>
-  void start_op(Op op, Done done) {
-    busy_ = true;
-    worker_ = std::thread([this, op = std::move(op), done = std::move(done)]() mutable {
-      Status st = op();
-      asio::post(io_, [this, st = std::move(st), done = std::move(done)]() mutable {
-        worker_.join();
-        busy_ = false;
-        if (stopping_) {
-          io_.stop();
-          return;
-        }
-        if (cancelled_by_api_) {
-          cancelled_by_api_ = false;
-          cancel_.reset();  // the step published where it stopped (idle, still armed, ...)
-        }
-        done(st);
-      });
-    });
-  }
-
   const DaemonOptions& o_;
   Canceller cancel_;
   Reporter report_;
@@ -428,8 +543,12 @@ class Daemon : public dbus::Handler {
   asio::signal_set signals_;
   asio::steady_timer check_timer_, watchdog_timer_;
   CheckSchedule schedule_;
-  std::thread worker_;
-  bool busy_ = false, stopping_ = false, cancelled_by_api_ = false;
+  PhaseMachine phase_;
+  std::thread worker_, waiter_;
+  std::function<void(const Status&)> then_;  // what the loop does when the phase's work ends
+  std::shared_ptr<Canceller> waiter_cancel_;
+  std::uint64_t wait_gen_ = 0;
+  std::optional<RebootWait> waiting_for_;
   // The API and the metrics; declared after io_, destroyed before it.
   dbus::BusPtr bus_;
   std::unique_ptr<dbus::AsioBus> bus_driver_;

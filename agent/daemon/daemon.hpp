@@ -1,7 +1,9 @@
 // `abup daemon`: what abup.service runs. One Boost.Asio loop on the main thread owns the
 // signals (SIGTERM/SIGINT: stop the current step at its next safe point, then exit 0), the check
-// schedule and the systemd watchdog; the blocking work (commit, health checks, HTTP, stage) runs
-// on one worker thread, one operation at a time.
+// schedule, the systemd watchdog and the D-Bus API; the blocking work (commit, health checks,
+// HTTP, stage, finalize/rollback writes, the reboot) runs on one worker thread, one operation at
+// a time, and the wait for a reboot window or FleetLock on a waiter thread. Which may run next is
+// the phase table's answer (phase.hpp).
 #pragma once
 
 #include "agent/daemon/autonomous.hpp"

@@ -10,10 +10,6 @@ namespace abup::agent::daemon {
 
 using json = nlohmann::json;
 
-bool is_terminal(const protocol::omaha::Event& e) {
-  return e.type == 3 && (e.result == 0 || e.result == 2);
-}
-
 Result<DaemonState> DaemonStore::load() const {
   DaemonState s;
   auto text = read_file(path_);

@@ -26,8 +26,6 @@ struct DaemonState {
   std::map<std::string, std::string> unknown;  // members a newer abup added, written back
 };
 
-[[nodiscard]] bool is_terminal(const protocol::omaha::Event& e);
-
 class DaemonStore {
  public:
   explicit DaemonStore(std::filesystem::path dir) : path_(std::move(dir) / "daemon.json") {}

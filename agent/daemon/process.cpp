@@ -49,4 +49,21 @@ Result<int> run_command(const std::string& command, std::chrono::seconds timeout
   }
 }
 
+Status reboot_machine(const std::string& command, const std::function<Status()>& logind,
+                      Canceller* cancel) {
+  if (!command.empty()) {
+    ABUP_TRY(int rc, run_command(command, std::chrono::seconds(300), cancel));
+    if (rc != 0)
+      return make_error(Errc::failed, "[Reboot] Command='" + command + "' failed (status " +
+                                          std::to_string(rc) + ")");
+    return {};
+  }
+  if (!logind)
+    return make_error(Errc::failed,
+                      "cannot reboot: no [Reboot] Command= and no logind in this build");
+  if (auto st = logind(); !st)
+    return make_error(st.error().code, "asking logind to reboot failed: " + st.error().message);
+  return {};
+}
+
 }  // namespace abup::agent::daemon

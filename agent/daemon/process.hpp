@@ -4,6 +4,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <string>
 
 #include "abup/result.hpp"
@@ -15,5 +16,12 @@ namespace abup::agent::daemon {
 // when `cancel` fires first.
 [[nodiscard]] Result<int> run_command(const std::string& command, std::chrono::seconds timeout,
                                       Canceller* cancel = nullptr);
+
+// Reboots the machine: `command` ([Reboot] Command=, sh -c, at most 5 minutes) when set, else
+// `logind` (empty: this build cannot ask it). The one way abup reboots: the daemon in both modes
+// and `abup finalize|rollback --reboot`.
+[[nodiscard]] Status reboot_machine(const std::string& command,
+                                    const std::function<Status()>& logind,
+                                    Canceller* cancel = nullptr);
 
 }  // namespace abup::agent::daemon

@@ -22,9 +22,9 @@ std::string error_code_name(const Error& error) {
   return name.substr(name.rfind('.') + 1);
 }
 
-Reporter::Reporter(std::string mode) {
-  st_.mode = mode;
-  m_.mode = std::move(mode);
+Reporter::Reporter(Mode mode) {
+  st_.mode = std::string(to_string(mode));
+  m_.mode = mode;
   m_.state = st_.state;
   m_.known_states = {std::string(dbus::kStateIdle),       std::string(dbus::kStateChecking),
                      std::string(dbus::kStateStaging),    std::string(dbus::kStateStaged),

@@ -19,7 +19,7 @@ namespace abup::agent::daemon {
 
 class Reporter {
  public:
-  explicit Reporter(std::string mode);
+  explicit Reporter(Mode mode);
 
   // Called after every change, on the changing thread (the daemon posts a publish to its loop).
   void set_on_change(std::function<void()> hook);

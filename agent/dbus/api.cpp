@@ -65,8 +65,8 @@ ApiError to_api_error(const Error& e) {
 
 OutcomeMap outcome_map(const Outcome& o) {
   auto slot = [](char c) { return c ? std::string(1, c) : std::string(); };
-  return {{"kind", o.kind},
-          {"code", o.code},
+  return {{"kind", std::string(to_string(o.kind))},
+          {"code", std::string(to_string(o.code))},
           {"operationId", o.operation_id},
           {"fromSlot", slot(o.from_slot)},
           {"toSlot", slot(o.to_slot)},

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -38,7 +39,8 @@ struct Progress {
 
 // Everything the object publishes as properties. Slots are "A"/"B", "" when unknown.
 struct AgentStatus {
-  std::string mode = "autonomous";  // autonomous | aks | operator
+  // to_string(Mode), or "operator" (a test double); a string on the wire, as State is.
+  std::string mode{to_string(Mode::autonomous)};
   std::string state{kStateIdle};
   Progress progress;
   std::string booted_slot, next_slot, default_slot;
@@ -89,9 +91,14 @@ using OutcomeMap = std::map<std::string, std::string>;
 // BootedVersion, StagedVersion) into `status`; the daemon calls it after every operation.
 [[nodiscard]] Status read_slot_facts(const LifecycleOptions& where, AgentStatus& status);
 
+// Where Finalize and Rollback send their answer: at once (a refusal), or later from the bus's
+// thread once the write ran elsewhere (the daemon's worker). Called exactly once.
+using OutcomeReply = std::function<void(Reply<OutcomeMap>)>;
+
 // Implemented by the daemon; called on the bus's thread, from inside a process step. Methods
 // that start long work (CheckNow, Stage) return at once with the operation's id and report
-// through Server::update().
+// through Server::update(); Finalize and Rollback answer through `reply` when their write is done,
+// so the bus's thread never waits for a disk.
 class Handler {
  public:
   virtual ~Handler() = default;
@@ -99,8 +106,8 @@ class Handler {
   virtual Reply<std::string> check_now() = 0;
   // Stages a version (asked of the update server) or an image URL/path; "" = what a check offers.
   virtual Reply<std::string> stage(const std::string& version_or_url) = 0;
-  virtual Reply<OutcomeMap> finalize(bool reboot) = 0;
-  virtual Reply<OutcomeMap> rollback(bool reboot, bool force) = 0;
+  virtual void finalize(bool reboot, OutcomeReply reply) = 0;
+  virtual void rollback(bool reboot, bool force, OutcomeReply reply) = 0;
   // Stops the running operation; answers its id.
   virtual Reply<std::string> cancel() = 0;
 };

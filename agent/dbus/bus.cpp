@@ -1,5 +1,6 @@
 #include "agent/dbus/bus.hpp"
 
+#include <cstdlib>
 #include <cstring>
 
 namespace abup::agent::dbus {
@@ -13,10 +14,15 @@ Error bus_error(const std::string& what, int r, const sd_bus_error* error) {
   return make_error(Errc::failed, text);
 }
 
+std::string system_bus_address() {
+  const char* env = std::getenv("DBUS_SYSTEM_BUS_ADDRESS");
+  return env && *env ? env : "unix:path=/run/dbus/system_bus_socket";
+}
+
 Result<BusPtr> open_system_bus() {
   sd_bus* bus = nullptr;
   int r = sd_bus_open_system(&bus);
-  if (r < 0) return bus_error("connect to the system bus", r);
+  if (r < 0) return bus_error("connect to the system bus (" + system_bus_address() + ")", r);
   return BusPtr(bus);
 }
 

@@ -1,4 +1,5 @@
-// sd-bus connections for the API's server and client.
+// sd-bus connections: the API's server and client, and what abup asks of systemd and logind
+// (agent/sysbus.hpp). The one place that opens a bus.
 #pragma once
 
 #include <systemd/sd-bus.h>
@@ -17,6 +18,8 @@ using BusPtr = std::unique_ptr<sd_bus, BusDeleter>;
 
 // The system bus ($DBUS_SYSTEM_BUS_ADDRESS when set, as for every D-Bus client).
 [[nodiscard]] Result<BusPtr> open_system_bus();
+// What open_system_bus() connects to, for messages.
+[[nodiscard]] std::string system_bus_address();
 // A bus at `address` ("unix:path=/run/...bus_socket"), as a bus client (Hello, names).
 [[nodiscard]] Result<BusPtr> open_bus(const std::string& address);
 

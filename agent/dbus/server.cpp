@@ -1,5 +1,9 @@
 #include "agent/dbus/server.hpp"
 
+#include <grp.h>
+#include <pwd.h>
+#include <unistd.h>
+
 #include <cstring>
 #include <string_view>
 #include <vector>
@@ -60,6 +64,18 @@ int reply_outcome(sd_bus_message* m, const OutcomeMap& map) {
   return r;
 }
 
+// A reply to a call answered after its handler returned (Finalize, Rollback).
+void send_outcome(sd_bus_message* m, const Reply<OutcomeMap>& r) {
+  if (const auto* e = std::get_if<ApiError>(&r)) {
+    sd_bus_error err = SD_BUS_ERROR_NULL;
+    (void)reply_error(&err, *e);
+    (void)sd_bus_reply_method_error(m, &err);
+    sd_bus_error_free(&err);
+    return;
+  }
+  (void)reply_outcome(m, std::get<OutcomeMap>(r));
+}
+
 // Progress is announced in steps of 1/200 of its total, not on every chunk.
 bool progress_worth_sending(const Progress& sent, const Progress& now) {
   if (sent.phase != now.phase || sent.total != now.total) return true;
@@ -70,8 +86,9 @@ bool progress_worth_sending(const Progress& sent, const Progress& now) {
 
 }  // namespace
 
-Result<std::unique_ptr<Server>> Server::start(sd_bus* bus, Handler& handler, AgentStatus initial) {
-  std::unique_ptr<Server> s(new Server(bus, handler, std::move(initial)));
+Result<std::unique_ptr<Server>> Server::start(sd_bus* bus, Handler& handler, AgentStatus initial,
+                                              std::string caller_group) {
+  std::unique_ptr<Server> s(new Server(bus, handler, std::move(initial), std::move(caller_group)));
   s->progress_sent_ = s->status_.progress;
   int r = sd_bus_add_object_vtable(bus, &s->slot_, kObjectPath, kInterface, kVtable, s.get());
   if (r < 0) return bus_error(std::string("export ") + kObjectPath, r);
@@ -116,15 +133,54 @@ int Server::method(sd_bus_message* m, void* userdata, sd_bus_error* error) {
   return static_cast<Server*>(userdata)->call(m, error);
 }
 
+std::string Server::refused_caller(sd_bus_message* m) const {
+  // The uid comes from the bus (the kernel's peer credentials of the sender's connection), not
+  // from /proc: the unit's ProtectProc=invisible hides other users' processes from the daemon.
+  // Group membership is the user database's, as dbus-daemon judges <policy group="...">.
+  sd_bus_creds* creds = nullptr;
+  if (sd_bus_query_sender_creds(m, SD_BUS_CREDS_UID | SD_BUS_CREDS_EUID, &creds) < 0)
+    return "a caller whose credentials are unknown";
+  std::unique_ptr<sd_bus_creds, decltype(&sd_bus_creds_unref)> hold(creds, sd_bus_creds_unref);
+  uid_t uid = 0;
+  if (sd_bus_creds_get_euid(creds, &uid) < 0 && sd_bus_creds_get_uid(creds, &uid) < 0)
+    return "a caller whose user is unknown";
+  if (uid == 0 || uid == ::geteuid()) return {};
+  const std::string who =
+      "uid " + std::to_string(uid) + " (not root, not in group " + caller_group_ + ")";
+  const struct group* gr = caller_group_.empty() ? nullptr : ::getgrnam(caller_group_.c_str());
+  const struct passwd* pw = ::getpwuid(uid);
+  if (gr == nullptr || pw == nullptr) return who;
+  std::vector<gid_t> groups(64);
+  int n = static_cast<int>(groups.size());
+  if (::getgrouplist(pw->pw_name, pw->pw_gid, groups.data(), &n) < 0) {
+    groups.resize(static_cast<std::size_t>(n));
+    if (::getgrouplist(pw->pw_name, pw->pw_gid, groups.data(), &n) < 0) return who;
+  }
+  for (int i = 0; i < n; ++i)
+    if (groups[static_cast<std::size_t>(i)] == gr->gr_gid) return {};
+  return who;
+}
+
 int Server::call(sd_bus_message* m, sd_bus_error* error) {
   const std::string_view member = sd_bus_message_get_member(m);
+  if (const std::string who = refused_caller(m); !who.empty())
+    return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED,
+                             "%s may not call %s: only root and group %s may change the slots",
+                             who.c_str(), std::string(member).c_str(), caller_group_.c_str());
   auto answer_string = [&](Reply<std::string> r) {
     if (auto* e = std::get_if<ApiError>(&r)) return reply_error(error, *e);
     return sd_bus_reply_method_return(m, "s", std::get<std::string>(r).c_str());
   };
-  auto answer_outcome = [&](Reply<OutcomeMap> r) {
-    if (auto* e = std::get_if<ApiError>(&r)) return reply_error(error, *e);
-    return reply_outcome(m, std::get<OutcomeMap>(r));
+  // The call is kept (a reference) until the handler answers; the reply may come after this
+  // returns, from the loop that drives the bus. A reply that comes after the server is gone
+  // still goes out on the call's connection, without the wake.
+  auto later = [this, m] {
+    std::shared_ptr<sd_bus_message> call(sd_bus_message_ref(m), sd_bus_message_unref);
+    std::weak_ptr<bool> alive = alive_;
+    return [this, call, alive](Reply<OutcomeMap> r) {
+      send_outcome(call.get(), r);
+      if (alive.lock() && wake_) wake_();
+    };
   };
   int r = 0;
   if (member == "CheckNow") return answer_string(handler_.check_now());
@@ -137,12 +193,14 @@ int Server::call(sd_bus_message* m, sd_bus_error* error) {
   if (member == "Finalize") {
     int reboot = 0;
     if ((r = sd_bus_message_read(m, "b", &reboot)) < 0) return r;
-    return answer_outcome(handler_.finalize(reboot != 0));
+    handler_.finalize(reboot != 0, later());
+    return 1;
   }
   if (member == "Rollback") {
     int reboot = 0, force = 0;
     if ((r = sd_bus_message_read(m, "bb", &reboot, &force)) < 0) return r;
-    return answer_outcome(handler_.rollback(reboot != 0, force != 0));
+    handler_.rollback(reboot != 0, force != 0, later());
+    return 1;
   }
   return sd_bus_error_setf(error, SD_BUS_ERROR_UNKNOWN_METHOD, "no method %s",
                            std::string(member).c_str());

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "abup/fs.hpp"
+#include "abup/hex.hpp"
 #include "agent/state.hpp"
 
 namespace abup::agent::kube {
@@ -12,21 +13,6 @@ using json = nlohmann::json;
 namespace {
 
 constexpr std::size_t kMaxLine = 16 << 20;  // a watch event line: one Node object
-
-std::string url_escape(std::string_view s) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
-}
 
 Result<NodeObject> node_from(const json& doc) {
   auto bad = [](const std::string& why) {
@@ -103,8 +89,8 @@ Result<NodeObject> Client::get_node(const std::string& name) const {
   ABUP_TRY(auto h, headers(nullptr));
   const std::string what = "GET Node " + name;
   ABUP_TRY(auto r,
-           protocol::http_request("GET", config_.server + "/api/v1/nodes/" + url_escape(name), h,
-                                  "", transport_));
+           protocol::http_request("GET", config_.server + "/api/v1/nodes/" + percent_encode(name),
+                                  h, "", transport_));
   if (r.status != 200) return api_error(what, r);
   auto n = parse_node(r.body);
   if (!n) return std::move(n).error().with_context(what);
@@ -120,7 +106,7 @@ Result<NodeObject> Client::patch_annotations(
   ABUP_TRY(auto h, headers("application/merge-patch+json"));
   const std::string what = "PATCH Node " + name;
   ABUP_TRY(auto r, protocol::http_request(
-                       "PATCH", config_.server + "/api/v1/nodes/" + url_escape(name), h,
+                       "PATCH", config_.server + "/api/v1/nodes/" + percent_encode(name), h,
                        patch.dump(-1, ' ', false, json::error_handler_t::replace), transport_));
   if (r.status != 200) return api_error(what, r);
   auto n = parse_node(r.body);
@@ -159,8 +145,8 @@ Result<WatchEnd> Client::watch_node(const std::string& name, std::string& resour
                                     const std::function<bool(const NodeObject&)>& on_node) const {
   ABUP_TRY(auto h, headers(nullptr));
   std::string url = config_.server + "/api/v1/nodes?watch=true&fieldSelector=" +
-                    url_escape("metadata.name=" + name) + "&allowWatchBookmarks=true" +
-                    "&resourceVersion=" + url_escape(resource_version) +
+                    percent_encode("metadata.name=" + name) + "&allowWatchBookmarks=true" +
+                    "&resourceVersion=" + percent_encode(resource_version) +
                     "&timeoutSeconds=" + std::to_string(timeout_seconds);
   protocol::TransportOptions t = stream_transport_;
   t.cancel = &stop;

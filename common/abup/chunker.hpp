@@ -47,7 +47,7 @@ inline constexpr std::uint64_t kMaxChunk = 16 << 20;
 template <typename Read, typename OnChunk>
 [[nodiscard]] Status for_each_chunk(std::uint64_t size, const ChunkerParams& p, Read&& read,
                                     OnChunk&& on_chunk) {
-  std::vector<std::uint8_t> buf(std::max<std::uint64_t>(4 << 20, 4 * p.max));
+  std::vector<std::uint8_t> buf(std::max<std::uint64_t>(1 << 20, 4 * p.max));
   std::uint64_t buf_off = 0, have = 0, pos = 0;
   while (pos < size) {
     if (pos + p.max > buf_off + have && buf_off + have < size) {

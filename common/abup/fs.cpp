@@ -108,7 +108,10 @@ Status atomic_write_file(const std::filesystem::path& path, std::string_view con
   auto tmp = path;
   tmp += ".tmp." + std::to_string(::getpid());
   {
-    ABUP_TRY(Fd fd, open_file(tmp, O_WRONLY | O_CREAT | O_TRUNC, mode));
+    // A name left by a crashed run, or planted (a symlink to a file root owns), is removed and
+    // never followed: O_EXCL makes the open create the file, or fail if one appeared again.
+    ::unlink(tmp.c_str());
+    ABUP_TRY(Fd fd, open_file(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode));
     auto st =
         write_all(fd.get(), {reinterpret_cast<const std::uint8_t*>(content.data()), content.size()},
                   tmp.string());

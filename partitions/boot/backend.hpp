@@ -1,5 +1,5 @@
-// Boot backends (DESIGN.md §8): one interface, chosen by a configuration word. Each arms one
-// try of a slot, commits a slot as the good default, and says what the bootloader will boot.
+// Boot backends (docs/architecture.md §8): one interface, chosen by a configuration word. Each arms
+// one try of a slot, commits a slot as the good default, and says what the bootloader will boot.
 // Every persistent write goes through a SectorWriter (gptprio, grubenv) or a VarStore (uefi,
 // systemd-boot) so tests can record and replay it.
 #pragma once

@@ -1,4 +1,4 @@
-// gptprio: Flatcar/ChromeOS GPT attribute bits (reference/gptprio.md). The choice lives in the
+// gptprio: Flatcar/ChromeOS GPT attribute bits (docs/reference/gptprio.md). The choice lives in the
 // usr partitions' entries; GRUB's gptprio.next reads it, decrements tries and writes both copies.
 #include <fcntl.h>
 
@@ -79,25 +79,9 @@ class GptprioBackend final : public Backend {
 
   std::string_view name() const override { return "gptprio"; }
 
-  Status arm(char slot) override {
-    return update(slot, "arm", [](GptEntry& e, std::vector<GptEntry>& all, const Guid& type) {
-      Prio p = decode(e.attributes);
-      p.successful = false;
-      p.tries = 1;
-      e.attributes = encode(e.attributes, p);
-      prioritize(all, type, e.number);
-    });
-  }
-
-  Status commit(char slot) override {
-    return update(slot, "commit", [](GptEntry& e, std::vector<GptEntry>& all, const Guid& type) {
-      Prio p = decode(e.attributes);
-      p.successful = true;
-      p.tries = 0;
-      e.attributes = encode(e.attributes, p);
-      prioritize(all, type, e.number);
-    });
-  }
+  // arm: one try, not yet good; commit: good, no tries needed. Either way first in priority.
+  Status arm(char slot) override { return promote(slot, "arm", false, 1); }
+  Status commit(char slot) override { return promote(slot, "commit", true, 0); }
 
   Status mark_bad(char slot) override {
     return update(slot, "mark_bad", [](GptEntry& e, std::vector<GptEntry>&, const Guid&) {
@@ -139,6 +123,16 @@ class GptprioBackend final : public Backend {
   }
 
  private:
+  Status promote(char slot, const char* what, bool successful, int tries) {
+    return update(slot, what, [&](GptEntry& e, std::vector<GptEntry>& all, const Guid& type) {
+      Prio p = decode(e.attributes);
+      p.successful = successful;
+      p.tries = tries;
+      e.attributes = encode(e.attributes, p);
+      prioritize(all, type, e.number);
+    });
+  }
+
   using Change = std::function<void(GptEntry&, std::vector<GptEntry>&, const Guid&)>;
 
   Result<GptTable> load() const {

@@ -3,13 +3,13 @@
 #include <algorithm>
 #include <cctype>
 
+#include "partitions/little_endian.hpp"
+
 namespace abup::partitions::boot {
 namespace {
 
 std::uint32_t le(std::span<const std::uint8_t> b, std::size_t at, std::size_t n) {
-  std::uint32_t v = 0;
-  for (std::size_t i = 0; i < n; ++i) v |= std::uint32_t{b[at + i]} << (8 * i);
-  return v;
+  return static_cast<std::uint32_t>(get_le(b.data() + at, static_cast<int>(n)));
 }
 
 Error bad(const std::string& what) {

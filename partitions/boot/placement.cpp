@@ -1,6 +1,7 @@
 #include "partitions/boot/placement.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <optional>
 
 namespace abup::partitions::boot {
@@ -21,13 +22,37 @@ std::string expand(std::string_view tmpl, char slot) {
 
 // Loader paths are written as UEFI device paths (backslashes, leading backslash); the ESP path
 // is the same file seen from Linux.
+// The configuration names slots 'A'/'B', placement 'a'/'b': either key counts.
 std::string loader_on_esp(const BackendContext& ctx, char slot) {
-  auto it = ctx.uefi_loader.find(slot);
-  std::string p =
-      it != ctx.uefi_loader.end() ? it->second : std::string("\\EFI\\acl\\usr-") + slot + ".efi";
+  const char upper = slot == 'a' ? 'A' : slot == 'b' ? 'B' : slot;
+  const char lower = slot == 'A' ? 'a' : slot == 'B' ? 'b' : slot;
+  std::string p = std::string("\\EFI\\acl\\usr-") + lower + ".efi";
+  for (char k : {upper, lower})
+    if (auto it = ctx.uefi_loader.find(k); it != ctx.uefi_loader.end() && !it->second.empty()) {
+      p = it->second;
+      break;
+    }
   std::replace(p.begin(), p.end(), '\\', '/');
   while (!p.empty() && p.front() == '/') p.erase(p.begin());
   return p;
+}
+
+std::string entry_id(const BackendContext& ctx, char slot) {
+  const char upper = slot == 'a' ? 'A' : slot == 'b' ? 'B' : slot;
+  if (auto it = ctx.loader_entry.find(upper); it != ctx.loader_entry.end() && !it->second.empty())
+    return it->second;
+  return std::string("acl-usr-") + (slot == 'A' ? 'a' : slot == 'B' ? 'b' : slot) + ".efi";
+}
+
+// addon.NAME: a per-UKI addon both slots carry (NAME.addon.efi in the UKI's .extra.d/).
+std::optional<std::string> shared_addon_file(std::string_view name) {
+  if (!name.starts_with(kSharedAddonPrefix)) return std::nullopt;
+  auto rest = name.substr(kSharedAddonPrefix.size());
+  if (rest.empty() || rest.front() == '.') return std::nullopt;
+  for (char c : rest)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.')
+      return std::nullopt;
+  return std::string(rest) + ".addon.efi";
 }
 
 // The default table. Empty string: the name is known but not placed on the ESP for this slot.
@@ -43,8 +68,9 @@ std::optional<std::string> default_path(std::string_view backend, char slot,
   } else if (backend == "grubenv") {
     if (name == "vmlinuz" || name == "initrd" || name == "uki") return "";
   } else if (backend == "systemd-boot") {
-    const std::string uki = "EFI/Linux/acl-usr-" + s + ".efi";
+    const std::string uki = "EFI/Linux/" + entry_id(ctx, slot);
     if (name == "uki") return uki;
+    if (auto f = shared_addon_file(name)) return uki + ".extra.d/" + *f;
     if (name == "addon-a" || name == "addon-b") {
       if (name.back() != slot) return "";
       return uki + ".extra.d/slot-" + s + ".addon.efi";
@@ -76,6 +102,20 @@ Status check_relative_path(std::string_view path, std::string_view what) {
     start = end + 1;
   }
   return {};
+}
+
+std::string uefi_loader_path(const BackendContext& ctx, char slot, const PlacementOptions& opt) {
+  const char lower = slot == 'A' ? 'a' : slot == 'B' ? 'b' : slot;
+  for (const char* name : {"uki", "vmlinuz"})
+    if (auto o = opt.paths.find(name); o != opt.paths.end() && !o->second.empty())
+      return expand(o->second, lower);
+  return loader_on_esp(ctx, lower);
+}
+
+std::string uefi_device_path(std::string_view esp_path) {
+  std::string p = "\\" + std::string(esp_path);
+  std::replace(p.begin(), p.end(), '/', '\\');
+  return p;
 }
 
 bool requires_boot_files(std::string_view backend) {

@@ -1,13 +1,15 @@
 // systemd-boot backend: arm = LoaderEntryOneShot, commit = LoaderEntryDefault. Each call writes
 // at most two variables, each one efivarfs write() = one SetVariable, ordered so that a power cut
 // between them leaves a state that boots the old slot or the new one, and never makes an
-// uncommitted slot the default (DESIGN.md §3.4, §3.5).
+// uncommitted slot the default (docs/architecture.md §3.4, §3.5).
 #include "partitions/boot/systemd_boot.hpp"
 
 #include <algorithm>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "partitions/little_endian.hpp"
 
 namespace abup::partitions::boot {
 
@@ -16,79 +18,20 @@ std::string default_loader_entry(char slot) {
 }
 
 std::vector<std::uint8_t> loader_string(std::string_view s) {
-  std::vector<std::uint8_t> out;
-  auto put = [&](std::uint32_t u) {
-    out.push_back(static_cast<std::uint8_t>(u));
-    out.push_back(static_cast<std::uint8_t>(u >> 8));
-  };
-  for (std::size_t i = 0; i < s.size();) {
-    auto c = static_cast<std::uint8_t>(s[i]);
-    int len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-    std::uint32_t cp = 0xFFFD;
-    if (len == 0 || i + static_cast<std::size_t>(len) > s.size()) {
-      len = 1;
-    } else {
-      cp = len == 1 ? c : c & (0x7Fu >> len);
-      for (int k = 1; k < len; ++k) cp = (cp << 6) | (static_cast<std::uint8_t>(s[i + k]) & 0x3F);
-    }
-    i += static_cast<std::size_t>(len);
-    if (cp >= 0x10000) {
-      put(0xD800 + ((cp - 0x10000) >> 10));
-      put(0xDC00 + ((cp - 0x10000) & 0x3FF));
-    } else {
-      put(cp);
-    }
-  }
-  put(0);
-  return out;
+  return to_utf16(s);
 }
 
 namespace {
-
-// UTF-16LE units -> UTF-8 (surrogate pairs joined; a lone surrogate becomes U+FFFD).
-std::string utf8_of(const std::vector<std::uint16_t>& units) {
-  std::string out;
-  for (std::size_t i = 0; i < units.size(); ++i) {
-    std::uint32_t u = units[i];
-    if (u >= 0xD800 && u < 0xDC00 && i + 1 < units.size() && units[i + 1] >= 0xDC00 &&
-        units[i + 1] < 0xE000) {
-      u = 0x10000 + ((u - 0xD800) << 10) + (units[++i] - 0xDC00);
-    } else if (u >= 0xD800 && u < 0xE000) {
-      u = 0xFFFD;
-    }
-    if (u < 0x80) {
-      out += static_cast<char>(u);
-    } else if (u < 0x800) {
-      out += static_cast<char>(0xC0 | (u >> 6));
-      out += static_cast<char>(0x80 | (u & 0x3F));
-    } else if (u < 0x10000) {
-      out += static_cast<char>(0xE0 | (u >> 12));
-      out += static_cast<char>(0x80 | ((u >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (u & 0x3F));
-    } else {
-      out += static_cast<char>(0xF0 | (u >> 18));
-      out += static_cast<char>(0x80 | ((u >> 12) & 0x3F));
-      out += static_cast<char>(0x80 | ((u >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (u & 0x3F));
-    }
-  }
-  return out;
-}
 
 // A series of NUL-terminated UTF-16LE strings (LoaderEntries; one string for the others).
 std::optional<std::vector<std::string>> parse_strings(const std::vector<std::uint8_t>& d) {
   if (d.size() % 2 != 0 || d.size() < 2 || d[d.size() - 1] != 0 || d[d.size() - 2] != 0)
     return std::nullopt;
   std::vector<std::string> out;
-  std::vector<std::uint16_t> cur;
-  for (std::size_t i = 0; i < d.size(); i += 2) {
-    auto u = static_cast<std::uint16_t>(d[i] | (d[i + 1] << 8));
-    if (u != 0) {
-      cur.push_back(u);
-      continue;
-    }
-    out.push_back(utf8_of(cur));
-    cur.clear();
+  for (std::size_t start = 0, i = 0; i < d.size(); i += 2) {
+    if (get_le(d.data() + i, 2) != 0) continue;
+    out.push_back(from_utf16(d.data() + start, (i - start) / 2));
+    start = i + 2;
   }
   return out;
 }
@@ -256,6 +199,15 @@ Result<std::unique_ptr<Backend>> make_systemd_boot_backend(const BackendContext&
                                                  "such as " +
                                                  default_loader_entry(slot));
   }
+  auto id_of = [&](char s) {
+    auto it = context.loader_entry.find(s);
+    return it != context.loader_entry.end() && !it->second.empty() ? it->second
+                                                                   : default_loader_entry(s);
+  };
+  if (id_of('A') == id_of('B'))
+    return make_error(Errc::invalid_input, "systemd-boot: slots A and B have the same entry id '" +
+                                               id_of('A') +
+                                               "'; each slot needs its own UKI in EFI/Linux/");
   std::unique_ptr<VarStore> owned;
   VarStore* vars = io.vars;
   if (!vars) {

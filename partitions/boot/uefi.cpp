@@ -18,6 +18,7 @@
 #include "abup/fault.hpp"
 #include "abup/fs.hpp"
 #include "partitions/boot/backend.hpp"
+#include "partitions/little_endian.hpp"
 
 #ifndef EFIVARFS_MAGIC
 #define EFIVARFS_MAGIC 0xde5e81e4
@@ -46,57 +47,6 @@ void put32(Bytes& b, std::uint32_t v) {
 void put64(Bytes& b, std::uint64_t v) {
   for (int i = 0; i < 8; ++i) b.push_back(static_cast<std::uint8_t>(v >> (8 * i)));
 }
-std::uint64_t get_le(const std::uint8_t* p, int n) {
-  std::uint64_t v = 0;
-  for (int i = n - 1; i >= 0; --i) v = (v << 8) | p[i];
-  return v;
-}
-
-// UTF-8 → UTF-16LE (BMP and surrogate pairs), NUL-terminated.
-Bytes to_utf16(std::string_view s) {
-  Bytes out;
-  for (std::size_t i = 0; i < s.size();) {
-    auto c = static_cast<std::uint8_t>(s[i]);
-    std::uint32_t cp = c;
-    int len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 1;
-    if (len > 1 && i + len <= s.size()) {
-      cp = c & (0x7F >> len);
-      for (int k = 1; k < len; ++k) cp = (cp << 6) | (static_cast<std::uint8_t>(s[i + k]) & 0x3F);
-    } else if (len > 1) {
-      cp = 0xFFFD;
-      len = 1;
-    }
-    i += static_cast<std::size_t>(len);
-    if (cp >= 0x10000) {
-      put16(out, static_cast<std::uint16_t>(0xD800 + ((cp - 0x10000) >> 10)));
-      put16(out, static_cast<std::uint16_t>(0xDC00 + ((cp - 0x10000) & 0x3FF)));
-    } else {
-      put16(out, static_cast<std::uint16_t>(cp));
-    }
-  }
-  put16(out, 0);
-  return out;
-}
-
-// UTF-16LE units (no terminator) → UTF-8; only used for names we compare, so BMP is enough.
-std::string from_utf16(const std::uint8_t* p, std::size_t units) {
-  std::string out;
-  for (std::size_t i = 0; i < units; ++i) {
-    auto u = static_cast<std::uint32_t>(get_le(p + 2 * i, 2));
-    if (u < 0x80) {
-      out += static_cast<char>(u);
-    } else if (u < 0x800) {
-      out += static_cast<char>(0xC0 | (u >> 6));
-      out += static_cast<char>(0x80 | (u & 0x3F));
-    } else {
-      out += static_cast<char>(0xE0 | (u >> 12));
-      out += static_cast<char>(0x80 | ((u >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (u & 0x3F));
-    }
-  }
-  return out;
-}
-
 // EFI_LOAD_OPTION (UEFI spec 3.1.3).
 struct LoadOption {
   std::uint32_t attributes = 0;
@@ -320,6 +270,18 @@ class UefiBackend final : public Backend {
     // The slot that falls back must be bootable from BootOrder: create its entry if missing.
     std::vector<std::uint16_t> order = st.order;
     if (!st.ours.count(other)) ABUP_CHECK_CTX(ensure_entry(st, other), what);
+    // The slot's own entry is rewritten in place when it names another loader or command line
+    // (one SetVariable: old or new, never torn). BootNext may already point at it (an earlier
+    // arming of an older stage): it goes first, so that a power cut between the writes never
+    // leaves a one-shot boot of a load option that is neither the old nor the new one abup
+    // verified the files of; the running slot's entry is never rewritten here.
+    auto wanted = wanted_option(slot);
+    if (!wanted) return std::move(wanted).error().with_context(what);
+    if (auto it = st.ours.find(slot); it != st.ours.end() && st.next == it->second &&
+                                      encode(st.entries[it->second]) != encode(*wanted)) {
+      ABUP_CHECK_CTX(vars_.remove("BootNext"), what);
+      st.next.reset();
+    }
     ABUP_CHECK_CTX(ensure_entry(st, slot), what);
     // The other slot is the running one, the one to fall back to: when its entry is not in
     // BootOrder it goes first, else the firmware would fall back to whatever entry comes first
@@ -512,13 +474,18 @@ class UefiBackend final : public Backend {
 
   // Creates or rewrites the slot's Boot#### (a free number when it has none) so that it holds
   // the wanted load option; st is updated.
-  Status ensure_entry(UefiState& st, char slot) {
+  Result<LoadOption> wanted_option(char slot) const {
     LoadOption o;
     o.attributes = kLoadOptionActive;
     o.description = description_of(slot);
     ABUP_TRY(o.file_path_list, device_path(slot));
     if (auto it = cmdlines_.find(slot); it != cmdlines_.end() && !it->second.empty())
       o.optional_data = to_utf16(it->second);
+    return o;
+  }
+
+  Status ensure_entry(UefiState& st, char slot) {
+    ABUP_TRY(LoadOption o, wanted_option(slot));
     std::uint16_t n = 0;
     if (auto it = st.ours.find(slot); it != st.ours.end()) {
       n = it->second;

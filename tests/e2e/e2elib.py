@@ -3,6 +3,7 @@ disk image, QEMU runs on OVMF, and reading the results back from the serial log,
 and the OVMF variable store. Everything is built from directories into plain files (no loop
 mounts, no root needed)."""
 
+import hashlib
 import json
 import os
 import re
@@ -17,7 +18,7 @@ MiB = 1 << 20
 HERE = Path(__file__).resolve().parent
 SOURCE_DIR = HERE.parent.parent
 
-# Flatcar layout (DESIGN.md §2), numbered as the project's grub.cfg expects (USR-A gpt3, USR-B
+# Flatcar layout (docs/architecture.md §2), numbered as the project's grub.cfg expects (USR-A gpt3, USR-B
 # gpt4) and with a shared writable partition (ROOT, gpt9) for /etc and /var.
 USR_TYPE = "5dfbf5f4-2848-4bac-aa5e-0d9a20b745a6"
 USR_A = "7130c94a-213a-4e5a-8e26-6cce9662f132"
@@ -74,16 +75,22 @@ KERNEL_ARGS = "no_timer_check"
 
 
 def uefi_cmdline(slot):
+    """The load option's command line of a slot's EFI-stub kernel: its own initramfs, which
+    abup's uefi placement writes as EFI/acl/initrd-a|b (boot file `initrd`)."""
     uuid_ = USR_A if slot == "A" else USR_B
-    return (f"initrd=\\EFI\\acl\\initrd.img console=ttyS0 panic=-1 abup.slot={slot} "
-            f"mount.usr=PARTUUID={uuid_} {KERNEL_ARGS}")
+    return (f"initrd=\\EFI\\acl\\initrd-{slot.lower()} console=ttyS0 panic=-1 "
+            f"abup.slot={slot} mount.usr=PARTUUID={uuid_} {KERNEL_ARGS}")
 
 
-def uki_cmdline(slot):
+def uki_cmdline(slot, payload=None):
     """The .cmdline of a slot's UKI. Debian 12's stub (systemd 252) has no addon support, so what
-    ACL puts in the slot's addon (the usr partition) is in the UKI itself."""
+    ACL puts in the slot's addon (the usr partition) is in the UKI itself: the UKI a release
+    brings is built for the slot it is staged into (B in every scenario). `payload` tags the
+    UKI's own command line (abup.e2e.payload=), which the guest sees in /proc/cmdline."""
     uuid_ = USR_A if slot == "A" else USR_B
-    return f"console=ttyS0 panic=-1 abup.slot={slot} mount.usr=PARTUUID={uuid_} {KERNEL_ARGS}"
+    tag = f" abup.e2e.payload={payload}" if payload else ""
+    return (f"console=ttyS0 panic=-1 abup.slot={slot} mount.usr=PARTUUID={uuid_} "
+            f"{KERNEL_ARGS}{tag}")
 
 
 def uki_entry(slot):
@@ -92,14 +99,14 @@ def uki_entry(slot):
     return f"acl-usr-{slot.lower()}.efi"
 
 
-def build_uki(vmlinuz, initrd, slot, version, out, work):
+def build_uki(vmlinuz, initrd, slot, version, out, work, payload=None):
     """A Type #2 UKI: systemd-boot-efi's stub with .osrel, .cmdline, .linux and .initrd added by
     objcopy at VMAs above the stub's own sections (systemd-stub(7)'s objcopy recipe)."""
-    osrel, cmdline = work / f"uki-{slot}.osrel", work / f"uki-{slot}.cmdline"
+    osrel, cmdline = work / f"uki-{slot}-{version}.osrel", work / f"uki-{slot}-{version}.cmdline"
     osrel.write_text(f'NAME="Azure Container Linux"\nPRETTY_NAME="Azure Container Linux {slot}"\n'
                      f"ID=flatcar\nVERSION_ID={version}\nIMAGE_VERSION={version}\n"
                      f"BUILD_ID=e2e-{slot.lower()}\n")
-    cmdline.write_text(uki_cmdline(slot) + "\n")
+    cmdline.write_text(uki_cmdline(slot, payload) + "\n")
     out.unlink(missing_ok=True)
     sh(["objcopy",
         "--add-section", f".osrel={osrel}", "--change-section-vma", ".osrel=0x20000",
@@ -114,6 +121,10 @@ def build_uki(vmlinuz, initrd, slot, version, out, work):
 def abup_conf(backend):
     """/etc/abup/abup.conf of the guests (on the shared partition)."""
     conf = "[Update]\nBootBackend=" + backend + "\n[Boot]\nGrubEnv=/efi/grub/grubenv\n"
+    if backend in ("uefi", "systemd-boot"):
+        # The guest has no udev (no /dev/disk/by-partuuid): name the ESP's mount point. Every
+        # image staged there must bring its slot's loader (proven with the strict setting).
+        conf += "ESP=/efi\nRequireBootFiles=yes\n"
     if backend == "uefi":
         conf += "".join(f"UefiLoader{s}=\\EFI\\acl\\usr-{s.lower()}.efi\n"
                         f"UefiCmdline{s}={uefi_cmdline(s)}\n" for s in "AB")
@@ -148,7 +159,8 @@ def need_programs():
     """A missing tool is a failure (CI installs them with tools/setup), never a skip."""
     missing = [p for p in ("qemu-system-x86_64", "grub-mkimage", "grub-editenv", "sgdisk",
                            "mkfs.ext4", "mkfs.vfat", "mcopy", "debugfs", "cpio", "apt-get",
-                           "dpkg-deb", "strip", "ldd", "mtype", "openssl", "gzip", "objcopy")
+                           "dpkg-deb", "strip", "ldd", "mtype", "mdir", "openssl", "gzip",
+                           "objcopy")
                if shutil.which(p) is None]
     for f in (OVMF_CODE, OVMF_VARS, Path("/bin/busybox"),
               Path("/usr/lib/grub/x86_64-efi/linux.mod"), SD_BOOT, SD_STUB, SHIM):
@@ -241,6 +253,19 @@ def build_initramfs(moddir, out, work):
        f"| gzip -6n > '{out}'")
 
 
+def payload_initrd(base, text, out, work):
+    """`base` with a marker file /kernel-payload holding `text` (which /init prints as
+    E2E-KERNEL-PAYLOAD, and fails the boot on when it says FAIL-BOOT): a second, small cpio
+    archive appended to the gzip one, which the kernel unpacks after it."""
+    d = work / "payload"
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir()
+    (d / "kernel-payload").write_text(text + "\n")
+    tail = work / "payload.cpio.gz"
+    sh(f"cd '{d}' && echo kernel-payload | cpio --quiet -o -H newc -R 0:0 | gzip -6n > '{tail}'")
+    out.write_bytes(Path(base).read_bytes() + tail.read_bytes())
+
+
 def build_slot_tree(d, version, abup, vmlinuz, initrd, pubkey, broken=None):
     """The content of one usr partition (mounted on /usr in the guest): the real abup with the
     shared libraries ldd names, os-release, the trusted key, the slot's boot script, and the
@@ -279,11 +304,13 @@ def mkfs_ext4(out, tree, size_mb, label, journal=False):
        + ([] if journal else ["-O", "^has_journal"]) + [str(out), f"{size_mb}M"])
 
 
-def build_cosi(abup_image, usr_img, version, key, out):
-    """The signed COSI of a slot, built and signed by the project's abup-image."""
+def build_cosi(abup_image, usr_img, version, key, out, boot_files=None):
+    """The signed COSI of a slot, built and signed by the project's abup-image; `boot_files`
+    ({logical name: file}) are signed with it, and abup's stage writes them to the ESP."""
     out.unlink(missing_ok=True)
     sh([str(abup_image), "build", "--usr", str(usr_img), "--version", version,
-        "--frame-size", "1M", "--out", str(out)])
+        "--frame-size", "1M", "--out", str(out)]
+       + [a for n, f in (boot_files or {}).items() for a in ("--boot-file", f"{n}={f}")])
     sh([str(abup_image), "sign", "--key", str(key), str(out)])
 
 
@@ -333,7 +360,26 @@ def esp_cat(img, path):
 
 
 def esp_copy_out(img, path, dest):
-    sh(["mcopy", "-n", "-o", "-i", f"{img}@@{PART_OFFSET[1]}", "::" + path, str(dest)])
+    sh(["mcopy", "-n", "-o", "-s", "-i", f"{img}@@{PART_OFFSET[1]}", "::" + path, str(dest)])
+
+
+def esp_ls(img, directory):
+    """The file names in a directory of the image's ESP (mdir -b), relative to it."""
+    out = subprocess.run(["mdir", "-b", "-i", f"{img}@@{PART_OFFSET[1]}", "::" + directory],
+                         capture_output=True, text=True, env=dict(os.environ,
+                                                                  MTOOLS_SKIP_CHECK="1"))
+    return sorted(Path(l.strip()).name for l in out.stdout.splitlines() if l.strip())
+
+
+def esp_sha256(img, path, work):
+    """SHA-256 of a file read back from the image's ESP with mtools; None if it is absent."""
+    f = work / "esp-readback"
+    f.unlink(missing_ok=True)
+    r = subprocess.run(["mcopy", "-n", "-o", "-i", f"{img}@@{PART_OFFSET[1]}", "::" + path,
+                        str(f)], capture_output=True, env=dict(os.environ, MTOOLS_SKIP_CHECK="1"))
+    if r.returncode != 0 or not f.exists():
+        return None
+    return hashlib.sha256(f.read_bytes()).hexdigest()
 
 
 def grubenv_vars(img, work):
@@ -460,6 +506,15 @@ class Boot:
         if not b:
             return None
         return "A" if f"partuuid={USR_A}" in b else "B" if f"partuuid={USR_B}" in b else "?"
+
+    @property
+    def payload(self):
+        """The /kernel-payload of the initramfs this boot's kernel unpacked."""
+        return self.marker("E2E-KERNEL-PAYLOAD:")
+
+    @property
+    def cmdline(self):
+        return self.marker("E2E-CMDLINE:") or ""
 
     @property
     def version(self):

@@ -211,7 +211,7 @@ def history(api, key):
 def aks(p, backend):
     m = s.Machine(p, backend, "aks")
     api = FakeApi(p.fake_apiserver, m.dir)
-    serve = Serve(p.abup_serve, m.dir, p.images / f"{s.V2}.cosi")
+    serve = Serve(p.abup_serve, m.dir, p.images("grubenv") / f"{s.V2}.cosi")
     try:
         run(p, m, api, serve, backend)
     finally:

@@ -22,7 +22,16 @@ class Paths:
         self.abup_image = self.build / "abup-image"
         self.abup_serve = self.build / "abup-serve"
         self.fake_apiserver = self.build / "abup-fake-apiserver"
-        self.images = self.work / "build/root/e2e/images"  # the signed images `build` made
+
+    def images(self, backend):
+        """The signed images `build` made for `backend` (on its shared partition as
+        /e2e/images/VERSION.cosi)."""
+        return self.work / "build/images" / backend
+
+    def meta(self):
+        """What `build` recorded: the kernel payload markers, the boot files each backend's
+        releases carry (ESP path, SHA-256) and the factory ESP's loaders."""
+        return json.loads((self.work / "build/e2e.json").read_text())
 
     def disk(self, backend):
         return self.base / f"{backend}.img"
@@ -107,10 +116,11 @@ class Machine:
                 (state / f).write_text(text)
         if self.backend == "grubenv":
             e.esp_copy_out(self.disk, "/grub/grubenv", root / "grubenv")
-        elif self.backend == "systemd-boot":
-            e.efivars_dir(self.vars, root / "sys/firmware/efi/efivars")
         else:
             e.efivars_dir(self.vars, root / "sys/firmware/efi/efivars")
+            # The ESP's loaders, for the boot files abup status reads back ([Boot] ESP=/efi).
+            (root / "efi").mkdir()
+            e.esp_copy_out(self.disk, "/EFI", root / "efi")
         out = e.sh([str(self.p.abup), "status", "--json", "--disk", str(self.disk), "--root",
                     str(root)])
         return json.loads(out)
@@ -123,6 +133,52 @@ def expect_boot(m, b, slot, version):
     check(b.slot == slot and b.version == version,
           f"{b.log_path}: expected slot {slot} with {version}, booted slot {b.slot} with "
           f"{b.version}")
+
+
+def expect_payload(m, b, key):
+    """The boot ran the kernel payload `key` (v1 the factory's, v2 the update's, ...): the marker
+    of the initramfs it unpacked, and for systemd-boot the UKI's own .cmdline token in
+    /proc/cmdline."""
+    want = m.p.meta()["payloads"][key]
+    check(b.payload == want,
+          f"{b.log_path}: expected kernel payload {want!r}, the guest ran {b.payload!r}")
+    if m.backend == "systemd-boot":
+        check(f"abup.e2e.payload={key}" in b.cmdline.split(),
+              f"{b.log_path}: /proc/cmdline lacks abup.e2e.payload={key}: {b.cmdline!r}")
+
+
+def expect_esp(m, staged=None, temp_ok=False):
+    """Read back from the ESP with mtools: the factory loaders of A are byte for byte what they
+    were (the booted slot's files are never written); the boot files of the release `staged`
+    into B are the signed ones; no temporary copy is left behind (unless `temp_ok`: a stage was
+    cut short)."""
+    meta = m.p.meta()
+    for path, digest in meta["factory"][m.backend].items():
+        check(e.esp_sha256(m.disk, path, m.dir) == digest,
+              f"ESP:/{path} of the booted slot A changed (or is gone)")
+    if staged:
+        for name, f in meta["bootFiles"][m.backend][staged].items():
+            got = e.esp_sha256(m.disk, f["path"], m.dir)
+            check(got == f["sha256"],
+                  f"ESP:/{f['path']} (boot file {name} of {staged}) has SHA-256 {got}, the "
+                  f"signed one is {f['sha256']}")
+    for d in ({str(Path(x).parent) for x in meta["factory"][m.backend]} if not temp_ok else []):
+        left = [n for n in e.esp_ls(m.disk, "/" + d) if ".abup-new" in n or ".tmp." in n]
+        check(not left, f"ESP:/{d} keeps temporary copies: {left}")
+
+
+def expect_boot_files_ok(m, st, version):
+    """`abup status --json` on the host lists slot B's boot files of `version`, each read back
+    from the ESP as ok."""
+    want = m.p.meta()["bootFiles"][m.backend][version]
+    slot_b = next(s for s in st["slots"] if s["name"] == "B")
+    got = {f["name"]: f for f in slot_b.get("bootFiles", [])}
+    check(set(got) == set(want),
+          f"abup status on the image: slot B's boot files {sorted(got)}, expected {sorted(want)}")
+    for name, f in want.items():
+        check(got[name]["path"] == f["path"] and got[name]["sha256"] == f["sha256"]
+              and got[name]["check"] == "ok",
+              f"abup status on the image: boot file {name}: {got[name]}, expected {f} and ok")
 
 
 def expect_code(b, tag, code):
@@ -233,6 +289,7 @@ def cycle(p, backend):
     #    finalizes and reboots.
     b = m.boot(stage_finalize(V2), "factory state: A stages and finalizes " + V2)
     expect_boot(m, b, "A", V1)
+    expect_payload(m, b, "v1")
     if backend == "systemd-boot":
         expect_firmware_entry(m, b, "A")  # loader.conf's default: no variable of ours yet
     expect_code(b, "commit", "NothingPending")
@@ -242,23 +299,27 @@ def cycle(p, backend):
     st = m.state()
     check(st.get("pending", {}).get("targetSlot") in ("B", None) and st.get("pending"),
           f"state.json on the image has no pending commit: {st}")
-    expect_host_status(m, "A", "B", "A", True)
+    st = expect_host_status(m, "A", "B", "A", True)
+    expect_esp(m, V2)  # stage wrote B's loader (uefi, systemd-boot): the release's, signed
+    expect_boot_files_ok(m, st, V2)
 
     # 2. B boots; abup commits; the next boot is B again, without counting.
     b = m.boot(COMMIT + STATUS, "B boots and commits")
     expect_boot(m, b, "B", V2)
+    expect_payload(m, b, "v2")  # the new kernel payload and the new /usr
     expect_firmware_entry(m, b, "B")
     if backend == "grubenv":
         check(b.has("B_TRY=0 -> slot=B"), f"{b.log_path}: GRUB did not count B's one try")
     expect_code(b, "commit", "Committed")
     expect_boot_config(m, "B", "B", {"B": 0})
-    expect_host_status(m, "B", "B", "B", False)
+    expect_boot_files_ok(m, expect_host_status(m, "B", "B", "B", False), V2)
     before = m.grubenv() if backend == "grubenv" else m.uefi()
 
     # 4. Operator rollback from the good new slot: the old slot boots and commits.
     b = m.boot(COMMIT + STATUS + step("rollback", "rollback --reboot"),
                "B again (no counting), then abup rollback --reboot")
     expect_boot(m, b, "B", V2)
+    expect_payload(m, b, "v2")
     expect_firmware_entry(m, b, "B")
     expect_code(b, "commit", "NothingPending")
     if backend == "grubenv":
@@ -267,6 +328,7 @@ def cycle(p, backend):
     expect_boot_config(m, "A", "B", {"A": 1})
     b = m.boot(COMMIT + STATUS, "A boots after the rollback and commits")
     expect_boot(m, b, "A", V1)
+    expect_payload(m, b, "v1")
     expect_firmware_entry(m, b, "A")
     out = expect_code(b, "commit", "Committed")
     check(out.get("toSlot") == "A", f"{b.log_path}: commit after rollback: {out}")
@@ -274,19 +336,31 @@ def cycle(p, backend):
     rollback_ops = [h for h in m.history() if h.get("kind") == "rollback"]
     check(rollback_ops, f"history.jsonl on the image has no rollback line: {m.history()}")
 
-    # 3. A broken image (its /usr fails the boot before commit): the bootloader falls back to
-    #    the previous slot, and abup commit there records TargetBootFailed.
+    # 3. A broken release: for uefi and systemd-boot its kernel (the initramfs it brings as a
+    #    boot file fails before commit), for grubenv its /usr (the kernel is inside the slot).
+    #    The bootloader falls back to the previous slot and its old kernel, and abup commit
+    #    there records TargetBootFailed.
     b = m.boot(stage_finalize(V3), "A stages and finalizes the broken " + V3)
     expect_boot(m, b, "A", V1)
     check(b.rebooted_in("finalize"), f"{b.log_path}: finalize of {V3} failed")
     expect_boot_config(m, "B", "A", {"B": 1})
-    b = m.boot(COMMIT, "B with the broken image fails before commit")
-    expect_boot(m, b, "B", V3)
+    expect_esp(m, V3)
+    b = m.boot(COMMIT, "B with the broken release fails before commit")
     expect_firmware_entry(m, b, "B")
     check(b.has("E2E-UNHEALTHY") and b.output("commit") is None,
-          f"{b.log_path}: the broken image's boot went on to commit")
+          f"{b.log_path}: the broken release's boot went on to commit")
+    if backend == "grubenv":
+        expect_boot(m, b, "B", V3)
+        expect_payload(m, b, "v3")
+        check(b.has("E2E-HEALTH-CHECK-FAILED"), f"{b.log_path}: /usr's own check did not fail")
+    else:
+        check(b.slot == "B", f"{b.log_path}: expected slot B, booted {b.slot}")
+        expect_payload(m, b, "v3-broken")
+        check(b.has("E2E-KERNEL-BROKEN") and b.version is None,
+              f"{b.log_path}: the broken kernel did not fail the boot before /usr's own check")
     b = m.boot(COMMIT + STATUS, "the firmware/bootloader falls back to A")
     expect_boot(m, b, "A", V1)
+    expect_payload(m, b, "v1")  # the old kernel
     expect_firmware_entry(m, b, "A")
     out = expect_code(b, "commit", "TargetBootFailed")
     check(out.get("toVersion") == V3, f"{b.log_path}: {out}")
@@ -317,24 +391,73 @@ FAULTS = {
 PLUG = "E2E-PULL-THE-PLUG"
 
 
+# systemd-boot: power cuts inside stage's write of B's UKI (agent/boot_files.cpp): after the
+# new bytes are synced under their temporary name, before the rename; then after the rename,
+# before the slot is recorded staged.
+STAGE_FAULTS = {"systemd-boot": ["boot-file-synced:1", "boot-file-written:1"]}
+STAGE_V2 = f"stage --no-progress --source /sysroot/e2e/images/{V2}.cosi"
+
+
+def cut_plan(fault, cmd):
+    return (f"echo \"E2E-FAULT: ABUP_FAULT={fault}\"\n"
+            f"ABUP_FAULT={fault} {ABUP.format(cmd=cmd)}\n"
+            f"echo \"E2E-ABUP-EXIT: $?\"\necho {PLUG}\nsleep 600\n")
+
+
+def expect_cut(b, fault):
+    check(b.ended == "killed" and b.marker("E2E-ABUP-EXIT:") == "137",
+          f"{b.log_path}: abup was not killed at {fault} "
+          f"(exit {b.marker('E2E-ABUP-EXIT:')}, qemu {b.ended})")
+
+
+def stage_with_cuts(m):
+    """A stages V2 into B; on systemd-boot first cut short by power cuts while it writes B's
+    UKI. Each next boot is A on its old kernel with B not staged, and the next stage rewrites
+    and re-verifies the UKI. Ends with B staged, from a boot on A."""
+    plan = COMMIT
+    for fault in STAGE_FAULTS.get(m.backend, []):
+        b = m.boot(plan + cut_plan(fault, STAGE_V2), f"stage killed at {fault}, then QEMU killed",
+                   kill_on=PLUG)
+        expect_boot(m, b, "A", V1)
+        expect_payload(m, b, "v1")
+        expect_firmware_entry(m, b, "A")  # systemd-boot only here (uefi's first boot is GRUB)
+        expect_cut(b, fault)
+        expect_esp(m, temp_ok=True)  # A's UKI untouched
+        uki_b = m.p.meta()["bootFiles"][m.backend][V2]["uki"]
+        got = e.esp_sha256(m.disk, uki_b["path"], m.dir)
+        if fault.startswith("boot-file-synced"):
+            check(got is None, f"ESP:/{uki_b['path']} exists though the cut came before its "
+                               "rename (the inactive slot's old UKI is removed first)")
+        else:
+            check(got == uki_b["sha256"], f"ESP:/{uki_b['path']} is not whole after its rename "
+                                          "and directory fsync")
+        plan = COMMIT + STATUS
+    b = m.boot(plan + step("stage", STAGE_V2), "A stages " + V2)
+    expect_boot(m, b, "A", V1)
+    expect_payload(m, b, "v1")
+    if m.backend == "systemd-boot":
+        expect_firmware_entry(m, b, "A")
+    if plan != COMMIT:
+        expect_code(b, "commit", "NothingPending")
+        slot_b = next(s for s in b.json("status")["slots"] if s["name"] == "B")
+        check(slot_b["state"] not in ("staged", "armed"),
+              f"{b.log_path}: B is {slot_b['state']} after a power cut inside its stage")
+    check(b.output("stage") and b.output("stage")[0] == 0, f"{b.log_path}: stage failed")
+    expect_esp(m, V2)
+    expect_boot_files_ok(m, m.host_status("A"), V2)
+
+
 def powercut(p, backend):
     m = Machine(p, backend, "powercut")
-    b = m.boot(COMMIT + step("stage", f"stage --no-progress --source "
-                                      f"/sysroot/e2e/images/{V2}.cosi"), "A stages " + V2)
-    expect_boot(m, b, "A", V1)
-    check(b.output("stage") and b.output("stage")[0] == 0, f"{b.log_path}: stage failed")
+    stage_with_cuts(m)
     m.snapshot("staged")
     for fault in FAULTS[backend]:
         log(f"{backend}: power cut at {fault}")
         m.restore("staged")
-        plan = (f"echo \"E2E-FAULT: ABUP_FAULT={fault}\"\n"
-                f"ABUP_FAULT={fault} {ABUP.format(cmd='finalize --reboot')}\n"
-                f"echo \"E2E-ABUP-EXIT: $?\"\necho {PLUG}\nsleep 600\n")
-        b = m.boot(plan, f"finalize killed at {fault}, then QEMU killed", kill_on=PLUG)
+        b = m.boot(cut_plan(fault, "finalize --reboot"),
+                   f"finalize killed at {fault}, then QEMU killed", kill_on=PLUG)
         expect_boot(m, b, "A", V1)
-        check(b.ended == "killed" and b.marker("E2E-ABUP-EXIT:") == "137",
-              f"{b.log_path}: abup was not killed at {fault} "
-              f"(exit {b.marker('E2E-ABUP-EXIT:')}, qemu {b.ended})")
+        expect_cut(b, fault)
         # The next boot comes up on a slot, and abup reports a consistent state there.
         b = m.boot(COMMIT + STATUS, f"first boot after the power cut at {fault}")
         check(b.slot in ("A", "B") and b.has("E2E-HEALTHY"),
@@ -346,6 +469,7 @@ def powercut(p, backend):
         status = b.json("status")
         check(not status.get("pending") and status.get("booted") == b.slot,
               f"{b.log_path}: after commit, abup status is not settled: {status}")
+        expect_payload(m, b, "v1" if b.slot == "A" else "v2")
         if b.slot == "B":
             # The one try of B was armed before the cut.
             check(code in ("Committed", "NothingPending"),
@@ -377,6 +501,7 @@ def powercut(p, backend):
               f"{b.log_path}: finalize after the power cut at {fault} failed")
         b = m.boot(COMMIT, "B boots and commits")
         expect_boot(m, b, "B", V2)
+        expect_payload(m, b, "v2")
         expect_firmware_entry(m, b, "B")
         expect_code(b, "commit", "Committed")
         expect_boot_config(m, "B", "B")

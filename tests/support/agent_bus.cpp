@@ -43,7 +43,7 @@ std::string bus_config(const fs::path& dir) {
 
 }  // namespace
 
-AgentBus::AgentBus() {
+AgentBus::AgentBus(bool open_to_all) {
   // Other users must reach the socket (the policy tests call as them).
   fs::permissions(dir_.path(),
                   fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
@@ -63,6 +63,12 @@ AgentBus::AgentBus() {
                "<busconfig><policy user=\"" + std::to_string(::geteuid()) +
                    "\"><allow own=\"org.abup.Agent1\"/><allow "
                    "send_destination=\"org.abup.Agent1\"/></policy></busconfig>\n");
+  }
+  if (open_to_all) {
+    strict_ = false;
+    write_file(dir_ / "system.d/zz-wrong-policy.conf",
+               "<busconfig><policy context=\"default\"><allow "
+               "send_destination=\"org.abup.Agent1\"/></policy></busconfig>\n");
   }
   write_file(dir_ / "bus.conf", bus_config(dir_.path()));
   auto out = run_ok("dbus-daemon --fork --print-pid --config-file=" +

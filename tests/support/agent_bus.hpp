@@ -16,7 +16,9 @@ namespace abup::test {
 
 class AgentBus {
  public:
-  AgentBus();
+  // `open_to_all`: a wrong policy is installed beside abup's, letting every user call the API,
+  // to prove that abup's own caller check holds without the policy file.
+  explicit AgentBus(bool open_to_all = false);
   ~AgentBus();
   AgentBus(const AgentBus&) = delete;
   AgentBus& operator=(const AgentBus&) = delete;

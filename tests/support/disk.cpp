@@ -108,4 +108,11 @@ void make_root(const std::filesystem::path& root, char booted_slot, const std::s
                  "\"\nVARIANT_ID=azurecontainerlinux\n");
 }
 
+std::filesystem::path allow_no_boot_files(const std::filesystem::path& root) {
+  const auto path = root / "etc/abup/abup.conf.d/00-no-boot-files.conf";
+  std::filesystem::create_directories(path.parent_path());
+  write_file(path, "[Boot]\nRequireBootFiles=no\n");
+  return path;
+}
+
 }  // namespace abup::test

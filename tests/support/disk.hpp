@@ -39,4 +39,9 @@ std::uint64_t flatcar_disk_size(const DiskLayout& layout = {});
 // VERSION_ID=version, ID=flatcar, VARIANT_ID=azurecontainerlinux. booted_slot is 'A' or 'B'.
 void make_root(const std::filesystem::path& root, char booted_slot, const std::string& version);
 
+// For tests about something other than kernels: ROOT/etc/abup/abup.conf.d/00-no-boot-files.conf
+// sets [Boot] RequireBootFiles=no, so that an image without boot files stages on gptprio, uefi
+// and systemd-boot (which refuse it by default). Its path is returned, to remove it again.
+std::filesystem::path allow_no_boot_files(const std::filesystem::path& root);
+
 }  // namespace abup::test

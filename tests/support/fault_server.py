@@ -7,6 +7,20 @@ Serves files from --root. The URL prefix picks the behaviour for the file named 
   /wrongrange/<file>   206 naming (and sending) the range one byte further on
   /norange/<file>      HEAD advertises Accept-Ranges, but GET ignores Range and answers 200
   /nohead/<file>       HEAD answers 405 (the client must probe with a 1-byte range GET)
+  /corruptonce/N/<file> the first response carrying byte N of the file has that byte flipped
+  /corruptalways/N/<file> every response carrying byte N of the file has that byte flipped
+  /dupbyte/N/<file>    the first response carrying byte N sends it twice; every later byte of the
+                       body comes one place late (its last byte is left out: same length)
+  /dropbyte/N/<file>   the first response carrying byte N leaves it out; every later byte comes one
+                       place early (a zero byte is added at the end: same length)
+  /firstrange/<file>   a multi-range request is answered with a single 206 of its first range
+  /straybyte/<file>    the first 206 is followed by one byte past its Content-Length on the kept-
+                       alive connection: the next reply on it does not start with a status line
+  /multi/F/<file>      multi-range requests answered as multipart/byteranges with fault F:
+                       ok, reorder (two parts swapped), missing (last part left out), extra (one
+                       more part), short (first part one byte short), long (one byte too many),
+                       wrongtotal, noboundary (Content-Type without a boundary), drop (the
+                       connection closes in the middle of the second part's data)
   /drop/N/<file>       at most N body bytes per response, then the connection is closed
   /flaky/K/<file>      the first K requests per method and path answer 503, then normal
   /redirect/N/<rest>   302 to /redirect/N-1/<rest>, and /redirect/1/<rest> to /<rest>
@@ -32,6 +46,44 @@ ARGS = None
 LOG_LOCK = threading.Lock()
 COUNTS = {}
 COUNTS_LOCK = threading.Lock()
+
+
+def parse_ranges(header, size):
+    """[(first, last), ...] for 'bytes=a-b,c-d,...' (no suffix ranges), or None."""
+    if not (header or "").startswith("bytes=") or "," not in header:
+        return None
+    out = []
+    for spec in header[6:].split(","):
+        m = re.fullmatch(r"(\d+)-(\d+)", spec.strip())
+        if not m:
+            return None
+        out.append((int(m.group(1)), min(int(m.group(2)), size - 1)))
+    return out
+
+
+def multipart_body(data, size, ranges, fault):
+    boundary = "fault-boundary-42"
+    parts = []
+    for first, last in ranges:
+        body = data[first:last + 1]
+        if fault == "short" and not parts:
+            body = body[:-1]
+        if fault == "long" and not parts:
+            body = body + b"x"
+        total = size + 1 if fault == "wrongtotal" else size
+        parts.append(f"\r\n--{boundary}\r\nContent-Type: application/octet-stream\r\n"
+                     f"Content-Range: bytes {first}-{last}/{total}\r\n\r\n".encode() + body)
+    if fault == "reorder":
+        parts[0], parts[1] = parts[1], parts[0]
+    if fault == "missing":
+        parts.pop()
+    if fault == "extra":
+        parts.append(f"\r\n--{boundary}\r\nContent-Range: bytes 0-0/{size}\r\n\r\n".encode()
+                     + data[0:1])
+    out = b"".join(parts) + f"\r\n--{boundary}--\r\n".encode()
+    ctype = "multipart/byteranges" if fault == "noboundary" else \
+        f"multipart/byteranges; boundary={boundary}"
+    return out, ctype
 
 
 def parse_range(header, size):
@@ -113,13 +165,40 @@ class Handler(BaseHTTPRequestHandler):
             parts = parts[2:]
         elif mode in ("drop",):
             parts = parts[2:]
-        elif mode in ("extra", "wrongrange", "norange", "nohead", "slow"):
+        elif mode in ("corruptonce", "corruptalways", "dupbyte", "dropbyte"):
+            return self.serve_file(mode, "/".join(parts[2:]), corrupt=int(parts[1]))
+        elif mode == "multi":
+            return self.serve_multi(parts[1], "/".join(parts[2:]))
+        elif mode in ("extra", "wrongrange", "norange", "nohead", "slow", "firstrange", "straybyte"):
             parts = parts[1:]
         else:
             mode = "plain"
         return self.serve_file(mode, "/".join(parts))
 
-    def serve_file(self, mode, name):
+    def serve_multi(self, fault, name):
+        path = os.path.join(ARGS.root, name)
+        if not os.path.isfile(path):
+            return self.simple(404, b"not found\n")
+        with open(path, "rb") as f:
+            data = f.read()
+        ranges = parse_ranges(self.headers.get("Range"), len(data))
+        if self.command == "HEAD" or ranges is None:
+            return self.serve_file("plain", name)
+        body, ctype = multipart_body(data, len(data), ranges, fault)
+        if fault == "drop":
+            first, last = ranges[1]
+            cut = body.index(data[first:last + 1]) + (last - first + 1) // 2
+            self.send_response(206)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Connection", "close")
+            self.close_connection = True
+            self.end_headers()
+            self.wfile.write(body[:cut])
+            return
+        return self.send_body(206, body, {"Content-Type": ctype}, "plain")
+
+    def serve_file(self, mode, name, corrupt=None):
         path = os.path.join(ARGS.root, name)
         if not os.path.isfile(path):
             return self.simple(404, b"not found\n")
@@ -134,7 +213,10 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Accept-Ranges", "bytes")
             self.end_headers()
             return
-        rng = parse_range(self.headers.get("Range"), size)
+        header = self.headers.get("Range")
+        if mode == "firstrange" and header and "," in header:
+            header = header.split(",")[0]
+        rng = parse_range(header, size)
         if rng is None or mode == "norange":
             return self.send_body(200, data, {}, mode)
         first, last = rng
@@ -144,6 +226,18 @@ class Handler(BaseHTTPRequestHandler):
             first, last = first + 1, min(last + 1, size - 1)
         headers = {"Content-Range": f"bytes {first}-{last}/{size}"}
         body = data[first:last + 1]
+        if corrupt is not None and first <= corrupt <= last:
+            with COUNTS_LOCK:
+                done = COUNTS.setdefault(("corrupted", name), 0)
+                COUNTS[("corrupted", name)] = done + 1
+            i = corrupt - first
+            if mode == "corruptalways" or done == 0:
+                if mode == "dupbyte":
+                    body = (body[:i + 1] + body[i:])[:len(body)]
+                elif mode == "dropbyte":
+                    body = body[:i] + body[i + 1:] + b"\0"
+                else:
+                    body = body[:i] + bytes([body[i] ^ 0xFF]) + body[i + 1:]
         if mode == "extra":
             extra = data[last + 1:last + 65] or b"x" * 64
             self.send_response(206)
@@ -170,6 +264,11 @@ class Handler(BaseHTTPRequestHandler):
             if mode == "drop":
                 limit = int(self.path.lstrip("/").split("/")[1])
                 self.wfile.write(body[:limit])
+            elif mode == "straybyte":
+                with COUNTS_LOCK:
+                    done = COUNTS.setdefault(("stray", self.path), 0)
+                    COUNTS[("stray", self.path)] = done + 1
+                self.wfile.write(body + (b"x" if done == 0 and code == 206 else b""))
             elif mode == "slow":
                 for i in range(0, len(body), 4):
                     self.wfile.write(body[i:i + 4])

@@ -174,7 +174,8 @@ std::string NginxServer::config(std::uint16_t http_port, std::uint16_t https_por
     << "  sendfile on;\n  keepalive_timeout 30;\n";
   auto locations = [&](bool tls) {
     c << "    root " << root << ";\n"
-      << "    location /norange/ { alias " << root << "/; max_ranges 0; }\n";
+      << "    location /norange/ { alias " << root << "/; max_ranges 0; }\n"
+      << "    location /onerange/ { alias " << root << "/; max_ranges 1; }\n";
     if (tls)
       c << "    location /tohttp/ { rewrite ^/tohttp/(.*)$ http://127.0.0.1:" << http_port
         << "/$1 redirect; }\n";

@@ -45,6 +45,7 @@ struct NginxOptions {
 
 // nginx (daemon off, master_process off) serving `root` over http and optionally https, with:
 //   /norange/<path>  the same files with max_ranges 0 (Range requests answered with 200)
+//   /onerange/<path> the same files with max_ranges 1 (multi-range requests answered with 200)
 //   /tohttp/<path>   on the https server: a 302 to the plain-http URL of <path>
 class NginxServer {
  public:

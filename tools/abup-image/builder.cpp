@@ -242,6 +242,7 @@ Result<protocol::Manifest> build_cosi(const BuildOptions& opt) {
   m.variant =
       opt.variant.empty() ? protocol::os_release_value(opt.os_release, "VARIANT_ID") : opt.variant;
   m.min_version = opt.min_version;
+  m.allow_downgrade = opt.allow_downgrade;
   m.issued_at = opt.issued_at ? opt.issued_at : static_cast<std::int64_t>(std::time(nullptr));
   m.expires_at = opt.expires_at;
 

@@ -34,7 +34,8 @@ struct BuildOptions {
   std::string arch = "x86_64";
   std::string variant;  // default: VARIANT_ID of os_release
   std::string min_version;
-  std::int64_t issued_at = 0;  // 0 = now
+  bool allow_downgrade = false;  // signed: may replace a newer running version (needs an expiry)
+  std::int64_t issued_at = 0;    // 0 = now
   std::int64_t expires_at = 0;
   // Content-defined frames (schema-2 manifest); nullopt: fixed frames of frame_size (schema 1).
   std::optional<ChunkerParams> chunker = ChunkerParams{};

@@ -13,6 +13,7 @@
 #include "abup/fs.hpp"
 #include "abup/hex.hpp"
 #include "tools/abup-image/builder.hpp"
+#include "tools/abup-image/esp.hpp"
 #include "tools/abup-image/signer.hpp"
 #include "update-protocol/cosi/cosi.hpp"
 #include "update-protocol/image.hpp"
@@ -49,6 +50,11 @@ Result<std::int64_t> expiry(const Args& a, std::int64_t issued, const char* issu
     ABUP_TRY(auto days, a.get_int("expires-in-days", 0, 0, 36500));
     if (days > 0) exp = now() + days * 86400;
   }
+  if (exp == 0 && a.has("allow-downgrade"))
+    return make_error(Errc::usage,
+                      "--allow-downgrade needs --expires-in-days or --expires-at: abup refuses a "
+                      "downgrade manifest that never expires, since anyone holding a copy could "
+                      "replay it to roll nodes back for ever");
   if (exp != 0 && exp <= issued)
     return make_error(Errc::usage, "--expires-at " + format_utc_time(exp) +
                                        " is not after the issue time " + format_utc_time(issued) +
@@ -64,6 +70,8 @@ const std::vector<OptionSpec> kManifestOpts = {
     {"variant", true, false, "ID  os-release VARIANT_ID the image is for"},
     {"expires-in-days", true, false, "N  manifest expiry, days from now"},
     {"expires-at", true, false, "TIME  manifest expiry, YYYY-MM-DDTHH:MM:SSZ"},
+    {"allow-downgrade", false, false,
+     "may replace a newer running version (a recall; needs --expires-*)"},
 };
 
 std::vector<OptionSpec> build_options() {
@@ -75,6 +83,9 @@ std::vector<OptionSpec> build_options() {
       {"boot-file", true, true,
        "NAME=PATH  a boot file of the release: vmlinuz, initrd, uki, addon-a, addon-b "
        "(repeatable)"},
+      {"esp-image", true, false,
+       "PATH  raw vfat ESP image whose EFI/Linux/ UKI and addons become boot files (uki, "
+       "addon-a, addon-b, addon.NAME; first-boot addons left out)"},
       {"os-release", true, false, "PATH  os-release to embed (default: minimal, from --version)"},
       {"arch", true, false, "ARCH  x86_64 (default) or arm64"},
       {"chunker", true, false,
@@ -111,6 +122,20 @@ int run_build(const Args& args) {
       return fail(make_error(Errc::usage, "--boot-file '" + spec + "': expected NAME=PATH"));
     o.boot_files.push_back({spec.substr(0, eq), spec.substr(eq + 1)});
   }
+  image::TempWork esp_work;  // holds the files extracted from --esp-image until build_cosi
+  if (auto esp = args.get("esp-image")) {
+    if (esp_work.empty())
+      return fail(
+          make_error(Errc::io, "--esp-image: no temporary directory: " + errno_text(errno)));
+    auto found = image::extract_esp(*esp, *esp, esp_work.path());
+    if (!found) return fail(std::move(found).error().with_context("--esp-image"));
+    if (!*found)
+      return fail(make_error(Errc::usage, "--esp-image " + *esp + ": no UKI in EFI/Linux/"));
+    for (const auto& s : (*found)->skipped)
+      std::fprintf(stderr, "abup-image: %s: left out the first-boot addon %s\n", esp->c_str(),
+                   s.c_str());
+    for (const auto& f : (*found)->files) o.boot_files.push_back(f);
+  }
   o.version = args.get_or("version", "");
   if (auto osr = args.get("os-release")) {
     auto text = read_file(*osr);
@@ -124,6 +149,7 @@ int run_build(const Args& args) {
   o.arch = args.get_or("arch", "x86_64");
   o.variant = args.get_or("variant", "");
   o.min_version = args.get_or("min-version", "");
+  o.allow_downgrade = args.has("allow-downgrade");
   auto issued = time_option(args, "issued-at", now());
   if (!issued) return fail(issued.error());
   o.issued_at = *issued;
@@ -171,7 +197,8 @@ int run_build(const Args& args) {
   return 0;
 }
 image::ManifestDefaults defaults(const Args& a, std::int64_t expires) {
-  return {a.get_or("version", ""), a.get_or("min-version", ""), a.get_or("variant", ""), expires};
+  return {a.get_or("version", ""), a.get_or("min-version", ""), a.get_or("variant", ""), expires,
+          a.has("allow-downgrade")};
 }
 
 std::vector<OptionSpec> sign_options() {
@@ -312,6 +339,7 @@ int run_inspect(const Args& args) {
                        {"arch", m->arch},
                        {"issuedAt", format_utc_time(m->issued_at)},
                        {"expiresAt", m->expires_at ? format_utc_time(m->expires_at) : ""},
+                       {"allowDowngrade", m->allow_downgrade},
                        {"frames", nlohmann::json::array()}};
       for (const auto& i : m->images)
         j["manifest"]["frames"].push_back({{"path", i.path}, {"count", i.frames.size()}});
@@ -338,6 +366,7 @@ int run_inspect(const Args& args) {
                 format_utc_time(m->issued_at).c_str(),
                 m->expires_at ? (", expires " + format_utc_time(m->expires_at)).c_str() : "");
     if (!m->min_version.empty()) std::printf("  replaces %s or newer\n", m->min_version.c_str());
+    if (m->allow_downgrade) std::printf("  allows downgrade: may replace a newer version\n");
     for (const auto& i : m->images)
       std::printf("  %s: %zu frames\n", i.path.c_str(), i.frames.size());
     if (m->boot_files.empty()) std::printf("boot files: none\n");

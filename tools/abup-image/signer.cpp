@@ -3,12 +3,15 @@
 #include <fcntl.h>
 #include <zstd.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <ctime>
 
 #include "abup/digest.hpp"
 #include "abup/fs.hpp"
 #include "abup/hex.hpp"
 #include "tools/abup-image/builder.hpp"
+#include "tools/abup-image/esp.hpp"
 #include "update-protocol/cosi/cosi.hpp"
 #include "update-protocol/cosi/tar.hpp"
 
@@ -95,12 +98,13 @@ Result<std::string> ensure_manifest(const std::string& path, const ManifestDefau
   ABUP_TRY(auto archive, read_cosi(*src));
   if (archive.manifest) {
     const bool overrides = !def.version.empty() || !def.min_version.empty() ||
-                           !def.variant.empty() || def.expires_at != 0;
+                           !def.variant.empty() || def.expires_at != 0 || def.allow_downgrade;
     if (overrides)
       return make_error(Errc::usage,
                         path +
                             " already has an abup manifest: --version, --min-version, "
-                            "--variant and --expires-* only apply when sign or digest creates "
+                            "--variant, --expires-* and --allow-downgrade only apply when sign "
+                            "or digest creates "
                             "it (pass them to `abup-image build`)");
     return read_entry(*src, *archive.manifest, kMaxManifestSize);
   }
@@ -123,6 +127,7 @@ Result<std::string> ensure_manifest(const std::string& path, const ManifestDefau
   m.min_version = def.min_version;
   m.issued_at = static_cast<std::int64_t>(std::time(nullptr));
   m.expires_at = def.expires_at;
+  m.allow_downgrade = def.allow_downgrade;
   m.metadata_sha384 = to_hex(sha384(as_bytes(archive.metadata_json)));
   auto add = [&](const ImageFile& f, const std::string& mount, const std::string& type) -> Status {
     const auto* e = archive.entry(f);
@@ -144,9 +149,34 @@ Result<std::string> ensure_manifest(const std::string& path, const ManifestDefau
     if (fi.verity)
       ABUP_CHECK(add(fi.verity->image, fi.mount_point + std::string(kVeritySuffix), ""));
   }
+  // A foreign COSI's kernel lives inside its ESP image: carry it as boot files.
+  std::vector<PackedBootFile> boot;
+  if (find_esp_image(archive)) {
+    TempWork work;
+    if (work.empty())
+      return make_error(Errc::io, "a temporary directory for the ESP image: " + errno_text(errno));
+    ABUP_TRY(auto found, esp_boot_files(path, archive, work.path()));
+    if (found) {
+      for (const auto& s : found->skipped)
+        std::fprintf(stderr, "abup-image: %s: left out the first-boot addon %s\n",
+                     found->esp_image.c_str(), s.c_str());
+      for (const auto& f : found->files) {
+        ABUP_TRY(auto p, pack_boot_file(f, 3));
+        std::fprintf(stderr, "abup-image: %s: boot file %s (%llu bytes)\n",
+                     found->esp_image.c_str(), f.name.c_str(),
+                     static_cast<unsigned long long>(p.entry.size));
+        m.boot_files.push_back(p.entry);
+        boot.push_back(std::move(p));
+      }
+    }
+  }
   std::string manifest = serialize_manifest(m);
   ABUP_TRY(Fd fd, open_file(path, O_RDWR));
   TarAppender tar(fd.get(), archive.tar.end_offset, path);
+  for (const auto& b : boot)
+    ABUP_CHECK(
+        tar.add(b.entry.path,
+                std::string_view(reinterpret_cast<const char*>(b.packed.data()), b.packed.size())));
   ABUP_CHECK(tar.add(kManifestEntry, manifest));
   ABUP_CHECK(tar.finish());
   if (::fsync(fd.get()) != 0)

@@ -17,6 +17,7 @@ struct ManifestDefaults {
   std::string min_version;
   std::string variant;
   std::int64_t expires_at = 0;
+  bool allow_downgrade = false;
 };
 
 // Returns the exact manifest bytes of the COSI at `path`, first appending an abup manifest

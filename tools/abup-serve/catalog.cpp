@@ -26,22 +26,6 @@ std::string attr(const char* name, const std::string& value) {
   return std::string(" ") + name + "=\"" + xml_escape(value) + "\"";
 }
 
-// Path characters other than unreserved ones and '/' percent-encoded, for the package name.
-std::string url_path(const std::string& name) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : name) {
-    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~' || c == '/') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
-}
-
 Result<std::string> file_sha256_base64(const std::filesystem::path& path) {
   ABUP_TRY(Fd fd, open_file(path, O_RDONLY));
   Sha2 h(Sha2::Kind::sha256);
@@ -169,7 +153,8 @@ std::string Catalog::reply(const protocol::omaha::Request& request) {
     } else {
       check = "    <updatecheck status=\"ok\">\n      <urls><url" + attr("codebase", base_url_) +
               "></url></urls>\n      <manifest" + attr("version", image->version) +
-              ">\n        <packages>\n          <package" + attr("name", url_path(image->name)) +
+              ">\n        <packages>\n          <package" +
+              attr("name", percent_encode(image->name, "/")) +
               attr("hash", image->metadata_sha384) + attr("size", std::to_string(image->size)) +
               attr("required", "true") +
               "></package>\n        </packages>\n        <actions>\n          <action" +

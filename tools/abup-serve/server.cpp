@@ -1,5 +1,6 @@
 // abup-serve's HTTP side on Boost.Beast: one thread per connection (a long image download never
-// holds up an Omaha request), keep-alive, the Omaha endpoint, and Range-capable file downloads.
+// holds up an Omaha request), keep-alive, the Omaha endpoint, and file downloads with single and
+// multiple ranges (multipart/byteranges).
 #include "tools/abup-serve/server.hpp"
 
 #include <fcntl.h>
@@ -31,35 +32,63 @@ struct ByteRange {
   std::uint64_t first = 0, last = 0;
 };
 
-// One "bytes=a-b" / "bytes=a-" / "bytes=-n" range. nullopt: no usable Range (serve the whole
-// file, as RFC 9110 allows for syntax we do not support, e.g. several ranges); an empty optional
-// inside means unsatisfiable (416).
-std::optional<std::optional<ByteRange>> parse_range(std::string_view header, std::uint64_t size) {
+// Multi-range requests beyond this many ranges are answered with the whole file (RFC 9110
+// allows ignoring Range): a client cannot make the server emit endless part headers.
+constexpr std::size_t kMaxRanges = 256;
+constexpr std::string_view kBoundary = "abup-serve-byteranges-7f3a9c";
+
+bool number(std::string_view s, std::uint64_t& out) {
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+  return !s.empty() && ec == std::errc() && p == s.data() + s.size();
+}
+
+// "bytes=a-b,c-,-n,...". nullopt: no usable Range (serve the whole file, as RFC 9110 allows for
+// syntax it does not support); an empty list: none satisfiable (416). Unsatisfiable ranges
+// among satisfiable ones are left out, as RFC 9110 §14.2 says.
+std::optional<std::vector<ByteRange>> parse_ranges(std::string_view header, std::uint64_t size) {
   constexpr std::string_view prefix = "bytes=";
   if (!header.starts_with(prefix)) return std::nullopt;
   header.remove_prefix(prefix.size());
-  if (header.find(',') != std::string_view::npos) return std::nullopt;
-  auto dash = header.find('-');
-  if (dash == std::string_view::npos) return std::nullopt;
-  auto number = [](std::string_view s, std::uint64_t& out) {
-    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
-    return !s.empty() && ec == std::errc() && p == s.data() + s.size();
-  };
-  std::string_view a = header.substr(0, dash), b = header.substr(dash + 1);
-  std::uint64_t first = 0, last = 0;
-  if (a.empty()) {  // suffix: the last n bytes
-    if (!number(b, last)) return std::nullopt;
-    if (last == 0 || size == 0) return std::optional<ByteRange>{};
-    return std::optional<ByteRange>{ByteRange{size - std::min(last, size), size - 1}};
+  std::vector<ByteRange> out;
+  for (std::size_t count = 0; !header.empty(); ++count) {
+    if (count == kMaxRanges) return std::nullopt;
+    auto comma = header.find(',');
+    std::string_view spec = header.substr(0, comma);
+    header = comma == std::string_view::npos ? std::string_view() : header.substr(comma + 1);
+    while (!spec.empty() && spec.front() == ' ') spec.remove_prefix(1);
+    while (!spec.empty() && spec.back() == ' ') spec.remove_suffix(1);
+    auto dash = spec.find('-');
+    if (dash == std::string_view::npos) return std::nullopt;
+    std::string_view a = spec.substr(0, dash), b = spec.substr(dash + 1);
+    std::uint64_t first = 0, last = 0;
+    if (a.empty()) {  // suffix: the last n bytes
+      if (!number(b, last)) return std::nullopt;
+      if (last > 0 && size > 0) out.push_back({size - std::min(last, size), size - 1});
+      continue;
+    }
+    if (!number(a, first)) return std::nullopt;
+    if (b.empty()) {
+      last = size ? size - 1 : 0;
+    } else if (!number(b, last) || last < first) {
+      return std::nullopt;
+    }
+    if (first < size) out.push_back({first, std::min(last, size - 1)});
   }
-  if (!number(a, first)) return std::nullopt;
-  if (b.empty()) {
-    last = size ? size - 1 : 0;
-  } else if (!number(b, last) || last < first) {
-    return std::nullopt;
-  }
-  if (first >= size) return std::optional<ByteRange>{};
-  return std::optional<ByteRange>{ByteRange{first, std::min(last, size - 1)}};
+  return out;
+}
+
+std::string content_range(const ByteRange& r, std::uint64_t size) {
+  return "bytes " + std::to_string(r.first) + "-" + std::to_string(r.last) + "/" +
+         std::to_string(size);
+}
+
+// The part headers before range i of a multipart/byteranges body (and after the last one the
+// closing delimiter, for i == ranges.size()).
+std::string part_head(const std::vector<ByteRange>& ranges, std::size_t i, std::uint64_t size) {
+  std::string out = "\r\n--" + std::string(kBoundary);
+  if (i == ranges.size()) return out + "--\r\n";
+  return out + "\r\nContent-Type: application/octet-stream\r\nContent-Range: " +
+         content_range(ranges[i], size) + "\r\n\r\n";
 }
 
 class Connection {
@@ -145,25 +174,29 @@ class Connection {
     if (!fd.valid() || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode))
       return send_text(req, http::status::not_found, "not found\n");
     const auto size = static_cast<std::uint64_t>(st.st_size);
-    ByteRange range{0, size ? size - 1 : 0};
+    std::vector<ByteRange> ranges{{0, size ? size - 1 : 0}};
     bool partial = false;
     if (auto header = req[http::field::range]; !header.empty()) {
-      auto r = parse_range(std::string_view(header.data(), header.size()), size);
-      if (r && !*r)
+      auto r = parse_ranges(std::string_view(header.data(), header.size()), size);
+      if (r && r->empty())
         return send_text(req, http::status::range_not_satisfiable, "", "text/plain",
                          {{"Content-Range", "bytes */" + std::to_string(size)}});
-      if (r) range = **r, partial = true;
+      if (r) ranges = std::move(*r), partial = true;
     }
-    const std::uint64_t length = size == 0 ? 0 : range.last - range.first + 1;
+    const bool multipart = ranges.size() > 1;
+    std::uint64_t length = 0;
+    for (std::size_t i = 0; i < ranges.size() && size > 0; ++i)
+      length += ranges[i].last - ranges[i].first + 1 +
+                (multipart ? part_head(ranges, i, size).size() : 0);
+    if (multipart) length += part_head(ranges, ranges.size(), size).size();
     http::response<http::buffer_body> res{
         partial ? http::status::partial_content : http::status::ok, req.version()};
     res.set(http::field::server, "abup-serve");
-    res.set(http::field::content_type, "application/octet-stream");
+    res.set(http::field::content_type,
+            multipart ? "multipart/byteranges; boundary=" + std::string(kBoundary)
+                      : std::string("application/octet-stream"));
     res.set(http::field::accept_ranges, "bytes");
-    if (partial)
-      res.set(http::field::content_range, "bytes " + std::to_string(range.first) + "-" +
-                                              std::to_string(range.last) + "/" +
-                                              std::to_string(size));
+    if (partial && !multipart) res.set(http::field::content_range, content_range(ranges[0], size));
     res.keep_alive(req.keep_alive());
     res.content_length(length);
     res.body().data = nullptr;
@@ -173,20 +206,33 @@ class Connection {
     http::write_header(socket_, sr, ec);
     if (ec) return false;
     if (req.method() == http::verb::head) return true;
-    std::vector<char> buf(1 << 20);
-    std::uint64_t offset = range.first, left = length;
-    while (left > 0) {
-      const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(left, buf.size()));
-      ssize_t n = ::pread(fd.get(), buf.data(), want, static_cast<off_t>(offset));
-      if (n <= 0) return false;  // the file shrank under us: drop the connection
-      res.body().data = buf.data();
-      res.body().size = static_cast<std::size_t>(n);
+    auto write = [&](const char* data, std::size_t n) {
+      res.body().data = const_cast<char*>(data);
+      res.body().size = n;
       res.body().more = true;
       http::write(socket_, sr, ec);
       if (ec == http::error::need_buffer) ec = {};
-      if (ec) return false;
-      offset += static_cast<std::uint64_t>(n);
-      left -= static_cast<std::uint64_t>(n);
+      return !ec;
+    };
+    std::vector<char> buf(1 << 20);
+    for (std::size_t i = 0; i < ranges.size() && size > 0; ++i) {
+      if (multipart) {
+        auto head = part_head(ranges, i, size);
+        if (!write(head.data(), head.size())) return false;
+      }
+      std::uint64_t offset = ranges[i].first, left = ranges[i].last - ranges[i].first + 1;
+      while (left > 0) {
+        const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(left, buf.size()));
+        ssize_t n = ::pread(fd.get(), buf.data(), want, static_cast<off_t>(offset));
+        if (n <= 0) return false;  // the file shrank under us: drop the connection
+        if (!write(buf.data(), static_cast<std::size_t>(n))) return false;
+        offset += static_cast<std::uint64_t>(n);
+        left -= static_cast<std::uint64_t>(n);
+      }
+    }
+    if (multipart) {
+      auto tail = part_head(ranges, ranges.size(), size);
+      if (!write(tail.data(), tail.size())) return false;
     }
     res.body().data = nullptr;
     res.body().more = false;

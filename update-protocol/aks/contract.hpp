@@ -1,6 +1,6 @@
-// The AKS ↔ node annotation contract, schema 1.0 (reference/aks-contract.md, DESIGN.md §6): the
-// request the control plane writes on the Node, and the status the node answers with. Pure
-// parsing and serialization, no I/O (fuzzable).
+// The AKS ↔ node annotation contract, schema 1.0 (docs/reference/aks-contract.md,
+// docs/architecture.md §6): the request the control plane writes on the Node, and the status the
+// node answers with. Pure parsing and serialization, no I/O (fuzzable).
 #pragma once
 
 #include <cstddef>

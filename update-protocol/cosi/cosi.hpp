@@ -1,5 +1,5 @@
 // COSI 1.x (Composable OS Image): metadata.json and the archive around it
-// (../shared/reference/cosi.md). The reader validates structure; trust comes from the abup
+// (docs/reference/cosi.md). The reader validates structure; trust comes from the abup
 // manifest's signature, which pins the SHA-384 of metadata.json.
 #pragma once
 

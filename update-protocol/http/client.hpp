@@ -38,6 +38,10 @@ struct TransportOptions {
   long low_speed_limit = 1024;  // 0 disables
   std::chrono::seconds low_speed_time{30};
   std::string user_agent = "abup/0.1";
+  // Ranges asked for in one request by Source::read_ranges ("Range: bytes=a-b,c-d,...", answered
+  // as multipart/byteranges); 1 asks for one range per request. A server that answers such a
+  // request with 200 or a single range is then asked one range at a time by that Source.
+  std::size_t max_ranges_per_request = 16;
   // When set and true, transfers and retry waits stop with Errc::cancelled (checked at least
   // once a second). Must outlive the requests and Sources using these options.
   const std::atomic<bool>* cancel = nullptr;

@@ -9,94 +9,48 @@
 #include "abup/chunker.hpp"
 #include "abup/hex.hpp"
 #include "update-protocol/cosi/cosi.hpp"
+#include "update-protocol/manifest/manifest_json.hpp"
 
 namespace abup::protocol {
 namespace {
 
 using json = nlohmann::json;
+using manifest_json::bad;
+using manifest_json::FrameTable;
+using manifest_json::get;
+using manifest_json::get_digest;
 
-Error bad(const std::string& path, const std::string& what) {
-  return make_error(Errc::invalid_input, "abup/manifest.json: " + path + ": " + what);
+std::string frame_path(const std::string& p, std::size_t j) {
+  return p + ".frames[" + std::to_string(j) + "]";
 }
 
-template <typename T>
-Result<T> get(const json& o, const std::string& path, const char* key, bool required = true) {
-  auto it = o.find(key);
-  std::string p = path.empty() ? key : path + "." + key;
-  if (it == o.end() || it->is_null()) {
-    if (required) return bad(p, "missing");
-    return T{};
-  }
-  if constexpr (std::is_same_v<T, std::string>) {
-    if (!it->is_string()) return bad(p, "expected a string");
-    return it->get<std::string>();
-  } else if constexpr (std::is_same_v<T, bool>) {
-    if (!it->is_boolean()) return bad(p, "expected true or false");
-    return it->get<bool>();
-  } else {
-    if (!it->is_number_integer() ||
-        (it->is_number_integer() && !it->is_number_unsigned() && it->get<std::int64_t>() < 0))
-      return bad(p, "expected a non-negative integer");
-    return it->get<T>();
-  }
-}
-
-template <std::size_t N>
-Result<std::array<std::uint8_t, N>> get_digest(const json& o, const std::string& path,
-                                               const char* key) {
-  ABUP_TRY(auto text, get<std::string>(o, path, key));
-  auto raw = from_hex(text);
-  if (!raw || raw->size() != N)
-    return bad(path + "." + key, "expected " + std::to_string(2 * N) + " hex digits");
-  std::array<std::uint8_t, N> out;
-  std::copy(raw->begin(), raw->end(), out.begin());
-  return out;
+// The elements after the last good one: the decoding error, or past the frame limit.
+Status rest_of_table(const FrameTable& t, std::size_t ok, const std::optional<Error>& error,
+                     const std::string& p) {
+  if (ok == t.count) return {};
+  if (error) return *error;
+  return bad(p + ".frames", "more than " + std::to_string(kMaxFrames) +
+                                " frames in the manifest (an endless frame table?)");
 }
 
 // Schema 1: objects with a compressed offset; each frame starts where the previous one ended.
-Status parse_frames_fixed(const json& frames, const std::string& p, ManifestImage& img) {
+Status parse_frames_fixed(FrameTable& t, const std::string& p, ManifestImage& img) {
   std::uint64_t coff = 0, uoff = 0;
-  img.frames.reserve(frames.size());
-  for (std::size_t j = 0; j < frames.size(); ++j) {
-    const auto& f = frames[j];
-    std::string fp = p + ".frames[" + std::to_string(j) + "]";
-    if (!f.is_object()) return bad(fp, "expected an object");
-    Frame fr;
-    ABUP_TRY(fr.offset, get<std::uint64_t>(f, fp, "offset"));
-    ABUP_TRY(fr.size, get<std::uint64_t>(f, fp, "size"));
-    ABUP_TRY(fr.uncompressed_size, get<std::uint64_t>(f, fp, "uncompressedSize"));
-    ABUP_TRY(fr.sha256, get_digest<32>(f, fp, "sha256"));
-    ABUP_TRY(fr.chunk_sha256, get_digest<32>(f, fp, "chunkSha256"));
-    ABUP_TRY(fr.chunk_xxh3, get_digest<16>(f, fp, "chunkXxh3"));
-    if (fr.offset != coff) return bad(fp + ".offset", "frames must be contiguous");
+  for (std::size_t j = 0; j < t.fixed_ok; ++j) {
+    Frame& fr = t.frames[j];
+    if (fr.offset != coff) return bad(frame_path(p, j) + ".offset", "frames must be contiguous");
     if (fr.size == 0 || fr.uncompressed_size == 0 || fr.uncompressed_size > kMaxFrameUncompressed)
-      return bad(fp, "empty or oversized frame");
+      return bad(frame_path(p, j), "empty or oversized frame");
     if (fr.size > img.compressed_size - coff || img.compressed_size < coff)
-      return bad(fp, "runs past compressedSize");
+      return bad(frame_path(p, j), "runs past compressedSize");
     fr.uncompressed_offset = uoff;
     coff += fr.size;
     uoff += fr.uncompressed_size;
-    if (uoff > img.uncompressed_size) return bad(fp, "runs past uncompressedSize");
-    img.frames.push_back(fr);
+    if (uoff > img.uncompressed_size) return bad(frame_path(p, j), "runs past uncompressedSize");
   }
+  ABUP_CHECK(rest_of_table(t, t.fixed_ok, t.fixed_error, p));
+  img.frames = std::move(t.frames);
   return {};
-}
-
-Result<std::uint64_t> frame_number(const json& v, const std::string& fp, const char* what) {
-  if (!v.is_number_unsigned())
-    return bad(fp, std::string(what) + ": expected a non-negative integer");
-  return v.get<std::uint64_t>();
-}
-
-template <std::size_t N>
-Result<std::array<std::uint8_t, N>> frame_digest(const json& v, const std::string& fp,
-                                                 const char* what) {
-  auto raw = v.is_string() ? from_hex(v.get_ref<const std::string&>()) : std::nullopt;
-  if (!raw || raw->size() != N)
-    return bad(fp, std::string(what) + ": expected " + std::to_string(2 * N) + " hex digits");
-  std::array<std::uint8_t, N> out;
-  std::copy(raw->begin(), raw->end(), out.begin());
-  return out;
 }
 
 // Schema 2: [uncompressedOffset, uncompressedSize, compressedSize, sha256, chunkSha256,
@@ -104,34 +58,25 @@ Result<std::array<std::uint8_t, N>> frame_digest(const json& v, const std::strin
 // no gap; every frame but the last a whole number of 4 KiB blocks within the chunker's sizes (the
 // read-back reads them with O_DIRECT); compressed frames contiguous and no larger than zstd's
 // bound for their content.
-Status parse_frames_cdc(const json& frames, const std::string& p, ManifestImage& img) {
+Status parse_frames_cdc(FrameTable& t, const std::string& p, ManifestImage& img) {
   auto params = ChunkerParams::parse(img.chunker);
   if (!params)
     return bad(p + ".chunker", "unsupported '" + img.chunker + "' (expected cdc/MINK/AVGK/MAXK)");
   std::uint64_t coff = 0, uoff = 0;
-  img.frames.reserve(frames.size());
-  for (std::size_t j = 0; j < frames.size(); ++j) {
-    const auto& f = frames[j];
-    const std::string fp = p + ".frames[" + std::to_string(j) + "]";
-    if (!f.is_array() || f.size() != kFrameFields)
-      return bad(fp,
-                 "expected [uncompressedOffset, uncompressedSize, compressedSize, sha256, "
-                 "chunkSha256, chunkXxh3]");
-    Frame fr;
-    ABUP_TRY(fr.uncompressed_offset, frame_number(f[0], fp, "uncompressedOffset"));
-    ABUP_TRY(fr.uncompressed_size, frame_number(f[1], fp, "uncompressedSize"));
-    ABUP_TRY(fr.size, frame_number(f[2], fp, "compressedSize"));
-    ABUP_TRY(fr.sha256, frame_digest<32>(f[3], fp, "sha256"));
-    ABUP_TRY(fr.chunk_sha256, frame_digest<32>(f[4], fp, "chunkSha256"));
-    ABUP_TRY(fr.chunk_xxh3, frame_digest<16>(f[5], fp, "chunkXxh3"));
-    const std::string at = " (uncompressedOffset " + std::to_string(fr.uncompressed_offset) +
-                           ", previous frame ends at " + std::to_string(uoff) + ")";
-    if (j > 0 && fr.uncompressed_offset <= img.frames.back().uncompressed_offset)
-      return bad(fp, "frames out of order" + at);
-    if (fr.uncompressed_offset < uoff) return bad(fp, "overlaps the previous frame" + at);
-    if (fr.uncompressed_offset > uoff) return bad(fp, "leaves a gap after the previous frame" + at);
+  for (std::size_t j = 0; j < t.cdc_ok; ++j) {
+    Frame& fr = t.frames[j];
+    const std::string fp = frame_path(p, j);
+    auto at = [&] {
+      return " (uncompressedOffset " + std::to_string(fr.uncompressed_offset) +
+             ", previous frame ends at " + std::to_string(uoff) + ")";
+    };
+    if (j > 0 && fr.uncompressed_offset <= t.frames[j - 1].uncompressed_offset)
+      return bad(fp, "frames out of order" + at());
+    if (fr.uncompressed_offset < uoff) return bad(fp, "overlaps the previous frame" + at());
+    if (fr.uncompressed_offset > uoff)
+      return bad(fp, "leaves a gap after the previous frame" + at());
     if (fr.uncompressed_size == 0 || fr.size == 0) return bad(fp, "zero-size frame");
-    const bool last = j + 1 == frames.size();
+    const bool last = j + 1 == t.count;
     if (fr.uncompressed_size > params->max)
       return bad(fp, "oversized frame: " + std::to_string(fr.uncompressed_size) +
                          " bytes, the chunker's maximum is " + std::to_string(params->max));
@@ -149,8 +94,9 @@ Status parse_frames_cdc(const json& frames, const std::string& p, ManifestImage&
     fr.offset = coff;
     coff += fr.size;
     uoff += fr.uncompressed_size;
-    img.frames.push_back(fr);
   }
+  ABUP_CHECK(rest_of_table(t, t.cdc_ok, t.cdc_error, p));
+  img.frames = std::move(t.frames);
   return {};
 }
 
@@ -274,9 +220,8 @@ Result<Manifest> parse_manifest(std::string_view text) {
     return make_error(Errc::invalid_input, "abup/manifest.json: " + std::to_string(text.size()) +
                                                " bytes, more than the limit of " +
                                                std::to_string(kMaxManifestText));
-  json doc = json::parse(text.begin(), text.end(), nullptr, false);
-  if (doc.is_discarded())
-    return make_error(Errc::invalid_input, "abup/manifest.json: not valid JSON");
+  ABUP_TRY(auto read, manifest_json::read(text));
+  const json& doc = read.top;
   if (!doc.is_object()) return bad("(top)", "expected an object");
   Manifest m;
   ABUP_TRY(auto schema, get<std::uint64_t>(doc, "", "schemaVersion"));
@@ -325,19 +270,19 @@ Result<Manifest> parse_manifest(std::string_view text) {
     ABUP_TRY(img.part_type, get<std::string>(o, p, "partType", false));
     ABUP_TRY(img.compressed_size, get<std::uint64_t>(o, p, "compressedSize"));
     ABUP_TRY(img.uncompressed_size, get<std::uint64_t>(o, p, "uncompressedSize"));
-    auto frames = o.find("frames");
-    if (frames == o.end() || !frames->is_array() || frames->empty())
+    auto table = read.frames.find(i);
+    if (table == read.frames.end() || table->second.count == 0)
       return bad(p + ".frames", "expected a non-empty array");
-    total_frames += frames->size();
+    total_frames += table->second.count;
     if (total_frames > kMaxFrames)
       return bad(p + ".frames", "more than " + std::to_string(kMaxFrames) +
                                     " frames in the manifest (an endless frame table?)");
     // Schema 2 images name their chunker, unless their frames are schema 1's fixed ones.
     if (schema == kManifestSchemaCdc && o.contains("chunker")) {
       ABUP_TRY(img.chunker, get<std::string>(o, p, "chunker"));
-      ABUP_CHECK(parse_frames_cdc(*frames, p, img));
+      ABUP_CHECK(parse_frames_cdc(table->second, p, img));
     } else {
-      ABUP_CHECK(parse_frames_fixed(*frames, p, img));
+      ABUP_CHECK(parse_frames_fixed(table->second, p, img));
     }
     const std::uint64_t coff = img.frames.back().offset + img.frames.back().size;
     const std::uint64_t uoff =
@@ -447,6 +392,11 @@ Status check_policy(const Manifest& m, const PolicyInput& in) {
   if (in.now && m.expires_at && in.now >= m.expires_at)
     return fail("manifest expired at " + format_utc_time(m.expires_at) + " (now " +
                 format_utc_time(in.now) + ")");
+  if (in.require_expiry && !m.expires_at)
+    return fail("the signed manifest of " + m.version +
+                " has no expiresAt and [Security] RequireExpiry=yes refuses one that never "
+                "expires (sign releases with abup-image --expires-in-days N, or set "
+                "RequireExpiry=no)");
   if (!in.running && !in.allow_unknown_version)
     return fail("the running version is unknown (" +
                 (in.unknown_version_reason.empty() ? "no IMAGE_VERSION or VERSION_ID in os-release"
@@ -456,12 +406,40 @@ Status check_policy(const Manifest& m, const PolicyInput& in) {
                                        : " nor the running version to be " + m.min_version +
                                              " or newer (minVersion)") +
                 "; an operator may pass --allow-unknown-version");
-  if (in.running) {
-    ABUP_TRY(auto target, Version::parse(m.version));
-    if (target < *in.running && !m.allow_downgrade && !in.allow_downgrade)
-      return fail("downgrade from " + in.running->text + " to " + m.version +
+  if (!in.running && !in.highest_committed) return {};
+  ABUP_TRY(auto target, Version::parse(m.version));
+  // The floor: the running version, or the highest one ever committed here when higher (after a
+  // rollback or a fall-back, or when the running version is unknown). The running version itself
+  // is never below it (a repair).
+  const bool below_running = in.running && target < *in.running;
+  const bool below_committed = in.highest_committed && target < *in.highest_committed &&
+                               !(in.running && target == *in.running);
+  if ((below_running || below_committed) && !in.allow_downgrade) {
+    const std::string what =
+        below_running ? "downgrade from " + in.running->text + " to " + m.version
+                      : "downgrade to " + m.version + " below " + in.highest_committed->text +
+                            ", the highest version this node committed (" +
+                            (in.running ? "it runs " + in.running->text
+                                        : std::string("its running version is unknown")) +
+                            "; state.json highestCommittedVersion),";
+    if (!m.allow_downgrade)
+      return fail(what +
                   " refused (the signed manifest does not allow it; an operator may pass "
                   "--allow-downgrade)");
+    // A signed downgrade is a recall: replayable by whoever holds a copy, so it must expire, and
+    // a release signed after it (the fix that follows the recall) supersedes it.
+    if (!m.expires_at)
+      return fail(what +
+                  " refused: the signed manifest allows downgrade but has no expiresAt, so it "
+                  "could be replayed forever (sign recalls with abup-image --allow-downgrade "
+                  "--expires-in-days N; an operator may pass --allow-downgrade)");
+    if (in.running && in.running_issued_at && m.issued_at < in.running_issued_at)
+      return fail(what + " refused: the signed manifest allows downgrade but was issued at " +
+                  format_utc_time(m.issued_at) + ", before the running release " +
+                  in.running->text + " (issued " + format_utc_time(in.running_issued_at) +
+                  "), which supersedes it (an operator may pass --allow-downgrade)");
+  }
+  if (in.running) {
     if (target == *in.running && !in.allow_same_version)
       return fail("version " + m.version + " is already running");
     if (!m.min_version.empty()) {

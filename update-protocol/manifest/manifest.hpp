@@ -1,6 +1,6 @@
-// The abup manifest (DESIGN.md §4): tar entry abup/manifest.json, signed as exact bytes. It pins
-// metadata.json (SHA-384), the release version and policy, and per image the frame table: each
-// independent zstd frame's compressed offset/size and SHA-256 (what makes downloaded bytes
+// The abup manifest (docs/architecture.md §4): tar entry abup/manifest.json, signed as exact bytes.
+// It pins metadata.json (SHA-384), the release version and policy, and per image the frame table:
+// each independent zstd frame's compressed offset/size and SHA-256 (what makes downloaded bytes
 // authentic), its uncompressed size, and two digests of the uncompressed chunk: SHA-256 (used
 // before trusting bytes abup did not just decode: resume and reuse) and XXH3-128 (the cheap
 // read-back check of bytes decoded from authenticated frames). docs/design.md says why.
@@ -110,6 +110,15 @@ struct PolicyInput {
   std::int64_t now = 0;
   bool allow_downgrade = false;    // operator flag
   bool allow_same_version = true;  // re-staging the running version (repair) is fine
+  // The highest version this node ever committed (state.json highestCommittedVersion); with the
+  // running version it is the downgrade floor, so that after a rollback or a fall-back a signed
+  // release between the running and the committed one is not accepted. nullopt = unknown.
+  std::optional<Version> highest_committed;
+  // issuedAt of the running release's signed manifest (0 = unknown): an allowDowngrade manifest
+  // issued before it is superseded, so its replay cannot undo a release signed after it.
+  std::int64_t running_issued_at = 0;
+  bool require_expiry =
+      false;  // [Security] RequireExpiry=yes: refuse a manifest that never expires
   // An unknown running version cannot be proven newer than minVersion nor older than the image,
   // and an unknown variant cannot be proven to match: both are refused unless the operator says
   // otherwise. The reasons name the file and what it lacks, for the message.
@@ -121,6 +130,9 @@ struct PolicyInput {
 
 // Version policy, arch, variant, issue/expiry time; fails closed when the host's version or
 // (for an image that names one) variant is unknown. Errc::policy with a message naming both sides.
+// Below the floor (the running version, or the highest committed one if higher) only an operator's
+// --allow-downgrade or a signed allowDowngrade admits a release; the signed flag counts only on a
+// manifest that expires and was not issued before the running release's (docs/security.md G1, G2).
 [[nodiscard]] Status check_policy(const Manifest& manifest, const PolicyInput& input);
 
 }  // namespace abup::protocol

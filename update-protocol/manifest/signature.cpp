@@ -5,6 +5,8 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
@@ -116,8 +118,8 @@ Result<std::string> keyid_of(EVP_PKEY* pkey, const std::string& origin) {
   return to_hex(digest);
 }
 
-// Sets the RSA-PSS parameters of DESIGN.md §4 (MGF1 with the message digest, salt 32) or, for a
-// diagnosis, other ones.
+// Sets the RSA-PSS parameters of docs/architecture.md §4 (MGF1 with the message digest, salt 32)
+// or, for a diagnosis, other ones.
 bool set_rsa_params(EVP_PKEY_CTX* pctx, int padding, int saltlen) {
   if (EVP_PKEY_CTX_set_rsa_padding(pctx, padding) != 1) return false;
   if (padding != RSA_PKCS1_PSS_PADDING) return true;
@@ -387,6 +389,29 @@ bool PublicKey::verify(std::string_view message, std::span<const std::uint8_t> s
   return der && digest_verify(pkey, digest_of(alg_), message, *der);
 }
 
+namespace {
+
+// Whoever may write a keyring may make abup install anything: a directory or key file that a
+// user other than root (or abup's own user, in tests) can change is refused, not trusted.
+Status check_keyring_owner(const std::filesystem::path& p, const char* what) {
+  struct stat st {};
+  if (::stat(p.c_str(), &st) != 0)
+    return make_error(Errc::io,
+                      "keyring " + std::string(what) + " " + p.string() + ": " + errno_text(errno));
+  const bool writable_by_others = (st.st_mode & S_IWOTH) != 0;
+  const bool foreign_owner = st.st_uid != 0 && st.st_uid != ::geteuid();
+  if (writable_by_others || foreign_owner)
+    return make_error(Errc::untrusted,
+                      "keyring " + std::string(what) + " " + p.string() +
+                          (writable_by_others ? " is writable by every user"
+                                              : " is owned by uid " + std::to_string(st.st_uid)) +
+                          ": anyone who can change it could make abup install any image; "
+                          "chown root and chmod o-w it");
+  return {};
+}
+
+}  // namespace
+
 Result<Keyring> Keyring::load(const std::vector<std::filesystem::path>& dirs) {
   namespace fs = std::filesystem;
   Keyring ring;
@@ -401,6 +426,7 @@ Result<Keyring> Keyring::load(const std::vector<std::filesystem::path>& dirs) {
     if (ec) return make_error(Errc::io, "keyring " + dir.string() + ": " + ec.message());
     if (!fs::is_directory(st))
       return make_error(Errc::invalid_input, "keyring " + dir.string() + ": not a directory");
+    ABUP_CHECK(check_keyring_owner(dir, "directory"));
     std::vector<fs::path> files;
     for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
       auto ext = it->path().extension();
@@ -409,6 +435,7 @@ Result<Keyring> Keyring::load(const std::vector<std::filesystem::path>& dirs) {
     if (ec) return make_error(Errc::io, "keyring " + dir.string() + ": " + ec.message());
     std::sort(files.begin(), files.end());  // first file wins for a duplicate key: be predictable
     for (const auto& f : files) {
+      ABUP_CHECK(check_keyring_owner(f, "file"));
       ABUP_TRY(auto key, PublicKey::load(f));
       ring.add(std::move(key));
     }

@@ -1,4 +1,5 @@
-// Signatures over the exact bytes of abup/manifest.json (DESIGN.md §4), keyrings and thresholds.
+// Signatures over the exact bytes of abup/manifest.json (docs/architecture.md §4), keyrings and
+// thresholds.
 #pragma once
 
 #include <cstdint>

@@ -1,5 +1,5 @@
-// Omaha 3.0 as Nebraska speaks it (reference/omaha.md, DESIGN.md §7): the update check, the
-// answer, and progress events. Pure builders and parsers (fuzzable) plus two calls over
+// Omaha 3.0 as Nebraska speaks it (docs/reference/omaha.md, docs/architecture.md §7): the update
+// check, the answer, and progress events. Pure builders and parsers (fuzzable) plus two calls over
 // http_request. The server is always the full endpoint URL, POSTed to as is (text/xml).
 #pragma once
 
@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "abup/result.hpp"
@@ -28,14 +29,36 @@ struct Identity {
   std::string install_source;
 };
 
-// Nebraska accepts only 13/1, 14/1, 800/1, 3/2 (+ previous_version), 3/0 (+ error_code), 3/1.
+// Error codes sent with 3/0 (update_engine's numbering, which Nebraska shows).
+enum class ErrorCode { generic = 1, download = 9, fell_back = 44 };
+
+// Nebraska accepts only 13/1, 14/1, 800/1, 3/2 (+ previous_version), 3/0 (+ error_code), 3/1:
+// the named constructors below are the ones abup sends (docs/reference/omaha.md).
 struct Event {
   int type = 0;
   int result = 0;
   std::optional<int> error_code;
   std::string previous_version;  // sent normalized
+
+  [[nodiscard]] static Event download_started() { return {13, 1, std::nullopt, {}}; }
+  [[nodiscard]] static Event download_finished() { return {14, 1, std::nullopt, {}}; }
+  // Staged and armed: the reboot into the new version comes next.
+  [[nodiscard]] static Event installed() { return {800, 1, std::nullopt, {}}; }
+  // Running the new version after the reboot (sent with a ping and an update check).
+  [[nodiscard]] static Event updated_from(std::string previous) {
+    return {3, 2, std::nullopt, std::move(previous)};
+  }
+  [[nodiscard]] static Event failed(ErrorCode code) { return {3, 0, static_cast<int>(code), {}}; }
+  // 3/0 and 3/2 end an update in Nebraska's view; after a progress event one must follow.
+  [[nodiscard]] bool terminal() const { return type == 3 && (result == 0 || result == 2); }
+  // "13/1", "3/0 error 44": for logs.
+  [[nodiscard]] std::string name() const {
+    std::string s = std::to_string(type) + "/" + std::to_string(result);
+    if (error_code) s += " error " + std::to_string(*error_code);
+    return s;
+  }
 };
-inline constexpr int kErrorFellBack = 44;
+inline constexpr int kErrorFellBack = static_cast<int>(ErrorCode::fell_back);
 
 struct Offer {
   std::string version;  // <manifest version>, as given

@@ -14,7 +14,7 @@
 
 namespace abup::test {
 
-// One signing algorithm of DESIGN.md §4 and how openssl makes and checks its signatures.
+// One signing algorithm of docs/architecture.md §4 and how openssl makes and checks its signatures.
 struct KeyKind {
   const char* name;     // file stem: NAME.pem (private), keys/NAME.pem (public)
   const char* alg;      // as abup writes it in the envelope

@@ -1,5 +1,6 @@
 // abup-image sign / digest / attach-signature / verify with keys and signatures made by openssl,
-// for every algorithm of DESIGN.md §4; the signatures abup stores verify with openssl too.
+// for every algorithm of docs/architecture.md §4; the signatures abup stores verify with openssl
+// too.
 #include <doctest/doctest.h>
 
 #include <set>

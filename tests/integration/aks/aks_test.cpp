@@ -11,11 +11,11 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "integration/lifecycle/node.hpp"
 #include "support/agent_bus.hpp"
 #include "support/fake_apiserver.hpp"
 #include "support/fault_server.hpp"
 #include "support/nginx.hpp"
+#include "support/node.hpp"
 
 using namespace abup;
 using namespace abup::test;
@@ -94,7 +94,7 @@ struct World {
     auto out = images_dir / (version + ".cosi");
     run_ok(abup_image_bin() + " build --usr " + shell_quote((base / "usr.img").string()) +
            " --version " + version + " --frame-size 1M --out " + shell_quote(out.string()) +
-           " && " + abup_image_bin() + " sign --key " +
+           node.boot_file_args() + " && " + abup_image_bin() + " sign --key " +
            shell_quote((base / "signer.pem").string()) + " " + shell_quote(out.string()));
     return images->url("/" + version + ".cosi");
   }
@@ -108,7 +108,9 @@ struct World {
     o.where.disk = node.disk().string();
     o.where.root = node.root();
     o.where.state_dir = node.state_dir();
-    o.where.backend = node.backend();
+    o.where.backend = *agent::parse_boot_backend(node.backend());
+    o.config.esp = "/boot/efi";  // as Node::boot_section() configures it
+    o.where.boot = agent::boot_files_config(o.config, o.where.backend);
     o.transport.allow_http = true;
     o.transport.retry_base = std::chrono::milliseconds(20);
     o.transport.retry_max = std::chrono::milliseconds(100);
@@ -385,8 +387,8 @@ TEST_CASE("abup daemon with Mode=aks: stage and finalize through the annotations
                  "\n[Network]\nAllowHTTP=yes\n[Kubernetes]\nKubeconfig=" +
                  w.api.write_kubeconfig(false).string() +
                  "\nNodeName=node-1\nHeartbeat=1s\n[Reboot]\nCommand=touch " +
-                 shell_quote(marker.string()) +
-                 "\n[Metrics]\nTextfile=" + (dir / "abup.prom").string() + "\n");
+                 shell_quote(marker.string()) + "\n[Metrics]\nTextfile=" +
+                 (dir / "abup.prom").string() + "\n" + Node::boot_section());
   pid_t pid = spawn_child(
       {abup_bin(), "daemon", "--config", conf.string(), "--disk", w.node.disk().string(), "--root",
        w.node.root().string(), "--state-dir", w.node.state_dir().string()},
@@ -443,6 +445,12 @@ TEST_CASE(
   REQUIRE(w.wait_terminal(kStatus, op_id(50))["code"] == "Success");
   w.ask(w.request("finalize", op_id(51), v2));
   REQUIRE(w.wait_terminal(kStatus, op_id(51))["code"] == "Success");
+  // The finalize's terminal status is written before its Omaha 800/1 and the reboot call: wait
+  // for the reboot (the last step), so the Omaha log below holds everything finalize sends.
+  for (int i = 0; i < 200 && w.reboots == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  REQUIRE(w.reboots == 1);
+  REQUIRE(w.omaha.log().find("eventtype=\"800\"") != std::string::npos);
   const auto b = w.node.slot_digest('B');
   const auto omaha_before = w.omaha.log();
   // The reboot did not happen (o.reboot only counts); the control plane sends a new stage.
@@ -458,4 +466,25 @@ TEST_CASE(
   CHECK(w.node.slot_digest('B') == b);
   CHECK(w.node.cgpt(kPartUsrB, "-T") == "1");
   CHECK(w.node.status()["pending"]["targetVersion"] == v2);
+}
+
+TEST_CASE("an Omaha reply naming the asked version but pointing at another signed release") {
+  // The reply is not signed: a hostile or misconfigured update server offers targetVersion v3
+  // with the URL of v2, a genuine release (signed, newer than the running one).
+  World w;
+  const std::string v2 = "202606.29.0", v3 = "202607.01.0";
+  w.omaha.offer(v3, w.image(v2));
+  const auto b = w.node.slot_digest('B');
+  const auto status_before = w.node.status();
+  w.start_agent();
+  w.ask(w.request("stage", op_id(60), v3));
+  auto s = w.wait_terminal(kStatus, op_id(60));
+  w.stop_agent();
+  INFO(s.dump());
+  CHECK(s["code"] == "OperationFailed");
+  CHECK(s["message"].get<std::string>().find("the signed image is version " + v2 + ", but " + v3 +
+                                             " was asked for") != std::string::npos);
+  CHECK(w.node.slot_digest('B') == b);  // refused before the first write
+  CHECK(w.node.status()["slots"] == status_before["slots"]);
+  CHECK(w.node.status()["pending"].is_null());
 }

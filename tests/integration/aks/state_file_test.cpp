@@ -1,4 +1,4 @@
-// `abup daemon` in aks mode with an aks.json it cannot use (issue 13 item 2, the neighbours of
+// `abup daemon` in aks mode with an aks.json it cannot use (the neighbours of
 // state.json): before, a wrong-typed member threw out of the load and aborted the daemon. Now it
 // stays up, publishes the error naming file and field, and answers no request while the file is
 // bad (it reads it again on its next attempt).
@@ -9,9 +9,9 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "integration/lifecycle/node.hpp"
 #include "support/agent_bus.hpp"
 #include "support/fake_apiserver.hpp"
+#include "support/node.hpp"
 
 using namespace abup::test;
 using json = nlohmann::json;

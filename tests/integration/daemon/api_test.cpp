@@ -16,20 +16,6 @@ namespace {
 
 constexpr const char* kNew = "202607.02.0";
 
-// busctl against the private bus, on the daemon's object.
-RunResult busctl(const AgentBus& bus, const std::string& args) {
-  return run("busctl --address=" + shell_quote(bus.address()) + " " + args);
-}
-
-std::string property(const AgentBus& bus, const std::string& name) {
-  auto r = busctl(bus, "get-property org.abup.Agent1 /org/abup/Agent1 org.abup.Agent1 " + name);
-  return r.exit_code == 0 ? r.out : "busctl failed: " + r.out;
-}
-
-bool owned(const AgentBus& bus) {
-  return busctl(bus, "status org.abup.Agent1").exit_code == 0;
-}
-
 // `abup ARGS`; with `node`, on the box's disk image and root.
 std::string cli(const AgentBus& bus, const Box& b, const std::string& args, int* rc = nullptr,
                 bool node = true) {
@@ -181,7 +167,7 @@ TEST_CASE("daemon API: abup update --wait checks now, shows progress, ends when 
   CHECK(d.signal_and_wait(SIGTERM) == 0);
 }
 
-TEST_CASE("daemon API: Cancel stops a slow stage at a safe point; the daemon stays up") {
+TEST_CASE("daemon API: Cancel stops a slow stage at a safe point, the daemon stays up") {
   AgentBus bus;
   Box b;
   b.configure(kNoSchedule);

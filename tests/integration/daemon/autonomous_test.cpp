@@ -270,7 +270,7 @@ TEST_CASE("daemon: an update check failing with 5xx backs off") {
 
 TEST_CASE("daemon: with no running version in os-release an offer is refused and reported") {
   // The daemon has no --allow-unknown-version: it cannot prove the offer is no downgrade, so it
-  // refuses before writing and tells the server (3/0), fail closed (issue 13 item 4).
+  // refuses before writing and tells the server (3/0), fail closed.
   Box b;
   write_file(b.node.root() / "etc/os-release", "ID=flatcar\nVARIANT_ID=azurecontainerlinux\n");
   b.build_image(kNew);

@@ -23,6 +23,7 @@ TEST_CASE("daemon: READY, STATUS, WATCHDOG at half of WATCHDOG_USEC, STOPPING on
   CHECK(d.signal_and_wait(SIGTERM) == 0);
   auto m = b.notify.messages();
   REQUIRE_FALSE(m.empty());
+  INFO("last notify message: ", m.back());
   CHECK(m.back().find("STOPPING=1") == 0);
   auto ready_at =
       std::find_if(m.begin(), m.end(), [](const std::string& s) { return s.find("READY=1") == 0; });

@@ -30,16 +30,25 @@ NotifySocket::NotifySocket(std::filesystem::path path) : path_(std::move(path)) 
   std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path_.c_str());
   REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
   reader_ = std::thread([this] {
-    char buf[4096];
     while (!stop_) {
       pollfd p{fd_, POLLIN, 0};
       if (::poll(&p, 1, 50) <= 0) continue;
-      auto n = ::recv(fd_, buf, sizeof buf, 0);
-      if (n <= 0) continue;
       std::lock_guard lock(mu_);
-      messages_.emplace_back(buf, static_cast<std::size_t>(n));
+      drain_locked();
     }
   });
+}
+
+// Every recv happens under mu_ and is appended at once, so the reader thread and messages()
+// keep the datagrams in order; messages() drains too, so a caller that looks right after the
+// daemon exited sees its last datagrams, not only those the reader's poll had picked up.
+void NotifySocket::drain_locked() const {
+  char buf[4096];
+  for (;;) {
+    auto n = ::recv(fd_, buf, sizeof buf, MSG_DONTWAIT);
+    if (n <= 0) return;
+    messages_.emplace_back(buf, static_cast<std::size_t>(n));
+  }
 }
 
 NotifySocket::~NotifySocket() {
@@ -50,6 +59,7 @@ NotifySocket::~NotifySocket() {
 
 std::vector<std::string> NotifySocket::messages() const {
   std::lock_guard lock(mu_);
+  drain_locked();
   return messages_;
 }
 
@@ -160,6 +170,19 @@ std::string Daemon::log() const {
   return std::filesystem::exists(log_) ? read_file(log_) : "";
 }
 
+RunResult busctl(const AgentBus& bus, const std::string& args) {
+  return run("busctl --address=" + shell_quote(bus.address()) + " " + args);
+}
+
+std::string property(const AgentBus& bus, const std::string& name) {
+  auto r = busctl(bus, "get-property org.abup.Agent1 /org/abup/Agent1 org.abup.Agent1 " + name);
+  return r.exit_code == 0 ? r.out : "busctl failed: " + r.out;
+}
+
+bool owned(const AgentBus& bus) {
+  return busctl(bus, "status org.abup.Agent1").exit_code == 0;
+}
+
 Box::Box(std::string backend)
     : node(std::move(backend)),
       server(node.disk().parent_path()),
@@ -171,8 +194,8 @@ void Box::build_image(const std::string& version) const {
   auto q = [](const std::filesystem::path& p) { return shell_quote(p.string()); };
   auto img = dir() / "images" / (version + ".cosi");
   run_ok(abup_image_bin() + " build --usr " + q(dir() / "usr.img") + " --version " + version +
-         " --frame-size 1M --out " + q(img) + " && " + abup_image_bin() + " sign --key " +
-         q(dir() / "signer.pem") + " " + q(img));
+         " --frame-size 1M --out " + q(img) + node.boot_file_args() + " && " + abup_image_bin() +
+         " sign --key " + q(dir() / "signer.pem") + " " + q(img));
 }
 
 void Box::configure(const std::string& extra) const {
@@ -183,7 +206,7 @@ void Box::configure(const std::string& extra) const {
                  "BootBackend=" +
                  node.backend() + "\nKeyring=" + (dir() / "keys").string() +
                  "\n[Network]\nAllowHTTP=yes\n[Reboot]\nStrategy=immediate\nCommand=touch " +
-                 shell_quote(reboot_marker().string()) + "\n" + extra);
+                 shell_quote(reboot_marker().string()) + "\n" + extra + Node::boot_section());
 }
 
 void Box::offer(const std::string& version, double throttle, int grant_on) const {

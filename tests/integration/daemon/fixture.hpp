@@ -16,13 +16,20 @@
 #include <thread>
 #include <vector>
 
-#include "../lifecycle/node.hpp"
+#include "support/agent_bus.hpp"
+#include "support/node.hpp"
 
 namespace abup::test {
 
 // Polls `pred` every 50 ms; false when `limit` passed first.
 bool wait_until(const std::function<bool()>& pred,
                 std::chrono::seconds limit = std::chrono::seconds(120));
+
+// busctl against a private bus; property() of the daemon's object ("s \"idle\"\n"), or why not;
+// whether org.abup.Agent1 is owned.
+RunResult busctl(const AgentBus& bus, const std::string& args);
+std::string property(const AgentBus& bus, const std::string& name);
+bool owned(const AgentBus& bus);
 
 class NotifySocket {
  public:
@@ -33,11 +40,13 @@ class NotifySocket {
   bool has(const std::string& needle) const;  // some datagram contains it
 
  private:
+  void drain_locked() const;
+
   std::filesystem::path path_;
   int fd_ = -1;
   std::atomic<bool> stop_{false};
   mutable std::mutex mu_;
-  std::vector<std::string> messages_;
+  mutable std::vector<std::string> messages_;
   std::thread reader_;
 };
 

@@ -1,4 +1,4 @@
-// The daemon with a state.json it cannot use (issue 13 item 2): before, an uncaught JSON
+// The daemon with a state.json it cannot use: before, an uncaught JSON
 // type_error aborted it at start-up (SIGABRT), and Restart=on-failure made that a crash loop.
 // Now it stays up, publishes the error (D-Bus LastError, the failure metric), does no update
 // work while the file is bad, and goes on once it is fixed.
@@ -13,12 +13,6 @@ using namespace abup::test;
 namespace {
 
 constexpr const char* kNew = "202607.02.0";
-
-std::string property(const AgentBus& bus, const std::string& name) {
-  auto r = run("busctl --address=" + shell_quote(bus.address()) +
-               " get-property org.abup.Agent1 /org/abup/Agent1 org.abup.Agent1 " + name);
-  return r.exit_code == 0 ? r.out : "busctl failed: " + r.out;
-}
 
 std::string sha256(const std::filesystem::path& p) {
   return run_ok("sha256sum " + shell_quote(p.string())).substr(0, 64);

@@ -11,8 +11,8 @@
 #include <functional>
 #include <thread>
 
-#include "integration/lifecycle/node.hpp"
 #include "support/agent_bus.hpp"
+#include "support/node.hpp"
 #include "test_agent.hpp"
 
 namespace fs = std::filesystem;
@@ -53,6 +53,8 @@ struct Images {
 };
 
 struct World {
+  World() = default;
+  explicit World(bool open_to_all) : bus(open_to_all) {}
   AgentBus bus;
   Node node{"grubenv"};
   Images images;
@@ -63,10 +65,13 @@ struct World {
     s.where.disk = node.disk().string();
     s.where.root = node.root();
     s.where.state_dir = node.state_dir();
-    s.where.backend = "grubenv";
+    s.where.backend = abup::agent::BootBackend::grubenv;
+    s.where.boot.backend =
+        abup::agent::BootBackend::grubenv;  // GRUB reads the kernel inside the slot: no boot files
     s.keyring = images.keyring();
     s.images[offered] = images.build(offered);
     s.offered = offered;
+    s.caller_group = bus.group();  // what the loaded policy names ("nogroup" without abup)
     return s;
   }
   RunResult abup(const std::string& cmd, const std::string& extra = "") const {
@@ -289,6 +294,12 @@ TEST_CASE("dbus api: without a daemon the CLI acts directly or says so") {
   CHECK(has(none_update.out, "the abup daemon is not running"));
 }
 
+// Runs `cmd` as another user (setpriv; the caller is root).
+RunResult as(int uid, unsigned gid, const std::string& cmd) {
+  return run("setpriv --reuid=" + std::to_string(uid) + " --regid=" + std::to_string(gid) +
+             " --clear-groups " + cmd);
+}
+
 TEST_CASE("dbus api: the bus policy lets root and the group call, refuses other users") {
   if (!have_tools()) return;
   if (::geteuid() != 0 || !have_program("setpriv")) {
@@ -301,10 +312,6 @@ TEST_CASE("dbus api: the bus policy lets root and the group call, refuses other 
   REQUIRE_MESSAGE(agent.start_error().empty(), agent.start_error());
   auto* gr = ::getgrnam(w.bus.group().c_str());
   REQUIRE(gr != nullptr);
-  auto as = [](int uid, unsigned gid, const std::string& cmd) {
-    return run("setpriv --reuid=" + std::to_string(uid) + " --regid=" + std::to_string(gid) +
-               " --clear-groups " + cmd);
-  };
   const std::string call = w.busctl + "call org.abup.Agent1 /org/abup/Agent1 org.abup.Agent1 ";
 
   auto member = as(65534, gr->gr_gid, call + "Cancel");
@@ -326,4 +333,40 @@ TEST_CASE("dbus api: the bus policy lets root and the group call, refuses other 
                     " --print-reply --dest=org.freedesktop.DBus /org/freedesktop/DBus "
                     "org.freedesktop.DBus.RequestName string:org.abup.Agent1 uint32:0");
   CHECK_MESSAGE(has(own.out, "AccessDenied"), own.out);
+}
+
+TEST_CASE("dbus api: with a wrong bus policy that lets everyone call, abup itself refuses others") {
+  if (!have_tools()) return;
+  if (::geteuid() != 0 || !have_program("setpriv")) {
+    MESSAGE("SKIPPED: needs root and setpriv to call as other users");
+    return;
+  }
+  World w(true);  // the policy file is wrong: dbus-daemon delivers every user's calls
+  TestAgent agent(w.bus.address(), w.setup());
+  REQUIRE_MESSAGE(agent.start_error().empty(), agent.start_error());
+  auto* gr = ::getgrnam(w.bus.group().c_str());
+  REQUIRE(gr != nullptr);
+  const std::string call = w.busctl + "call org.abup.Agent1 /org/abup/Agent1 org.abup.Agent1 ";
+  // dbus-send prints the error's name and text (busctl shortens AccessDenied to its errno).
+  const std::string send =
+      "dbus-send --bus=" + shell_quote(w.bus.address()) +
+      " --print-reply --dest=org.abup.Agent1 /org/abup/Agent1 org.abup.Agent1.";
+
+  auto other = as(1, 1, send + "CheckNow");
+  CHECK_MESSAGE(
+      has(other.out, "uid 1 (not root, not in group " + w.bus.group() + ") may not call CheckNow"),
+      other.out);
+  auto stage = as(1, 1, send + "Stage string:/nonexistent.cosi");
+  CHECK_MESSAGE(has(stage.out, "may not call Stage"), stage.out);
+  auto finalize = as(1, 1, send + "Finalize boolean:false");
+  CHECK_MESSAGE(has(finalize.out, "may not call Finalize"), finalize.out);
+  CHECK(w.get("State") == "s \"idle\"\n");  // nothing ran
+  // The group and root still call; anyone may read the properties.
+  auto member = as(65534, gr->gr_gid, call + "Cancel");
+  CHECK_MESSAGE(has(member.out, "no operation runs"), member.out);
+  auto root = run(call + "Cancel");
+  CHECK_MESSAGE(has(root.out, "no operation runs"), root.out);
+  auto read =
+      as(1, 1, w.busctl + "get-property org.abup.Agent1 /org/abup/Agent1 org.abup.Agent1 State");
+  CHECK(read.out == "s \"idle\"\n");
 }

@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "abup/version.hpp"
+#include "agent/config.hpp"
 #include "agent/stage.hpp"
 #include "agent/state.hpp"
 
@@ -43,7 +44,7 @@ void TestAgent::serve(std::string address, std::promise<std::string>& ready) {
     ready.set_value(s.error().message);
     return;
   }
-  auto server = Server::start(bus_.get(), *this, st_);
+  auto server = Server::start(bus_.get(), *this, st_, setup_.caller_group);
   if (!server) {
     ready.set_value(server.error().message);
     return;
@@ -126,10 +127,7 @@ void TestAgent::start_stage(const std::string& op, const std::filesystem::path& 
   st_.state = kStateStaging;
   st_.progress = {"verify", 0, 0};
   server_->update(st_);
-  agent::StageOptions so;
-  so.disk = setup_.where.disk;
-  so.root = setup_.where.root;
-  so.state_dir = setup_.where.state_dir;
+  agent::StageOptions so = agent::stage_options(setup_.where, agent::Config{});
   so.source = image.string();
   so.keyrings = {setup_.keyring};
   so.workers = 1;
@@ -163,7 +161,7 @@ void TestAgent::start_stage(const std::string& op, const std::filesystem::path& 
   });
 }
 
-Reply<OutcomeMap> TestAgent::finalize(bool reboot) {
+Reply<OutcomeMap> TestAgent::finalize_now(bool reboot) {
   if (busy_) return busy();
   auto state = agent::StateStore(setup_.where.state_dir).load();
   if (!state) return to_api_error(state.error());
@@ -180,7 +178,7 @@ Reply<OutcomeMap> TestAgent::finalize(bool reboot) {
   return outcome_map(*out);
 }
 
-Reply<OutcomeMap> TestAgent::rollback(bool reboot, bool force) {
+Reply<OutcomeMap> TestAgent::rollback_now(bool reboot, bool force) {
   if (busy_) return busy();
   auto out = agent::rollback(agent::RollbackOptions{setup_.where, "", force});
   if (!out) return to_api_error(out.error());

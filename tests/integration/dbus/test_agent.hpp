@@ -28,6 +28,7 @@ struct TestAgentSetup {
   std::filesystem::path keyring;
   std::map<std::string, std::filesystem::path> images;  // version -> signed image
   std::string offered;                                  // what a check finds ("" nothing)
+  std::string caller_group = "abup";  // the group the server answers besides root and itself
 };
 
 class TestAgent : public agent::dbus::Handler {
@@ -45,8 +46,12 @@ class TestAgent : public agent::dbus::Handler {
 
   agent::dbus::Reply<std::string> check_now() override;
   agent::dbus::Reply<std::string> stage(const std::string& version_or_url) override;
-  agent::dbus::Reply<agent::dbus::OutcomeMap> finalize(bool reboot) override;
-  agent::dbus::Reply<agent::dbus::OutcomeMap> rollback(bool reboot, bool force) override;
+  void finalize(bool reboot, agent::dbus::OutcomeReply reply) override {
+    reply(finalize_now(reboot));
+  }
+  void rollback(bool reboot, bool force, agent::dbus::OutcomeReply reply) override {
+    reply(rollback_now(reboot, force));
+  }
   agent::dbus::Reply<std::string> cancel() override;
 
  private:
@@ -55,6 +60,8 @@ class TestAgent : public agent::dbus::Handler {
   void start_stage(const std::string& op, const std::filesystem::path& image);
   void refresh();  // slot facts from the disk, then publish
   agent::dbus::ApiError busy() const;
+  agent::dbus::Reply<agent::dbus::OutcomeMap> finalize_now(bool reboot);
+  agent::dbus::Reply<agent::dbus::OutcomeMap> rollback_now(bool reboot, bool force);
 
   TestAgentSetup setup_;
   boost::asio::io_context io_;

@@ -125,13 +125,13 @@ TEST_CASE("ignition: the files each config writes load with abup's config loader
   CHECK(files == std::size(kConfigs));
 
   auto aks = load(dir / "aks-node-pool");
-  CHECK(aks.mode == "aks");
+  CHECK(aks.mode == agent::Mode::aks);
   CHECK(aks.kubeconfig == "/var/lib/kubelet/kubeconfig");
   CHECK(aks.annotation_prefix == "acl.azure.com");
 
   auto aci = load(dir / "aci-host");
-  CHECK(aci.mode == "autonomous");
-  CHECK(aci.reboot_strategy == "window");
+  CHECK(aci.mode == agent::Mode::autonomous);
+  CHECK(aci.reboot_strategy == agent::RebootStrategy::window);
   CHECK(aci.reboot_window == "Mon..Fri 02:00 3h UTC");
   CHECK(aci.server.rfind("https://", 0) == 0);
   CHECK(aci.health_units == std::vector<std::string>{"containerd.service"});
@@ -139,7 +139,7 @@ TEST_CASE("ignition: the files each config writes load with abup's config loader
   CHECK(aci.metrics_textfile == "/var/lib/node_exporter/textfile_collector/abup.prom");
 
   auto fl = load(dir / "fleetlock");
-  CHECK(fl.reboot_strategy == "fleetlock");
+  CHECK(fl.reboot_strategy == agent::RebootStrategy::fleetlock);
   CHECK(fl.fleetlock_url == "https://airlock.example.net:3333");
   CHECK(fl.fleetlock_group == "workers");
 
@@ -156,7 +156,7 @@ TEST_CASE("ignition: the files each config writes load with abup's config loader
 
   auto off = load(dir / "updates-disabled");
   CHECK(off.server.empty());
-  CHECK(off.reboot_strategy == "off");
+  CHECK(off.reboot_strategy == agent::RebootStrategy::off);
 }
 
 TEST_CASE("ignition: a key the loader does not know fails the check") {

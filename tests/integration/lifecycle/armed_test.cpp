@@ -1,10 +1,10 @@
-// Writers and the bootloader kept apart (issue 13 items 1, 7, 10): a stage never writes a slot
+// Writers and the bootloader kept apart: a stage never writes a slot
 // the bootloader is armed to boot or boots by default, `abup disarm` undoes an arming, a stage
 // killed after a disarm leaves a torn slot nothing boots, and finalize re-reads the staged slot
 // before arming it. Checked with cgpt, grub-editenv and the raw efivars files.
 #include <doctest/doctest.h>
 
-#include "node.hpp"
+#include "support/node.hpp"
 
 using namespace abup::test;
 using nlohmann::json;
@@ -153,6 +153,7 @@ TEST_CASE("without a booted slot, stage names what the bootloader boots and keep
   auto forced = n.stage_image(img, "--slot A --force-slot");
   INFO(forced.out);
   CHECK(forced.exit_code == 0);
+  CHECK(forced.out.find("WARNING: --force-slot: writing slot A") != std::string::npos);
   CHECK(n.slot_digest('A') != a);
 }
 

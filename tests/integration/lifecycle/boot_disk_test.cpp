@@ -4,7 +4,7 @@
 #include <doctest/doctest.h>
 #include <unistd.h>
 
-#include "node.hpp"
+#include "support/node.hpp"
 
 using namespace abup::test;
 

@@ -3,7 +3,7 @@
 // history line per operation step.
 #include <doctest/doctest.h>
 
-#include "node.hpp"
+#include "support/node.hpp"
 
 using namespace abup::test;
 using nlohmann::json;
@@ -55,6 +55,8 @@ void killed_commit(const std::string& backend, const std::string& point, bool fa
   if (fall_back) {
     // B did not come up; uefi: its one-shot BootNext was consumed by that boot.
     if (backend == "uefi") REQUIRE(n.uefi_firmware_next(true) == 'B');
+    // systemd-boot deleted LoaderEntryOneShot as it booted B.
+    if (backend == "systemd-boot") REQUIRE(n.systemd_boot_next(true) == 'B');
     n.reboot_into('A', kRunning);
   } else
     REQUIRE(n.reboot() == 'B');
@@ -143,4 +145,47 @@ TEST_CASE("grubenv: killed during rollback, rollback again") {
 }
 TEST_CASE("uefi: killed during rollback, rollback again") {
   for (const char* p : {"rollback-armed", "rollback-saved"}) killed_rollback("uefi", p);
+}
+TEST_CASE("systemd-boot: killed during finalize, finalize again") {
+  for (const char* p : {"finalize-armed", "finalize-saved"}) killed_finalize("systemd-boot", p);
+}
+TEST_CASE("systemd-boot: killed during commit, commit again") {
+  for (bool fb : {false, true})
+    for (const char* p : {"commit-backend", "commit-history"}) killed_commit("systemd-boot", p, fb);
+}
+TEST_CASE("systemd-boot: killed during rollback, rollback again") {
+  for (const char* p : {"rollback-armed", "rollback-saved"}) killed_rollback("systemd-boot", p);
+}
+// A power cut after each efivars write of finalize, commit and rollback (ABUP_FAULT=boot-write:N):
+// what systemd-boot boots is the old slot or the new one, and the same command finishes the job.
+TEST_CASE("systemd-boot: killed after each LoaderEntry* write, the command again finishes") {
+  for (const char* cmd : {"finalize", "commit", "rollback"}) {
+    for (int nth = 1; nth <= 2; ++nth) {
+      CAPTURE(cmd);
+      CAPTURE(nth);
+      Node n("systemd-boot");
+      n.stage(kNew);
+      if (std::string(cmd) != "finalize") {
+        REQUIRE(n.abup("finalize").exit_code == 0);
+        REQUIRE(n.reboot() == 'B');
+      }
+      if (std::string(cmd) == "rollback") REQUIRE(n.abup("commit").exit_code == 0);
+      auto k = n.abup(cmd, "", "ABUP_FAULT=boot-write:" + std::to_string(nth));
+      INFO(k.out);
+      if (k.exit_code != 137) continue;  // fewer writes than nth: nothing to cut
+      const char next = n.systemd_boot_next(false);
+      CHECK((next == 'A' || next == 'B'));
+      auto again = n.abup(cmd);
+      INFO(again.out);
+      REQUIRE(again.exit_code == 0);
+      const auto st = n.status();
+      if (std::string(cmd) == "commit") {
+        CHECK(st["default"] == "B");
+        CHECK(st["slots"][1]["good"] == true);
+      } else {
+        CHECK(st["next"] == (std::string(cmd) == "finalize" ? "B" : "A"));
+        CHECK(n.systemd_boot_next(false) == (std::string(cmd) == "finalize" ? 'B' : 'A'));
+      }
+    }
+  }
 }

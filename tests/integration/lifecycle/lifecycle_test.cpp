@@ -4,7 +4,7 @@
 // grub-editenv, not against abup's own reading.
 #include <doctest/doctest.h>
 
-#include "node.hpp"
+#include "support/node.hpp"
 #include "support/private_bus.hpp"
 
 using namespace abup::test;
@@ -261,6 +261,14 @@ void refusals(const std::string& backend) {
     CHECK(n.status()["slots"][1]["state"] == "armed");
     CHECK(bus.records().empty());
   }
+  // A failing reboot command: its exit status as the daemon reports one (the CLI ran it with
+  // system() and printed the raw wait status, 256 for 1), and the slot stays armed.
+  auto fr = n.abup("finalize", "--reboot --reboot-command false");
+  INFO(fr.out);
+  CHECK(fr.exit_code == 1);
+  CHECK(fr.out.find("[Reboot] Command='false' failed (status 1)") != std::string::npos);
+  CHECK(fr.out.find("the slot stays armed") != std::string::npos);
+  CHECK(n.status()["slots"][1]["state"] == "armed");
   // A second finalize while armed is the same operation, and the reboot command runs.
   auto marker = n.root() / "rebooted";
   auto wr = n.abup("finalize", "--reboot --reboot-command " +

@@ -1,10 +1,10 @@
-// A state.json abup cannot use (issue 13 items 2, 5, 10): the real binary against a disk image.
+// A state.json abup cannot use: the real binary against a disk image.
 // `abup status` still shows what the disk and the bootloader say, names the file and the field,
 // and exits 1; every command that changes the slots refuses with the same words and changes
 // nothing (state file, history, the disk image's bytes); nothing aborts.
 #include <doctest/doctest.h>
 
-#include "node.hpp"
+#include "support/node.hpp"
 
 using namespace abup::test;
 using nlohmann::json;

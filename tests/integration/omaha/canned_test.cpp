@@ -3,9 +3,9 @@
 // and against no server at all.
 #include <doctest/doctest.h>
 
-#include "integration/stage/world.hpp"
 #include "serve.hpp"
 #include "support/fault_server.hpp"
+#include "support/world.hpp"
 #include "update-protocol/omaha/omaha.hpp"
 
 namespace omaha = abup::protocol::omaha;
@@ -114,7 +114,8 @@ TEST_CASE("5xx and a server that is not there are Errc::network, other statuses 
 TEST_CASE("events: every one acknowledged is success, fewer is an error to retry") {
   Canned c;
   FaultServer server(c.dir.path());
-  const std::vector<omaha::Event> two = {{13, 1, {}, {}}, {14, 1, {}, {}}};
+  const std::vector<omaha::Event> two = {omaha::Event::download_started(),
+                                         omaha::Event::download_finished()};
   CHECK(
       omaha::send_events(test_identity(server.url("two-acks.xml")), two, plain_http()).has_value());
   auto partial = omaha::send_events(test_identity(server.url("one-ack.xml")), two, plain_http());

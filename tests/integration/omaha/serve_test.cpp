@@ -9,7 +9,7 @@
 #include "abup/bytes.hpp"
 #include "abup/digest.hpp"
 #include "abup/hex.hpp"
-#include "integration/stage/world.hpp"
+#include "support/world.hpp"
 #include "update-protocol/omaha/omaha.hpp"
 
 namespace omaha = abup::protocol::omaha;
@@ -178,7 +178,9 @@ TEST_CASE("the Omaha client's events reach abup-serve's log, each acknowledged")
   CHECK_FALSE(events[0].contains("errorcode"));
 }
 
-TEST_CASE("abup-serve: ranges, HEAD, 416, and a stalled connection does not block Omaha") {
+TEST_CASE(
+    "abup-serve: ranges (also several per request), HEAD, 416, and a stalled connection does not "
+    "block Omaha") {
   World w;
   auto image = w.build_signed("v2", "202607.02.0");
   write_tracks(w.path("images"), {{"stable", "202607.2.0"}});
@@ -234,6 +236,32 @@ TEST_CASE("abup-serve: ranges, HEAD, 416, and a stalled connection does not bloc
   std::vector<std::uint8_t> buf(4096);
   REQUIRE((*source)->read_at(size / 2, buf));
   CHECK(std::string(abup::as_chars(buf)) == bytes.substr(size / 2, 4096));
+
+  // Several ranges: a multipart/byteranges body the strict client parses, in one request.
+  std::vector<abup::protocol::Range> ranges{{0, 10}, {size / 3, 4096}, {size - 7, 7}};
+  std::vector<std::string> got(ranges.size());
+  auto requests = (*source)->read_ranges(ranges, [&](std::size_t i, auto piece) {
+    got[i] += std::string(abup::as_chars(piece));
+    return abup::Status{};
+  });
+  REQUIRE_MESSAGE(requests.has_value(), (requests ? "" : requests.error().message));
+  CHECK(*requests == 1);
+  for (std::size_t i = 0; i < ranges.size(); ++i)
+    CHECK(got[i] == bytes.substr(ranges[i].offset, ranges[i].length));
+  auto multi =
+      abup::protocol::http_request("GET", url, {{"Range", "bytes=0-1,5-6,-2"}}, "", plain_http());
+  REQUIRE(multi.has_value());
+  CHECK(multi->status == 206);
+  CHECK(multi->headers["content-type"].starts_with("multipart/byteranges; boundary="));
+  CHECK(multi->headers.count("content-range") == 0);
+  CHECK(multi->body.find("Content-Range: bytes 5-6/" + std::to_string(size) + "\r\n\r\n" +
+                         bytes.substr(5, 2) + "\r\n--") != std::string::npos);
+  // Ranges past the end are left out; none satisfiable is a 416.
+  auto past = abup::protocol::http_request(
+      "GET", url, {{"Range", "bytes=0-0," + std::to_string(size + 5) + "-"}}, "", plain_http());
+  REQUIRE(past.has_value());
+  CHECK(past->status == 206);
+  CHECK(past->body == bytes.substr(0, 1));
 
   for (const char* bad : {"/../etc/passwd", "/tracks.json.missing", "/%2e%2e/x", "/.hidden"}) {
     auto nf = abup::protocol::http_request("GET", serve.url(bad), {}, "", plain_http());

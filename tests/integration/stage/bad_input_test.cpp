@@ -8,7 +8,7 @@
 
 #include "support/fault_server.hpp"
 #include "support/nginx.hpp"
-#include "world.hpp"
+#include "support/world.hpp"
 
 using namespace abup::test;
 
@@ -36,6 +36,17 @@ void patch_entry(const std::filesystem::path& cosi, const std::string& name, std
   auto offset = std::stoull(listing) + at;
   run_ok("printf '%s' " + shell_quote(bytes) + " | dd of=" + shell_quote(cosi.string()) +
          " bs=1 seek=" + std::to_string(offset) + " conv=notrunc status=none");
+}
+
+// Inverts the byte at `at` of the tar entry `name`: always a change, whatever the byte was
+// (writing a fixed value was no change when the random ext4 UUIDs already held it).
+void flip_byte(const std::filesystem::path& cosi, const std::string& name, std::size_t at) {
+  run_ok(
+      "python3 -c \"import tarfile,sys; t=tarfile.open(sys.argv[1]); "
+      "o=t.getmember(sys.argv[2]).offset_data+int(sys.argv[3]); t.close(); "
+      "f=open(sys.argv[1],'r+b'); f.seek(o); b=f.read(1)[0]; f.seek(o); "
+      "f.write(bytes([b ^ 0xff])); f.close()\" " +
+      shell_quote(cosi.string()) + " " + shell_quote(name) + " " + std::to_string(at));
 }
 
 }  // namespace
@@ -136,7 +147,7 @@ TEST_CASE("corrupt data found while writing: booted slot and GPT intact, target 
   auto before = w.snapshot();
   SUBCASE("one flipped byte in a frame") {
     // The first frame of the usr image holds the ext4 superblock area: never a zero chunk.
-    patch_entry(img, "images/usr.img.zst", 2000, "\x01");
+    flip_byte(img, "images/usr.img.zst", 2000);
     auto r = w.stage(img.string());
     INFO(r.out);
     CHECK(r.exit_code != 0);

@@ -7,7 +7,9 @@
 
 #include "abup/digest.hpp"
 #include "abup/hex.hpp"
-#include "world.hpp"
+#include "support/fault_server.hpp"
+#include "support/nginx.hpp"
+#include "support/world.hpp"
 
 using namespace abup::test;
 
@@ -132,6 +134,43 @@ TEST_CASE("chunks that moved are found anywhere in the booted slot by cutting it
   check_staged(w, "202607.02.0");
 }
 
+TEST_CASE("a delta over HTTP: several ranges per request, or one per request when refused") {
+  World w;
+  auto v2 = moved_files_world(w);
+  NginxServer nginx(v2.parent_path());
+  auto r = w.stage(nginx.url("v2.cosi"), "--allow-http --json");
+  INFO(r.out);
+  REQUIRE(r.exit_code == 0);
+  check_staged(w, "202607.02.0");
+  const auto multi_requests = std::stoull(json_field(r.out, "rangeRequests"));
+  const auto multi_bytes = std::stoull(json_field(r.out, "downloadedBytes"));
+  std::size_t multi_gets = 0;
+  for (const auto& line : nginx.access_log())
+    if (line.find(',') != std::string::npos && line.find(" 206 ") != std::string::npos)
+      ++multi_gets;
+  CHECK(multi_gets >= 1);
+
+  // Slot B wiped: the same stage again through a server that answers ranges only one at a time.
+  run_ok("set -e; d=" + shell_quote(w.disk().string()) +
+         "; b=$(sgdisk -i 4 $d | awk '/First sector/{print $3}');"
+         " dd if=/dev/zero of=$d bs=512 seek=$b count=" +
+         std::to_string(std::filesystem::file_size(w.usr_image()) / 512) +
+         " conv=notrunc status=none");
+  auto one = w.stage(nginx.url("onerange/v2.cosi"), "--allow-http --json");
+  INFO(one.out);
+  REQUIRE(one.exit_code == 0);
+  check_staged(w, "202607.02.0");
+  CHECK(std::stoull(json_field(one.out, "rangeRequests")) > multi_requests);
+  // The refused multi-range request cost at most its first piece, never the whole image.
+  CHECK(std::stoull(json_field(one.out, "downloadedBytes")) < multi_bytes + (64 << 10));
+  std::size_t refused = 0;
+  for (const auto& line : nginx.access_log())
+    if (line.find("/onerange/") != std::string::npos && line.find(" 200 ") != std::string::npos &&
+        line.starts_with("GET"))
+      ++refused;
+  CHECK(refused == 1);
+}
+
 TEST_CASE("a booted slot that changes after it was indexed costs a download, never a wrong byte") {
   World w;
   auto v2 = moved_files_world(w);
@@ -163,4 +202,43 @@ TEST_CASE("a booted slot that changes after it was indexed costs a download, nev
   REQUIRE(read_file(dir / "rc") == "0\n");
   CHECK(json_field(out, "reusedBytes") == "0");
   check_staged(w, "202607.02.0");
+}
+
+TEST_CASE("a frame damaged on the wire is fetched again, alone, instead of failing the stage") {
+  World w;
+  auto image = w.build_signed("v2", "202607.02.0", "--chunker cdc");
+  // A byte in the middle of the first frame past the tar index's read-ahead window that is not
+  // all zeros (those are not downloaded), inside the tar entry of the usr image.
+  const auto listing = run_ok("tar --block-number -tvf " + shell_quote(image.string()));
+  const auto at = listing.find(" images/usr");
+  REQUIRE(at != std::string::npos);
+  const auto line_start = listing.rfind('\n', at) + 1;
+  const auto data = (std::stoull(listing.substr(line_start + 6)) + 1) * 512;  // "block N: ..."
+  const auto frames = nlohmann::json::parse(manifest_of(image))["images"][0]["frames"];
+  std::uint64_t offset = 0, size = 0;
+  for (const auto& f : frames) {
+    const std::string zeros(f[1].get<std::size_t>(), '\0');
+    if (offset >= (256u << 10) &&
+        f[4].get<std::string>() != abup::to_hex(abup::sha256(abup::as_bytes(zeros)))) {
+      size = f[2].get<std::uint64_t>();
+      break;
+    }
+    offset += f[2].get<std::uint64_t>();
+  }
+  REQUIRE(size > 0);
+  FaultServer server(image.parent_path());
+  const auto corrupt = data + offset + size / 2;
+  auto r = w.stage(server.url("corruptonce/" + std::to_string(corrupt) + "/v2.cosi"),
+                   "--allow-http --json");
+  INFO(r.out);
+  REQUIRE(r.exit_code == 0);
+  check_staged(w, "202607.02.0");
+  // One more request, for that frame's bytes alone.
+  CHECK(std::stoull(json_field(r.out, "rangeRequests")) == 2);
+  auto log = server.requests();
+  REQUIRE(!log.empty());
+  CHECK(log.back().find("bytes=" + std::to_string(data + offset) + "-" +
+                        std::to_string(data + offset + size - 1)) != std::string::npos);
+  CHECK(std::stoull(json_field(r.out, "downloadedBytes")) <
+        std::filesystem::file_size(image) + size + (128 << 10));
 }

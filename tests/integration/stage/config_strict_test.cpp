@@ -1,10 +1,10 @@
 // The real abup binary holds configuration to what it knows and plumbs [Network] limits to the
-// transport (issue 13 items 3 and 9): a typo or a missing --config stops it before anything is
+// transport: a typo or a missing --config stops it before anything is
 // read from the network or written to a disk; a dead server fails naming the limit it hit.
 #include <doctest/doctest.h>
 
 #include "support/fault_server.hpp"
-#include "world.hpp"
+#include "support/world.hpp"
 
 using namespace abup::test;
 

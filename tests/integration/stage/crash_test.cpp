@@ -7,7 +7,7 @@
 #include <sstream>
 
 #include "support/nginx.hpp"
-#include "world.hpp"
+#include "support/world.hpp"
 
 using namespace abup::test;
 

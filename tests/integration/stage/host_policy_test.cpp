@@ -1,11 +1,11 @@
 // Version and variant policy fail closed: when os-release cannot say what runs, abup cannot prove
 // an image is no downgrade, meets minVersion or fits the variant, so it refuses before writing a
-// byte; only an explicit operator flag lets it proceed (issue 13 item 4).
+// byte; only an explicit operator flag lets it proceed.
 #include <doctest/doctest.h>
 
 #include <nlohmann/json.hpp>
 
-#include "world.hpp"
+#include "support/world.hpp"
 
 using namespace abup::test;
 

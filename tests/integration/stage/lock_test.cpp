@@ -1,4 +1,4 @@
-// The disk lock (issue 13 item 6): two abup processes with different state directories cannot
+// The disk lock: two abup processes with different state directories cannot
 // write the same disk; the second is refused at once, names the holder, and writes nothing.
 #include <doctest/doctest.h>
 #include <signal.h>
@@ -8,7 +8,7 @@
 #include <thread>
 
 #include "support/fault_server.hpp"
-#include "world.hpp"
+#include "support/world.hpp"
 
 using namespace abup::test;
 

@@ -4,7 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "support/nginx.hpp"
-#include "world.hpp"
+#include "support/world.hpp"
 
 using namespace abup::test;
 

@@ -27,11 +27,11 @@ TEST_CASE("config: every setting has a default") {
   TempDir dir;
   auto cfg = load_config(dir.path() / "missing.conf", dir.path());
   REQUIRE(cfg);
-  CHECK(cfg->mode == "autonomous");
+  CHECK(cfg->mode == Mode::autonomous);
   CHECK(cfg->server.empty());
   CHECK(cfg->app_id == kFlatcarAppId);
   CHECK(cfg->track == "stable");
-  CHECK(cfg->reboot_strategy == "immediate");
+  CHECK(cfg->reboot_strategy == RebootStrategy::immediate);
   CHECK(cfg->annotation_prefix == "acl.azure.com");
   CHECK(cfg->kubeconfig == "/var/lib/kubelet/kubeconfig");
   CHECK(cfg->check_interval == std::chrono::minutes(45));
@@ -68,13 +68,13 @@ Timeout=2min
 AllowHTTP=yes
 )");
   REQUIRE(cfg);
-  CHECK(cfg->mode == "aks");
+  CHECK(cfg->mode == Mode::aks);
   CHECK(cfg->server == "https://nebraska.example.net/v1/update");
   CHECK(cfg->app_id == "{b0ec8f0d-1c13-4bf4-9efd-ea54464a7098}");
   CHECK(cfg->track == "beta");
   CHECK_FALSE(cfg->machine_id_hashed);
   CHECK(cfg->check_interval == std::chrono::seconds(5400));
-  CHECK(cfg->reboot_strategy == "fleetlock");
+  CHECK(cfg->reboot_strategy == RebootStrategy::fleetlock);
   CHECK(cfg->fleetlock_url == "http://127.0.0.1:8081");
   CHECK(cfg->reboot_window == "Mon..Fri 02:00 3h UTC");
   CHECK(cfg->node_name == "aks-nodepool1-0");
@@ -250,6 +250,23 @@ TEST_CASE("config: the shipped abup.conf lists every known key with its default"
   CHECK(cfg->connect_timeout == def->connect_timeout);
   CHECK(cfg->low_speed_limit == def->low_speed_limit);
   CHECK(cfg->low_speed_time == def->low_speed_time);
+  CHECK(cfg->require_expiry == def->require_expiry);
+}
+
+TEST_CASE("config: [Security] RequireExpiry= is off by default, a bad value names the key") {
+  TempDir dir;
+  auto def = load_config(dir.path() / "missing.conf", dir.path());
+  REQUIRE(def);
+  CHECK_FALSE(def->require_expiry);
+  auto cfg = load_text(dir, "[Security]\nRequireExpiry=yes\n");
+  REQUIRE_MESSAGE(cfg, (cfg ? "" : cfg.error().message));
+  CHECK(cfg->require_expiry);
+  auto bad = load_text(dir, "[Security]\nRequireExpiry=always\n");
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error().message.find("RequireExpiry=always") != std::string::npos);
+  bad = load_text(dir, "[Security]\nRequireExpires=yes\n");
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error().message.find("RequireExpiry") != std::string::npos);
 }
 
 TEST_CASE("config: the shipped abup.conf loads as it is") {
@@ -290,4 +307,29 @@ TEST_CASE("config: [Boot] ESP=, RequireBootFiles= yes|no|auto, BootFilePath.NAME
   auto bad = load_text(dir, "[Boot]\nRequireBootFiles=sometimes\n");
   REQUIRE_FALSE(bad.has_value());
   CHECK(bad.error().message.find("RequireBootFiles=sometimes") != std::string::npos);
+}
+
+TEST_CASE("config: [Boot] LoaderEntryA|B= are systemd-boot entry ids: a .efi file name each") {
+  TempDir dir;
+  auto cfg = load_text(dir, "[Boot]\nLoaderEntryA=acl-a.efi\nLoaderEntryB=ACL-B.EFI\n");
+  REQUIRE_MESSAGE(cfg.has_value(), (cfg ? "" : cfg.error().message));
+  CHECK(cfg->loader_entry.at('A') == "acl-a.efi");
+  CHECK(cfg->loader_entry.at('B') == "ACL-B.EFI");
+  auto reset = load_text(dir, "[Boot]\nLoaderEntryA=acl-a.efi\nLoaderEntryA=\n");
+  REQUIRE(reset.has_value());
+  CHECK(reset->loader_entry.count('A') == 0);  // back to acl-usr-a.efi
+  const std::pair<const char*, const char*> bad[] = {
+      {"LoaderEntryA=EFI/Linux/a.efi", "is a path"},
+      {"LoaderEntryB=EFI\\Linux\\b.efi", "is a path"},
+      {"LoaderEntryA=acl-a.conf", "does not end in .efi"},
+      {"LoaderEntryA=.efi", "starts with '.'"},
+      {"LoaderEntryA=x.efi\nLoaderEntryB=x.efi", "names the same entry"},
+  };
+  for (const auto& [text, why] : bad) {
+    CAPTURE(text);
+    auto r = load_text(dir, std::string("[Boot]\n") + text + "\n");
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().message.find(why) != std::string::npos);
+    CHECK(r.error().message.find("[Boot] LoaderEntry") != std::string::npos);
+  }
 }

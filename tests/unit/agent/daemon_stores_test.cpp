@@ -137,7 +137,7 @@ TEST_CASE("aks.json: every field of the wrong type is an error naming file and f
   CHECK(st.error().message.find("armed.request: missing") != std::string::npos);
 }
 
-TEST_CASE("aks.json: a newer schemaVersion is refused; unknown members survive a rewrite") {
+TEST_CASE("aks.json: a newer schemaVersion is refused, unknown members survive a rewrite") {
   TempDir dir;
   json doc = valid_aks(dir);
   doc["schemaVersion"] = 2;
@@ -222,7 +222,7 @@ TEST_CASE("daemon.json: every field of the wrong type is an error naming file an
   CHECK(s.error().message.find("queuedEvents[0].eventType: missing") != std::string::npos);
 }
 
-TEST_CASE("daemon.json: without schemaVersion it is version 1; newer is refused; unknown kept") {
+TEST_CASE("daemon.json: without schemaVersion it is version 1, newer is refused, unknown kept") {
   TempDir dir;
   json doc = valid_daemon(dir);
   doc.erase("schemaVersion");

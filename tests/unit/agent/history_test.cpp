@@ -33,7 +33,11 @@ TEST_CASE("history.jsonl: lines with a field of the wrong type are skipped and n
   auto lines = read_history(dir.path(), &skipped);
   REQUIRE(lines);
   REQUIRE(lines->size() == 2);
-  CHECK((*lines)[0]["operationId"] == "op-1");
+  CHECK((*lines)[0].operation_id == "op-1");
+  CHECK((*lines)[0].outcome == "Committed");
+  CHECK((*lines)[0].to_slot == "B");
+  CHECK((*lines)[1].kind == "commit");
+  CHECK((*lines)[1].to_slot.empty());  // null reads as empty
   const auto file = (dir.path() / "history.jsonl").string();
   REQUIRE(skipped.size() == 4);
   CHECK(skipped[0] == file + ":2: toPartuuid: expected a string, got number");
@@ -43,8 +47,8 @@ TEST_CASE("history.jsonl: lines with a field of the wrong type are skipped and n
 
   // Appending de-duplicates against the readable lines, without tripping over the others.
   Outcome o;
-  o.kind = "commit";
-  o.code = "Committed";
+  o.kind = OutcomeKind::commit;
+  o.code = OutcomeCode::committed;
   o.operation_id = "op-1";
   REQUIRE(append_history(dir.path(), o));
   o.operation_id = "op-2";
@@ -58,8 +62,8 @@ TEST_CASE(
     "history.jsonl is capped: at kHistoryMaxLines the oldest half goes, the newest lines stay") {
   TempDir dir;
   Outcome o;
-  o.kind = "commit";
-  o.code = "Committed";
+  o.kind = OutcomeKind::commit;
+  o.code = OutcomeCode::committed;
   for (std::size_t i = 0; i < kHistoryMaxLines + 10; ++i) {
     o.operation_id = "op-" + std::to_string(i);
     REQUIRE(append_history(dir.path(), o));
@@ -67,8 +71,8 @@ TEST_CASE(
   auto lines = read_history(dir.path());
   REQUIRE(lines);
   CHECK(lines->size() == kHistoryMaxLines / 2 + 10);
-  CHECK(lines->back()["operationId"] == "op-" + std::to_string(kHistoryMaxLines + 9));
-  CHECK(lines->front()["operationId"] == "op-" + std::to_string(kHistoryMaxLines / 2));
+  CHECK(lines->back().operation_id == "op-" + std::to_string(kHistoryMaxLines + 9));
+  CHECK(lines->front().operation_id == "op-" + std::to_string(kHistoryMaxLines / 2));
   // Still de-duplicated after the rewrite: a re-run of the last step adds nothing.
   REQUIRE(append_history(dir.path(), o));
   CHECK(read_history(dir.path())->size() == kHistoryMaxLines / 2 + 10);

@@ -16,7 +16,7 @@ namespace {
 
 MetricsSnapshot busy_node() {
   MetricsSnapshot s;
-  s.mode = "autonomous";
+  s.mode = Mode::autonomous;
   s.known_states = {"idle", "checking", "staging", "staged", "armed", "failed"};
   s.state = "staged";
   s.booted = SlotVersion{"A", "202601.01.0"};
@@ -67,7 +67,7 @@ TEST_CASE("metrics: every family has HELP and TYPE, samples carry their labels")
 
 TEST_CASE("metrics: a fresh agent reports no staged slot and no check") {
   MetricsSnapshot s;
-  s.mode = "aks";
+  s.mode = Mode::aks;
   s.state = "idle";
   s.booted = SlotVersion{"B", "1.2.3"};
   auto text = render_metrics(s);

@@ -1,4 +1,4 @@
-// state.json read with every field's type checked (issue 13 items 2 and 5): a wrong type is an
+// state.json read with every field's type checked: a wrong type is an
 // error naming the file and the field, never an exception; a file of a newer schema is shown but
 // never rewritten; members this abup does not know survive its rewrites.
 #include <doctest/doctest.h>
@@ -36,7 +36,8 @@ json valid_state() {
       "previousVersion": "202601.01.0", "bootId": "b1", "backend": "gptprio",
       "armedAt": "2026-12-01T00:00:00Z"},
     "failedVersions": [{"version": "202606.01.0", "code": "TargetBootFailed",
-      "operationId": "op-0", "at": "2026-11-01T00:00:00Z"}]
+      "operationId": "op-0", "at": "2026-11-01T00:00:00Z"}],
+    "highestCommittedVersion": "202605.01.0"
   })");
 }
 
@@ -62,6 +63,26 @@ TEST_CASE("state.json: the valid file reads back whole") {
   REQUIRE(st->failed_versions.size() == 1);
   CHECK(st->failed_versions[0].operation_id == "op-0");
   CHECK(st->schema_version == 1);
+  REQUIRE(st->highest_committed);
+  CHECK(st->highest_committed->text == "202605.01.0");
+}
+
+TEST_CASE("state.json: highestCommittedVersion is kept by a rewrite, and missing is unknown") {
+  TempDir dir;
+  write_json(dir, valid_state());
+  StateStore store(dir.path());
+  auto st = store.load();
+  REQUIRE(st);
+  REQUIRE(store.save(*st));
+  CHECK(json::parse(state_text(dir))["highestCommittedVersion"] == "202605.01.0");
+  json doc = valid_state();
+  doc.erase("highestCommittedVersion");
+  write_json(dir, doc);
+  auto none = store.load();
+  REQUIRE(none);
+  CHECK_FALSE(none->highest_committed);
+  REQUIRE(store.save(*none));
+  CHECK_FALSE(json::parse(state_text(dir)).contains("highestCommittedVersion"));
 }
 
 TEST_CASE("state.json: every field of the wrong type is an error naming file and field") {
@@ -85,6 +106,7 @@ TEST_CASE("state.json: every field of the wrong type is an error naming file and
       {"/pending/operationId", 7, "pending.operationId: expected a string, got number"},
       {"/pending/operationId", "", "pending.operationId: missing or empty"},
       {"/pending/kind", 7, "pending.kind: expected a string, got number"},
+      {"/pending/kind", "commit", "pending.kind: expected \"finalize\" or \"rollback\""},
       {"/pending/targetSlot", 2, "pending.targetSlot: expected a string, got number"},
       {"/pending/targetSlot", "C", "pending.targetSlot: expected \"A\" or \"B\""},
       {"/pending/targetPartuuid", 7, "pending.targetPartuuid: expected a string, got number"},
@@ -103,6 +125,9 @@ TEST_CASE("state.json: every field of the wrong type is an error naming file and
       {"/failedVersions/0/operationId", 1,
        "failedVersions[0].operationId: expected a string, got number"},
       {"/failedVersions/0/at", 1, "failedVersions[0].at: expected a string, got number"},
+      {"/highestCommittedVersion", 202607,
+       "highestCommittedVersion: expected a string, got number"},
+      {"/highestCommittedVersion", "2026.x", "highestCommittedVersion: "},
       {"/schemaVersion", "1", "schemaVersion: expected an integer, got string"},
       {"/schemaVersion", 1.5, "schemaVersion: expected an integer, got number"},
       {"/schemaVersion", 0, "schemaVersion: 0 is out of range"},
@@ -141,7 +166,7 @@ TEST_CASE("state.json: not JSON, or not an object, is an error naming the file")
   }
 }
 
-TEST_CASE("state.json: without schemaVersion it is version 1; a null pending is no pending") {
+TEST_CASE("state.json: without schemaVersion it is version 1, a null pending is no pending") {
   TempDir dir;
   json doc = valid_state();
   doc.erase("schemaVersion");

@@ -1,7 +1,8 @@
+#include "abup/hex.hpp"
+
 #include <doctest/doctest.h>
 
 #include "abup/bytes.hpp"
-#include "abup/hex.hpp"
 
 using namespace abup;
 
@@ -26,4 +27,11 @@ TEST_CASE("base64 is strict: padding only at the end, standard alphabet") {
     CHECK_FALSE(base64_decode(bad).has_value());
   }
   CHECK(base64_decode("")->empty());
+}
+
+TEST_CASE("percent_encode keeps RFC 3986 unreserved characters and the ones asked for") {
+  CHECK(percent_encode("metadata.name=node-1_a~b") == "metadata.name%3Dnode-1_a~b");
+  CHECK(percent_encode("a b/\xc3\xbc") == "a%20b%2F%C3%BC");
+  CHECK(percent_encode("a b/\xc3\xbc", "/") == "a%20b/%C3%BC");
+  CHECK(percent_encode("") == "");
 }

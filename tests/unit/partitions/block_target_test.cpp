@@ -226,6 +226,62 @@ TEST_CASE("BlockTarget::read_direct without O_DIRECT drops the cache and reads t
   CHECK_FALSE(t.read_direct(100, back.span()).has_value());
 }
 
+TEST_CASE(
+    "BlockTarget::AsyncReads keeps direct reads in flight with read_direct's bytes and errors") {
+  Fixture f;
+  auto t = open_ok(f.pair, 'B', 'A', 1, f.root);
+  auto data = pattern(3 << 20, 21);
+  REQUIRE(t.write_at(0, data));
+  REQUIRE(t.wait_written(0, data.size()));
+  CHECK_FALSE(t.wait_written(t.size() - 4096, 8192).has_value());
+  AlignedBuf a(1 << 20), b(1 << 20);
+  auto same = [&](const AlignedBuf& buf, std::size_t at) {
+    return std::equal(buf.p, buf.p + buf.size, data.begin() + static_cast<std::ptrdiff_t>(at));
+  };
+
+  SUBCASE("two in flight, waited for in the order started") {
+    BlockTarget::AsyncReads reads(t, 2);
+    reads.start(0, a.span());
+    reads.start(1 << 20, b.span());
+    REQUIRE(reads.wait());
+    CHECK(same(a, 0));
+    reads.start(2 << 20, a.span());
+    REQUIRE(reads.wait());
+    CHECK(same(b, 1 << 20));
+    REQUIRE(reads.wait());
+    CHECK(same(a, 2 << 20));
+    CHECK_FALSE(reads.wait().has_value());  // nothing left to wait for
+  }
+  SUBCASE("what AIO cannot take is read by read_direct, errors included") {
+    BlockTarget::AsyncReads reads(t, 2);
+    AlignedBuf last(4096);
+    reads.start(t.size() - 4096, last.span());
+    reads.start(100, a.span().subspan(0, 4096));  // misaligned
+    REQUIRE(reads.wait());
+    std::vector<std::uint8_t> cached(4096);
+    REQUIRE(t.read_at(t.size() - 4096, cached));
+    CHECK(std::equal(cached.begin(), cached.end(), last.p));
+    auto bad = reads.wait();
+    REQUIRE_FALSE(bad.has_value());
+    CHECK(bad.error().message.find("4096-aligned") != std::string::npos);
+  }
+  SUBCASE("without O_DIRECT every read drops the cache and reads the data") {
+    t.use_fadvise_read_back();
+    BlockTarget::AsyncReads reads(t, 2);
+    reads.start(1 << 20, a.span());
+    REQUIRE(reads.wait());
+    CHECK(same(a, 1 << 20));
+  }
+  SUBCASE("reads still in flight end before the object goes") {
+    auto reads = std::make_unique<BlockTarget::AsyncReads>(t, 2);
+    reads->start(0, a.span());
+    reads->start(1 << 20, b.span());
+    reads.reset();
+    CHECK(same(a, 0));
+    CHECK(same(b, 1 << 20));
+  }
+}
+
 TEST_CASE("BlockTarget::open_hash writes the target's hash partition only") {
   Fixture f;
   const std::string before = test::read_file(f.disk);

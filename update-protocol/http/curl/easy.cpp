@@ -254,6 +254,13 @@ Failure Easy::transport_failure(CURLcode rc, const Transfer& t) const {
   if (rc == CURLE_TOO_MANY_REDIRECTS)
     return fatal_failure(Errc::network, "more than " + std::to_string(options_.max_redirects) +
                                             " redirects (" + msg + ")");
+  // A reply that does not start with a status line on a reused connection: bytes left over from
+  // the previous reply (one more than its Content-Length, e.g. a byte duplicated on the way) or
+  // a damaged reply. A new connection gets a clean one.
+  if ((rc == CURLE_UNSUPPORTED_PROTOCOL &&
+       std::string_view(error_buffer_).find("HTTP/0.9") != std::string_view::npos) ||
+      rc == CURLE_WEIRD_SERVER_REPLY)
+    return transient_failure("the reply is not HTTP (" + msg + ")");
   if (rc == CURLE_UNSUPPORTED_PROTOCOL)
     return fatal_failure(Errc::refused,
                          "redirected to a URL that is not https:// (" + msg +
@@ -290,6 +297,8 @@ Outcome Easy::perform(const std::string& url, const Request& request, const Body
   set(h, CURLOPT_URL, url.c_str(), bad);
   set(h, CURLOPT_PROTOCOLS_STR, protocols, bad);
   set(h, CURLOPT_REDIR_PROTOCOLS_STR, protocols, bad);
+  // TLS 1.2 at least, whatever the system's OpenSSL policy allows (Debian's already says so).
+  set(h, CURLOPT_SSLVERSION, static_cast<long>(CURL_SSLVERSION_TLSv1_2), bad);
   set(h, CURLOPT_FOLLOWLOCATION, 1L, bad);
   set(h, CURLOPT_MAXREDIRS, static_cast<long>(options_.max_redirects), bad);
   set(h, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(options_.connect_timeout.count() * 1000),

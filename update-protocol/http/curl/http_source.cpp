@@ -7,6 +7,7 @@
 
 #include "update-protocol/http/client.hpp"
 #include "update-protocol/http/curl/easy.hpp"
+#include "update-protocol/http/multipart.hpp"
 
 namespace abup::protocol {
 namespace {
@@ -15,31 +16,9 @@ using curl::Failure;
 using curl::fatal_failure;
 using curl::ResponseHead;
 
-struct ContentRange {
-  std::uint64_t first = 0;
-  std::uint64_t last = 0;
-  std::uint64_t total = 0;
-};
-
 bool parse_u64(std::string_view s, std::uint64_t& out) {
   auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
   return ec == std::errc() && end == s.data() + s.size() && !s.empty();
-}
-
-// "bytes FIRST-LAST/TOTAL" (RFC 9110 §14.4); an unknown total ("*") is not accepted.
-std::optional<ContentRange> parse_content_range(std::string_view v) {
-  if (!v.starts_with("bytes ")) return std::nullopt;
-  v.remove_prefix(6);
-  auto dash = v.find('-');
-  auto slash = v.find('/');
-  if (dash == std::string_view::npos || slash == std::string_view::npos || slash < dash)
-    return std::nullopt;
-  ContentRange r;
-  if (!parse_u64(v.substr(0, dash), r.first) ||
-      !parse_u64(v.substr(dash + 1, slash - dash - 1), r.last) ||
-      !parse_u64(v.substr(slash + 1), r.total) || r.last < r.first || r.last >= r.total)
-    return std::nullopt;
-  return r;
 }
 
 std::string range_text(std::uint64_t first, std::uint64_t last) {
@@ -85,7 +64,133 @@ class HttpSource final : public Source {
     });
   }
 
+  Result<std::uint64_t> read_ranges(std::span<const Range> ranges,
+                                    const RangesSink& sink) override {
+    std::uint64_t requests = 0;
+    for (std::size_t i = 0; i < ranges.size();) {
+      const std::size_t n = std::min(ranges.size() - i, options_.max_ranges_per_request);
+      if (n <= 1 || single_ranges_) {
+        ++requests;
+        ABUP_CHECK(read_range(ranges[i].offset, ranges[i].length,
+                              [&](std::span<const std::uint8_t> p) { return sink(i, p); }));
+        ++i;
+        continue;
+      }
+      ABUP_CHECK(read_batch(ranges.subspan(i, n), i, sink, requests));
+      i += n;
+    }
+    return requests;
+  }
+
  private:
+  // Where a batch of ranges stands: range `k` of it has `done` bytes delivered.
+  struct Progress {
+    std::size_t k = 0;
+    std::uint64_t done = 0;
+    bool operator==(const Progress&) const = default;
+  };
+
+  // One batch of ranges, in as few multi-range requests as the server allows; resumed from the
+  // next byte not yet delivered after a transient failure.
+  Status read_batch(std::span<const Range> batch, std::size_t base, const RangesSink& sink,
+                    std::uint64_t& requests) {
+    for (const auto& r : batch)
+      if (r.length == 0 || r.offset > size_ || r.length > size_ - r.offset)
+        return make_error(Errc::invalid_input, url_ + ": range of " + std::to_string(r.length) +
+                                                   " bytes at offset " + std::to_string(r.offset) +
+                                                   " is empty or past the end (" +
+                                                   std::to_string(size_) + " bytes)");
+    Progress at;
+    auto skip_done = [&] {
+      while (at.k < batch.size() && at.done == batch[at.k].length) at = {at.k + 1, 0};
+    };
+    auto st = curl::with_retries(options_, url_, [&](bool& progressed) -> std::optional<Failure> {
+      skip_done();
+      if (at.k == batch.size() || single_ranges_) return std::nullopt;
+      const Progress before = at;
+      ++requests;
+      std::optional<Failure> f;
+      if (at.k + 1 == batch.size()) {
+        f = fetch(
+            batch[at.k].offset + at.done, batch[at.k].length - at.done,
+            [&](std::span<const std::uint8_t> p) { return sink(base + at.k, p); }, at.done);
+      } else {
+        f = fetch_multi(batch, base, sink, at);
+      }
+      progressed = !(at == before);
+      return f;
+    });
+    if (!st && !single_ranges_) return st;
+    // The server does not answer multi-range requests: the rest one range at a time.
+    for (skip_done(); at.k < batch.size(); at = {at.k + 1, 0}) {
+      ++requests;
+      const auto& r = batch[at.k];
+      ABUP_CHECK(read_range(r.offset + at.done, r.length - at.done,
+                            [&](std::span<const std::uint8_t> p) { return sink(base + at.k, p); }));
+    }
+    return {};
+  }
+
+  // One multi-range GET of the batch's ranges from `at` on. A reply of 200 or a single range
+  // sets single_ranges_ and fails (before a body byte reaches the sink).
+  std::optional<Failure> fetch_multi(std::span<const Range> batch, std::size_t base,
+                                     const RangesSink& sink, Progress& at) {
+    std::vector<ContentRange> want;
+    for (std::size_t i = at.k; i < batch.size(); ++i) {
+      const auto first = batch[i].offset + (i == at.k ? at.done : 0);
+      want.push_back({first, batch[i].offset + batch[i].length - 1, size_});
+    }
+    const std::string header = range_header(want);
+    const std::size_t k0 = at.k;
+    std::optional<ByterangesParser> parser;
+    auto start = [&](const ResponseHead& head) -> std::optional<Failure> {
+      const std::string* type = head.find("content-type");
+      if (head.status == 200 ||
+          (head.status == 206 && !(type && type->starts_with("multipart/")))) {
+        single_ranges_ = true;
+        return protocol_failure("server answered a request for " + std::to_string(want.size()) +
+                                " ranges with " + head.describe_status() +
+                                " and no multipart/byteranges body");
+      }
+      if (head.status != 206)
+        return curl::status_failure(head, "206 for " + std::to_string(want.size()) + " ranges");
+      auto boundary = byteranges_boundary(*type);
+      if (!boundary)
+        return protocol_failure("HTTP 206 to a multi-range request with Content-Type \"" + *type +
+                                "\" (expected multipart/byteranges with a boundary)");
+      parser.emplace(std::move(*boundary), want, size_);
+      return std::nullopt;
+    };
+    bool sink_failed = false;
+    ByterangesParser::OnData on_data = [&](std::size_t part, std::span<const std::uint8_t> p) {
+      if (k0 + part != at.k) at = {k0 + part, 0};
+      Status s = sink(base + at.k, p);
+      if (s) at.done += p.size();
+      sink_failed = !s;
+      return s;
+    };
+    curl::BodyHandler on_body = [&](const ResponseHead& head,
+                                    std::span<const std::uint8_t> data) -> std::optional<Failure> {
+      fetched_ += data.size();  // also what a refused reply brought before it was dropped
+      if (!parser)
+        if (auto f = start(head)) return f;
+      if (Status s = parser->feed(data, on_data); !s) {
+        Failure f{std::move(s).error()};
+        f.passthrough = sink_failed;  // else the server's fault, named by the URL prefix
+        return f;
+      }
+      return std::nullopt;
+    };
+    curl::Outcome out = easy_.perform(url_, {.range = header.substr(6)}, on_body);
+    if (out.failure) return out.failure;
+    if (!parser)
+      if (auto f = start(out.head)) return f;
+    if (!parser->complete())
+      return curl::transient_failure("connection ended inside the multipart reply to ranges " +
+                                     header.substr(6));
+    return std::nullopt;
+  }
+
   // One ranged GET of [first, first + length), appending to `done` what reached the sink.
   std::optional<Failure> fetch(std::uint64_t first, std::uint64_t length, const Sink& sink,
                                std::uint64_t& done) {
@@ -195,6 +300,7 @@ class HttpSource final : public Source {
   curl::Easy easy_;
   std::uint64_t size_ = 0;
   std::uint64_t fetched_ = 0;
+  bool single_ranges_ = false;  // the server does not answer multi-range requests
 };
 
 Status HttpSource::probe_size() {

@@ -9,7 +9,7 @@ using namespace abup::agent;
 using namespace abup::agent::daemon;
 
 TEST_CASE("reporter: a check, a stage with progress, a failure, counted by code") {
-  Reporter r("autonomous");
+  Reporter r(Mode::autonomous);
   int changes = 0;
   r.set_on_change([&] { ++changes; });
   CHECK(r.status().mode == "autonomous");
@@ -63,7 +63,7 @@ TEST_CASE("reporter: a check, a stage with progress, a failure, counted by code"
 }
 
 TEST_CASE("reporter: every published state has a metrics series") {
-  Reporter r("aks");
+  Reporter r(Mode::aks);
   const auto known = r.metrics().known_states;
   for (auto s :
        {dbus::kStateIdle, dbus::kStateChecking, dbus::kStateStaging, dbus::kStateStaged,

@@ -73,3 +73,35 @@ TEST_CASE("slot_paths lists every path of one slot and none of the other") {
   auto g = slot_paths("gptprio", 'b', {});
   CHECK(g == V{"flatcar/vmlinuz-b", "flatcar/initrd-b"});
 }
+
+TEST_CASE("uefi: one loader path per slot, the one the Boot#### entry names and the UKI goes to") {
+  BackendContext ctx;
+  CHECK(uefi_loader_path(ctx, 'A') == "EFI/acl/usr-a.efi");
+  CHECK(uefi_loader_path(ctx, 'b') == "EFI/acl/usr-b.efi");
+  // [Boot] UefiLoaderB= is keyed 'B' by the configuration: placement honours it too.
+  ctx.uefi_loader['B'] = "\\EFI\\custom\\B.EFI";
+  CHECK(uefi_loader_path(ctx, 'b') == "EFI/custom/B.EFI");
+  CHECK(paths("uefi", 'b', {"uki"}, ctx) == V{"EFI/custom/B.EFI"});
+  // BootFilePath.uki= (else .vmlinuz=) wins: the entry must name where the file was written.
+  PlacementOptions opt;
+  opt.paths["vmlinuz"] = "EFI/k/vmlinuz-%s.efi";
+  CHECK(uefi_loader_path(ctx, 'B', opt) == "EFI/k/vmlinuz-b.efi");
+  opt.paths["uki"] = "EFI/u/uki-%s.efi";
+  CHECK(uefi_loader_path(ctx, 'B', opt) == "EFI/u/uki-b.efi");
+  CHECK(paths("uefi", 'b', {"uki"}, ctx, opt) == V{"EFI/u/uki-b.efi"});
+  CHECK(uefi_device_path("EFI/u/uki-b.efi") == "\\EFI\\u\\uki-b.efi");
+}
+
+TEST_CASE("systemd-boot: the UKI and its addons follow the slot's configured entry id") {
+  BackendContext ctx;
+  ctx.loader_entry['A'] = "acl-a.efi";
+  CHECK(paths("systemd-boot", 'a', {"uki", "addon-a", "addon.console"}, ctx) ==
+        V{"EFI/Linux/acl-a.efi", "EFI/Linux/acl-a.efi.extra.d/slot-a.addon.efi",
+          "EFI/Linux/acl-a.efi.extra.d/console.addon.efi"});
+  CHECK(paths("systemd-boot", 'b', {"uki", "addon.console"}, ctx) ==
+        V{"EFI/Linux/acl-usr-b.efi", "EFI/Linux/acl-usr-b.efi.extra.d/console.addon.efi"});
+  for (const char* bad : {"addon.", "addon..x", "addon.a/b", "addon.x y"}) {
+    CAPTURE(bad);
+    CHECK_FALSE(place_boot_files("systemd-boot", 'a', ctx, {bad}).has_value());
+  }
+}

@@ -218,7 +218,7 @@ TEST_CASE("systemd-boot read reports what booted and what systemd-boot found") {
   CHECK(v.detail.find("not a slot entry") != std::string::npos);
 }
 
-TEST_CASE("systemd-boot entry ids come from the context; a path is refused") {
+TEST_CASE("systemd-boot entry ids come from the context, a path is refused") {
   Efi e;
   ok(e.backend(nullptr, {}, {{'A', "ukify-a.efi"}, {'B', "ukify-b.efi"}})->arm('A'));
   CHECK(e.get("LoaderEntryOneShot") == var_file(7, "ukify-a.efi"));

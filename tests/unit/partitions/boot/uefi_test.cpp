@@ -393,3 +393,60 @@ TEST_CASE("uefi arm, commit and mark_bad are crash-safe at every variable write"
   CHECK(step("arm-a", [](Backend& b) { return b.arm('A'); }) == 1);
   CHECK(step("mark-bad-a", [](Backend& b) { return b.mark_bad('A'); }) == 2);
 }
+
+TEST_CASE(
+    "uefi re-arming a slot whose entry names another loader or command line rewrites it "
+    "crash-safely and never touches the running slot's entry") {
+  Efi e;
+  ok(e.backend()->arm('B'));  // Boot0001 = A (running), Boot0002 = B, BootNext = 0002
+  const std::string running_entry = e.get("Boot0001");
+  const auto orig = e.tmp / "orig";
+  copy_dir(e.dir, orig);
+
+  // The loader abup placed for B moved ([Boot] BootFilePath.uki=) and its command line changed.
+  BackendContext ctx;
+  ctx.pair = &e.pair;
+  ctx.efivars = e.dir;
+  ctx.uefi_loader['B'] = "\\EFI\\custom\\uki-b.efi";
+  ctx.uefi_cmdline['B'] = "quiet";
+  auto moved = [&](VarStore* vars, const std::filesystem::path& dir) {
+    ctx.efivars = dir;
+    auto b = make_backend("uefi", ctx, {.vars = vars});
+    REQUIRE_MESSAGE(b.has_value(), (b ? "" : b.error().message));
+    return std::move(*b);
+  };
+  RecordingVars rec(e.dir);
+  ok(moved(&rec, e.dir)->arm('B'));
+  // BootNext leaves first (it pointed at the old option), the entry is rewritten in place, then
+  // BootNext points at it again; A's entry and BootOrder are not written.
+  std::vector<std::string> names;
+  for (const auto& op : rec.ops) names.push_back((op.remove ? "-" : "") + op.name);
+  CHECK(names == std::vector<std::string>{"-BootNext", "Boot0002", "BootNext"});
+  CHECK(e.get("Boot0001") == running_entry);
+  const std::string b = e.get("Boot0002");
+  CHECK(b.find(str(utf16("\\EFI\\custom\\uki-b.efi"))) != std::string::npos);
+  CHECK(b.find(str(utf16("\\EFI\\acl\\usr-b.efi"))) == std::string::npos);
+  CHECK(b.substr(b.size() - str(utf16("quiet")).size()) == str(utf16("quiet")));
+  CHECK(view_text(read_view(*moved(nullptr, e.dir))) == "next=B default=A");
+
+  // A power cut after any of these writes: the firmware boots A, or B through a whole load
+  // option (the old or the new one), never an option in between; A's entry is A's.
+  const auto work = e.tmp / "work";
+  for (std::size_t n = 0; n <= rec.ops.size(); ++n) {
+    CAPTURE(n);
+    copy_dir(orig, work);
+    auto store = make_efivarfs_store(work);
+    for (std::size_t i = 0; i < n; ++i)
+      ok(rec.ops[i].remove ? store->remove(rec.ops[i].name)
+                           : store->set(rec.ops[i].name, rec.ops[i].value));
+    auto v = read_view(*moved(nullptr, work));
+    CHECK(v.default_slot == 'A');
+    CHECK((v.next == 'A' || v.next == 'B'));
+    CHECK(test::read_file(work / ("Boot0001" + kSuffix)) == running_entry);
+    const std::string entry = test::read_file(work / ("Boot0002" + kSuffix));
+    const bool old_option = entry == test::read_file(orig / ("Boot0002" + kSuffix));
+    CHECK((old_option || entry == b));
+    // BootNext never names the old option once the new one is wanted, unless nothing changed yet.
+    if (v.next == 'B' && n > 0) CHECK(entry == b);
+  }
+}

@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "support/manifest_samples.hpp"
 #include "update-protocol/manifest/manifest.hpp"
 
 using namespace abup;
@@ -19,25 +20,8 @@ Manifest cdc_sample() {
   m.arch = "x86_64";
   m.issued_at = 1'790'000'000;
   m.metadata_sha384 = std::string(96, 'c');
-  ManifestImage img;
-  img.path = "images/usr.img.zst";
-  img.mount_point = "/usr";
-  img.chunker = "cdc/16K/64K/256K";
-  const std::uint64_t sizes[] = {64 << 10, 128 << 10, (20 << 10) + 100};
-  for (int i = 0; i < 3; ++i) {
-    Frame f;
-    f.offset = img.compressed_size;
-    f.size = 1000 + static_cast<std::uint64_t>(i);
-    f.uncompressed_offset = img.uncompressed_size;
-    f.uncompressed_size = sizes[i];
-    f.sha256.fill(static_cast<std::uint8_t>(i));
-    f.chunk_sha256.fill(static_cast<std::uint8_t>(i + 10));
-    f.chunk_xxh3.fill(static_cast<std::uint8_t>(i + 20));
-    img.compressed_size += f.size;
-    img.uncompressed_size += f.uncompressed_size;
-    img.frames.push_back(f);
-  }
-  m.images.push_back(img);
+  m.images.push_back(
+      abup::test::cdc_image("images/usr.img.zst", "/usr", {64 << 10, 128 << 10, (20 << 10) + 100}));
   return m;
 }
 

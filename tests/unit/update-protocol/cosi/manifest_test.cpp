@@ -113,6 +113,103 @@ TEST_CASE("policy: version, arch, variant, expiry") {
   CHECK_FALSE(check_policy(m, variant));
 }
 
+TEST_CASE("policy: the floor is the highest committed version when above the running one (G1)") {
+  auto m = sample();  // 202607.02.0, minVersion 202601.0.0
+  auto rolled_back = host("202601.05.0");
+  rolled_back.highest_committed = *Version::parse("202609.01.0");
+  auto st = check_policy(m, rolled_back);
+  REQUIRE_FALSE(st);
+  CHECK(st.error().code == Errc::policy);
+  CHECK(st.error().message ==
+        "image policy: downgrade to 202607.02.0 below 202609.01.0, the highest version this node "
+        "committed (it runs 202601.05.0; state.json highestCommittedVersion), refused (the signed "
+        "manifest does not allow it; an operator may pass --allow-downgrade)");
+  auto flag = rolled_back;
+  flag.allow_downgrade = true;
+  CHECK(check_policy(m, flag));
+  // At or above the floor, and the running version itself (a repair): as before.
+  rolled_back.highest_committed = *Version::parse("202607.02.0");
+  CHECK(check_policy(m, rolled_back));
+  auto repair = host("202607.02.0");
+  repair.highest_committed = *Version::parse("202609.01.0");
+  CHECK(check_policy(m, repair));
+  // An unknown running version (the operator allowed it) does not lift the committed floor.
+  auto unknown = host("202601.05.0");
+  unknown.running.reset();
+  unknown.allow_unknown_version = true;
+  CHECK(check_policy(m, unknown));
+  unknown.highest_committed = *Version::parse("202609.01.0");
+  auto blind = check_policy(m, unknown);
+  REQUIRE_FALSE(blind);
+  CHECK(blind.error().message ==
+        "image policy: downgrade to 202607.02.0 below 202609.01.0, the highest version this node "
+        "committed (its running version is unknown; state.json highestCommittedVersion), "
+        "refused (the signed manifest does not allow it; an operator may pass "
+        "--allow-downgrade)");
+  // A floor below the running version changes nothing: the running one is the floor.
+  auto low = host("202608.01.0");
+  low.highest_committed = *Version::parse("202602.01.0");
+  auto down = check_policy(m, low);
+  REQUIRE_FALSE(down);
+  CHECK(down.error().message.find("downgrade from 202608.01.0 to 202607.02.0 refused") !=
+        std::string::npos);
+}
+
+TEST_CASE("policy: a signed downgrade counts only when it expires and is not superseded (G2)") {
+  auto m = sample();  // 202607.02.0, issued 1'790'000'000, expires 1'800'000'000
+  m.allow_downgrade = true;
+  auto newer = host("202608.01.0");
+  CHECK(check_policy(m, newer));  // a recall, as signed
+
+  m.expires_at = 0;
+  auto forever = check_policy(m, newer);
+  REQUIRE_FALSE(forever);
+  CHECK(forever.error().code == Errc::policy);
+  CHECK(forever.error().message ==
+        "image policy: downgrade from 202608.01.0 to 202607.02.0 refused: the signed manifest "
+        "allows downgrade but has no expiresAt, so it could be replayed forever (sign recalls "
+        "with abup-image --allow-downgrade --expires-in-days N; an operator may pass "
+        "--allow-downgrade)");
+  m.expires_at = 1'800'000'000;
+
+  newer.running_issued_at = 1'790'000'001;  // the running release was signed after the recall
+  auto superseded = check_policy(m, newer);
+  REQUIRE_FALSE(superseded);
+  CHECK(superseded.error().message ==
+        "image policy: downgrade from 202608.01.0 to 202607.02.0 refused: the signed manifest "
+        "allows downgrade but was issued at 2026-09-21T14:13:20Z, before the running release "
+        "202608.01.0 (issued 2026-09-21T14:13:21Z), which supersedes it (an operator may pass "
+        "--allow-downgrade)");
+  newer.running_issued_at = 1'790'000'000;  // same second: not before
+  CHECK(check_policy(m, newer));
+
+  // The operator's flag needs neither; an upgrade never consults them.
+  m.expires_at = 0;
+  auto op = host("202608.01.0");
+  op.allow_downgrade = true;
+  op.running_issued_at = 1'790'000'001;
+  CHECK(check_policy(m, op));
+  auto up = host("202601.05.0");
+  up.running_issued_at = 1'790'000'001;
+  CHECK(check_policy(m, up));
+}
+
+TEST_CASE("policy: RequireExpiry refuses a manifest that never expires, naming the key (G3)") {
+  auto m = sample();
+  auto strict = host("202601.05.0");
+  strict.require_expiry = true;
+  CHECK(check_policy(m, strict));
+  m.expires_at = 0;
+  CHECK(check_policy(m, host("202601.05.0")));
+  auto st = check_policy(m, strict);
+  REQUIRE_FALSE(st);
+  CHECK(st.error().code == Errc::policy);
+  CHECK(st.error().message ==
+        "image policy: the signed manifest of 202607.02.0 has no expiresAt and [Security] "
+        "RequireExpiry=yes refuses one that never expires (sign releases with abup-image "
+        "--expires-in-days N, or set RequireExpiry=no)");
+}
+
 TEST_CASE(
     "policy: an unknown running version or variant is refused unless the operator allows it") {
   auto m = sample();  // minVersion 202601.0.0, variant azurecontainerlinux
@@ -161,7 +258,7 @@ TEST_CASE("UTC times") {
   CHECK_FALSE(parse_utc_time("2026-04-31T00:00:00Z"));
 }
 
-TEST_CASE("boot files: listed in a schema-2 manifest that round-trips; none keeps schema 1") {
+TEST_CASE("boot files: listed in a schema-2 manifest that round-trips, none keeps schema 1") {
   auto plain = serialize_manifest(sample());
   CHECK(plain.find("\"schemaVersion\": 1") != std::string::npos);
   CHECK(plain.find("bootFiles") == std::string::npos);

@@ -176,6 +176,21 @@ TEST_CASE("dropped connections are resumed from the next byte, never delivering 
   CHECK(std::string(buf.begin(), buf.end()) == d.image.substr(100, buf.size()));
 }
 
+TEST_CASE("a reply that is not HTTP (a stray byte on a kept-alive connection) is retried") {
+  Docroot d;
+  FaultServer fault(d.root);
+  auto src = open_ok(fault.url("straybyte/image.bin"), fast_options());
+  std::vector<std::uint8_t> buf(4096);
+  for (std::uint64_t offset : {std::uint64_t{0}, std::uint64_t{5000}}) {
+    auto st = src->read_at(offset, buf);
+    REQUIRE_MESSAGE(st.has_value(), (st ? "" : st.error().message));
+    CHECK(std::string(buf.begin(), buf.end()) == d.image.substr(offset, buf.size()));
+  }
+  // The second range was asked twice: the reply on the old connection began with the stray
+  // byte, the retry on a new one was clean.
+  CHECK(range_starts(fault.requests()) == std::vector<std::uint64_t>{0, 5000, 5000});
+}
+
 TEST_CASE("503s are retried, then the source works") {
   Docroot d;
   FaultServer fault(d.root);
@@ -255,14 +270,12 @@ TEST_CASE("a trickling server is aborted as too slow, and retried") {
   options.low_speed_limit = 1000;
   options.low_speed_time = 1s;
   auto src = open_ok(fault.url("slow/image.bin"), options);
-  std::vector<std::uint8_t> buf(100000);
-  auto began = std::chrono::steady_clock::now();
+  std::vector<std::uint8_t> buf(100000);  // ~100 s at the trickle's rate, were it not aborted
   auto st = src->read_at(0, buf);
   CHECK(error_of(st).find("transfer slower than 1000 bytes/s for 1 s") != std::string::npos);
   CHECK(error_of(st).find("[Network] LowSpeedLimitBytes= and LowSpeedTimeSec=") !=
         std::string::npos);
   CHECK(st.error().code == Errc::network);
-  CHECK(std::chrono::steady_clock::now() - began < 10s);  // ~2 s; slack for a loaded machine
   auto starts = range_starts(fault.requests());
   REQUIRE(starts.size() == 2);
   CHECK(starts[1] > 0);  // the retry resumed after the bytes that did arrive
@@ -304,19 +317,20 @@ TEST_CASE("a cancel flag stops retry waits") {
   FaultServer fault(d.root);
   std::atomic<bool> cancel{false};
   auto options = fast_options();
-  options.retry_base = 10s;
-  options.retry_max = 10s;
+  // Waits of an hour: unless the cancel flag ends the wait, this test hangs until ctest's
+  // timeout fails it (tests assert behaviour, not wall-clock times).
+  options.retry_base = 3600s;
+  options.retry_max = 3600s;
   options.cancel = &cancel;
   std::thread canceller([&] {
     std::this_thread::sleep_for(300ms);
     cancel = true;
   });
-  auto began = std::chrono::steady_clock::now();
   auto r = open_http_source(fault.url("flaky/100/image.bin"), options);
   canceller.join();
   REQUIRE_FALSE(r.has_value());
   CHECK(r.error().code == Errc::cancelled);
-  CHECK(std::chrono::steady_clock::now() - began < 2s);
+  CHECK(fault.requests().size() == 1);  // cancelled in the first wait, no second attempt
 }
 
 TEST_CASE("open_source picks the source by the location's form") {

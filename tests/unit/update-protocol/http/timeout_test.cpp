@@ -1,5 +1,5 @@
 // A dead server fails within the configured limits, and the error says which limit was hit and
-// which setting moves it (issue 13 item 9). Real loopback sockets; no wall-clock assertions.
+// which setting moves it. Real loopback sockets; no wall-clock assertions.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>

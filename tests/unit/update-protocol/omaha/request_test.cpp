@@ -1,4 +1,4 @@
-// Omaha request documents: exactly the shape of reference/omaha.md, every value escaped, and
+// Omaha request documents: exactly the shape of docs/reference/omaha.md, every value escaped, and
 // read back by parse_request (what abup-serve does).
 #include <doctest/doctest.h>
 
@@ -34,7 +34,7 @@ std::string without_session(std::string xml) {
 }  // namespace
 
 TEST_CASE("the first check after a new version booted is the reference document") {
-  auto xml = request_xml(identity(), {Event{3, 2, std::nullopt, "202605.15.0"}}, true);
+  auto xml = request_xml(identity(), {Event::updated_from("202605.15.0")}, true);
   CHECK(without_session(xml) == R"(<?xml version="1.0" encoding="UTF-8"?>
 <request protocol="3.0" ismachine="1" sessionid="{S}" installsource="scheduler">
   <os platform="linux" version="202606.29.0" arch="amd64"></os>
@@ -79,7 +79,8 @@ TEST_CASE("versions are normalized, arch names mapped, board defaults to arch-us
 }
 
 TEST_CASE("an event-only request carries the events and nothing else") {
-  auto xml = request_xml(identity(), {Event{13, 1, std::nullopt, ""}, Event{14, 1, {}, {}}}, false);
+  auto xml =
+      request_xml(identity(), {Event::download_started(), Event::download_finished()}, false);
   CHECK(xml.find(R"(<event eventtype="13" eventresult="1"></event>)") != std::string::npos);
   CHECK(xml.find(R"(<event eventtype="14" eventresult="1"></event>)") != std::string::npos);
   CHECK(xml.find("<ping") == std::string::npos);
@@ -101,7 +102,7 @@ TEST_CASE("every attribute value is escaped and reads back unchanged") {
   who.track = R"(a"b<c>&d'e)";
   who.machine_id = "tab\there\nnl";
   who.app_id = "{app&<>}";
-  auto xml = request_xml(who, {Event{800, 1, {}, {}}}, true);
+  auto xml = request_xml(who, {Event::installed()}, true);
   CHECK(xml.find(R"(track="a&quot;b&lt;c&gt;&amp;d&apos;e")") != std::string::npos);
   auto back = parse_request(xml);
   REQUIRE_MESSAGE(back.has_value(), (back ? "" : back.error().message));
@@ -133,4 +134,18 @@ TEST_CASE("parse_request refuses what is not one app's request") {
   CHECK(error(R"(<request><app appid="a"><event eventtype="x" eventresult="1"/></app></request>)")
             .find("eventtype=\"x\"") != std::string::npos);
   CHECK(error(R"(<!DOCTYPE r><request/>)").find("DOCTYPE") != std::string::npos);
+}
+
+TEST_CASE("the named events are Nebraska's pairs, and only 3/0 and 3/2 end an update") {
+  CHECK(Event::download_started().name() == "13/1");
+  CHECK(Event::download_finished().name() == "14/1");
+  CHECK(Event::installed().name() == "800/1");
+  CHECK(Event::updated_from("202601.1.0").name() == "3/2");
+  CHECK(Event::updated_from("202601.1.0").previous_version == "202601.1.0");
+  CHECK(Event::failed(ErrorCode::fell_back).name() == "3/0 error 44");
+  CHECK(Event::failed(ErrorCode::fell_back).terminal());
+  CHECK(Event::updated_from("x").terminal());
+  CHECK_FALSE(Event::download_started().terminal());
+  CHECK_FALSE(Event::installed().terminal());
+  CHECK_FALSE((Event{3, 1, std::nullopt, {}}).terminal());
 }

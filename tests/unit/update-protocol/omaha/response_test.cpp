@@ -1,5 +1,5 @@
-// The Omaha reply parser against canned documents: the examples of reference/omaha.md, the same
-// with reordered attributes and unknown elements, and every way a reply can be wrong.
+// The Omaha reply parser against canned documents: the examples of docs/reference/omaha.md, the
+// same with reordered attributes and unknown elements, and every way a reply can be wrong.
 #include <doctest/doctest.h>
 
 #include <string>

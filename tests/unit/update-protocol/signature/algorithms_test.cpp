@@ -1,5 +1,5 @@
-// Each algorithm of DESIGN.md §4, signed by sign_manifest and by the stock openssl CLI (the
-// external-signer forms an HSM or Key Vault workflow uses), verified both ways.
+// Each algorithm of docs/architecture.md §4, signed by sign_manifest and by the stock openssl CLI
+// (the external-signer forms an HSM or Key Vault workflow uses), verified both ways.
 #include <doctest/doctest.h>
 
 #include "sig_helpers.hpp"
@@ -105,7 +105,7 @@ TEST_CASE("rsa-pss-sha256 with an RSASSA-PSS key (openssl genpkey -algorithm RSA
   check_algorithm({"rsapss3072", ap::SigAlg::rsa_pss_sha256, "-sha256", kPss, kPssSigopts});
 }
 
-TEST_CASE("sig alg names round-trip; unknown names are errors listing the known ones") {
+TEST_CASE("sig alg names round-trip, unknown names are errors listing the known ones") {
   for (auto alg : {ap::SigAlg::ed25519, ap::SigAlg::ecdsa_p256_sha256,
                    ap::SigAlg::ecdsa_p384_sha384, ap::SigAlg::rsa_pss_sha256}) {
     auto back = ap::parse_sig_alg(ap::to_string(alg));

@@ -1,4 +1,4 @@
-#include "world.hpp"
+#include "support/world.hpp"
 
 #include <doctest/doctest.h>
 
@@ -63,6 +63,7 @@ World::World(std::uint64_t usr_mib, const std::string& running, bool hash_partit
          " /dev/urandom | dd of=" + q(disk()) + " bs=512 seek=" + std::to_string(a.offset / 512) +
          " conv=notrunc status=none");
   make_root(root(), 'A', running);
+  allow_no_boot_files(root());  // these tests are about /usr; boot_files_test removes it
 }
 
 std::filesystem::path World::build(const std::string& name, const std::string& version,

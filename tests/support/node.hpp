@@ -27,11 +27,21 @@ class Node {
   // Let abup find the boot disk itself (no --disk) from here on, e.g. for a loop device.
   void omit_disk_option() { disk_option_ = false; }
 
+  // The node's ESP (ROOT/boot/efi, named by [Boot] ESP= in ROOT/etc/abup/abup.conf).
+  std::filesystem::path esp() const { return root() / "boot/efi"; }
+  // The [Boot] section a configuration of this node needs (ESP=), for tests writing their own.
+  static std::string boot_section() { return "[Boot]\nESP=/boot/efi\n"; }
+  // abup-image build options for the boot files the backend boots the slot with (gptprio:
+  // vmlinuz; uefi: uki; systemd-boot: uki, addon-a, addon-b; grubenv: none: GRUB reads the
+  // kernel from inside the slot), so images stage under [Boot] RequireBootFiles=auto.
+  std::string boot_file_args() const;
+
   // Builds, signs and stages an image of `version` (on the slot not booted).
   void stage(const std::string& version);
   // Builds and signs images/VERSION.cosi; `other_content`: from a second /usr image whose
-  // bytes differ from the first one's.
-  std::filesystem::path build(const std::string& version, bool other_content = false);
+  // bytes differ from the first one's; `extra`: more abup-image build options.
+  std::filesystem::path build(const std::string& version, bool other_content = false,
+                              const std::string& extra = "");
   // `abup stage --no-progress --keyring --source IMAGE EXTRA` through abup(), nothing checked.
   RunResult stage_image(const std::filesystem::path& image, const std::string& extra = "",
                         const std::string& env = "") const;
@@ -53,6 +63,10 @@ class Node {
   // it boots no slot entry.
   char uefi_firmware_next(bool boot) const;
   std::filesystem::path efivars() const { return root() / "sys/firmware/efi/efivars"; }
+  // systemd-boot: the slot it boots next, from the raw Boot Loader Interface variables
+  // (LoaderEntryOneShot, else LoaderEntryDefault); `boot`: it boots it, deleting the one-shot as
+  // systemd-boot does. 0 when the entry is no slot's.
+  char systemd_boot_next(bool boot) const;
 
   std::string cgpt(int partition, const char* flag) const;  // cgpt show -i N -P|-T|-S
   std::string grub_list() const;                            // grub-editenv FILE list

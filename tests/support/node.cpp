@@ -1,8 +1,10 @@
-#include "node.hpp"
+#include "support/node.hpp"
 
 #include <doctest/doctest.h>
 
 #include <random>
+
+#include "partitions/little_endian.hpp"
 
 namespace abup::test {
 namespace {
@@ -33,8 +35,12 @@ Node::Node(std::string backend) : backend_(std::move(backend)) {
          " openssl genpkey -algorithm ed25519 -out signer.pem 2>/dev/null;"
          " openssl pkey -in signer.pem -pubout -out keys/signer.pem");
   make_flatcar_disk(disk(), DiskLayout{16, false, false});
-  if (backend_ == "uefi") std::filesystem::create_directories(efivars());
+  if (backend_ == "uefi" || backend_ == "systemd-boot")
+    std::filesystem::create_directories(efivars());
   make_root(root(), 'A', kRunning);
+  std::filesystem::create_directories(esp());
+  std::filesystem::create_directories(root() / "etc/abup");
+  write_file(root() / "etc/abup/abup.conf", boot_section());
   // An installed system's block: A is the good, first slot.
   std::filesystem::create_directories(grubenv().parent_path());
   run_ok("grub-editenv " + q(grubenv()) + " create && grub-editenv " + q(grubenv()) +
@@ -45,7 +51,22 @@ std::string Node::disk_option() const {
   return disk_option_ ? " --disk " + q(disk()) : "";
 }
 
-std::filesystem::path Node::build(const std::string& version, bool other_content) {
+std::string Node::boot_file_args() const {
+  std::vector<std::string> names;
+  if (backend_ == "gptprio") names = {"vmlinuz"};
+  if (backend_ == "uefi") names = {"uki"};
+  if (backend_ == "systemd-boot") names = {"uki", "addon-a", "addon-b"};
+  std::string args;
+  for (const auto& n : names) {
+    auto f = tmp_ / ("boot-" + n);
+    if (!std::filesystem::exists(f)) write_file(f, n + " of the release " + new_boot_id());
+    args += " --boot-file " + n + "=" + q(f);
+  }
+  return args;
+}
+
+std::filesystem::path Node::build(const std::string& version, bool other_content,
+                                  const std::string& extra) {
   auto usr = tmp_ / (other_content ? "usr2.img" : "usr.img");
   if (other_content && !std::filesystem::exists(usr))
     run_ok("set -e; cd " + q(tmp_.path()) +
@@ -53,8 +74,8 @@ std::filesystem::path Node::build(const std::string& version, bool other_content
            " truncate -s 8M usr2.img; mkfs.ext4 -q -F -d tree2 usr2.img");
   auto img = tmp_ / "images" / (version + ".cosi");
   run_ok(abup_image_bin() + " build --usr " + q(usr) + " --version " + version +
-         " --frame-size 1M --out " + q(img) + " && " + abup_image_bin() + " sign --key " +
-         q(tmp_ / "signer.pem") + " " + q(img));
+         " --frame-size 1M --out " + q(img) + boot_file_args() + " " + extra + " && " +
+         abup_image_bin() + " sign --key " + q(tmp_ / "signer.pem") + " " + q(img));
   return img;
 }
 
@@ -107,8 +128,8 @@ char Node::uefi_firmware_next(bool boot) const {
     return std::filesystem::exists(p) ? read_file(p) : "";
   };
   auto u16 = [](const std::string& d, std::size_t at) {
-    return static_cast<unsigned>(static_cast<unsigned char>(d[at])) |
-           static_cast<unsigned>(static_cast<unsigned char>(d[at + 1])) << 8;
+    return static_cast<unsigned>(
+        partitions::get_le(reinterpret_cast<const std::uint8_t*>(d.data()) + at, 2));
   };
   // Files are 4 bytes of attributes, then the variable's data.
   unsigned entry = 0;
@@ -133,11 +154,33 @@ char Node::uefi_firmware_next(bool boot) const {
   return slot == 'A' || slot == 'B' ? slot : 0;
 }
 
+char Node::systemd_boot_next(bool boot) const {
+  auto path = [&](const std::string& name) {
+    return efivars() / (name + "-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f");
+  };
+  // 4 bytes of attributes, then a NUL-terminated UTF-16LE entry id (ASCII here).
+  auto id = [&](const std::string& name) -> std::string {
+    if (!std::filesystem::exists(path(name))) return "";
+    const std::string d = read_file(path(name));
+    std::string out;
+    for (std::size_t i = 4; i + 1 < d.size() && (d[i] || d[i + 1]); i += 2) out += d[i];
+    return out;
+  };
+  std::string entry = id("LoaderEntryOneShot");
+  if (!entry.empty() && boot) std::filesystem::remove(path("LoaderEntryOneShot"));
+  if (entry.empty()) entry = id("LoaderEntryDefault");
+  INFO("systemd-boot entry: ", entry);
+  if (entry == "acl-usr-a.efi") return 'A';
+  if (entry == "acl-usr-b.efi") return 'B';
+  return 0;
+}
+
 char Node::reboot() {
   auto st = status();
   REQUIRE(st["next"].is_string());
   char next = st["next"].get<std::string>()[0];
   if (backend_ == "uefi") REQUIRE(uefi_firmware_next(true) == next);
+  if (backend_ == "systemd-boot") REQUIRE(systemd_boot_next(true) == next);
   // A slot abup never wrote holds the image the node was installed with (A, kRunning): its
   // os-release names that version, as a real slot's would (an empty one now stops stage).
   auto version = st["slots"][next - 'A'].value("version", std::string());

@@ -1,6 +1,6 @@
-// A node in a box for stage tests: keys made by openssl, a /usr ext4 image made by mkfs.ext4,
-// signed COSI images built by the real abup-image, a Flatcar-layout disk made by sgdisk, and a
-// running-system tree; abup runs as the real binary.
+// A node in a box for stage and security tests: keys made by openssl, a /usr ext4 image made by
+// mkfs.ext4, signed COSI images built by the real abup-image, a Flatcar-layout disk made by sgdisk,
+// and a running-system tree; abup runs as the real binary.
 #pragma once
 
 #include <cstdint>
