@@ -19,9 +19,11 @@ std::size_t round_up(std::uint64_t n) {
 }
 }  // namespace
 
-AlignedBuffer::AlignedBuffer(std::size_t capacity)
-    : capacity_(round_up(std::max<std::size_t>(capacity, 1))) {
-  data_ = static_cast<std::uint8_t*>(std::aligned_alloc(kAlign, capacity_));
+AlignedBuffer::AlignedBuffer(std::size_t capacity, bool direct)
+    : capacity_(direct ? round_up(std::max<std::size_t>(capacity, 1))
+                       : std::max<std::size_t>(capacity, 1)) {
+  data_ = static_cast<std::uint8_t*>(direct ? std::aligned_alloc(kAlign, capacity_)
+                                            : std::malloc(capacity_));
   if (!data_) throw std::bad_alloc();
 }
 AlignedBuffer::~AlignedBuffer() {
@@ -40,11 +42,12 @@ FramePipeline::FramePipeline(partitions::BlockTarget& target, const protocol::Ma
   }
   if (max_uncompressed_ == 0) max_uncompressed_ = max_compressed_ = 0;
   workers = std::max(1u, workers);
-  // Each worker owns a decode buffer; the rest of the budget holds compressed frames in flight
-  // (at least the largest one per worker). Compressed frames of content-defined chunks average ~40
-  // KiB: a few MiB keep both workers busy, and a pool of largest-frame buffers would hold far more.
+  // Each worker owns a decode buffer; the rest of the budget, up to kMaxInFlight, holds compressed
+  // frames in flight (at least the largest one per worker). Compressed frames of content-defined
+  // chunks average ~40 KiB, and a pool of largest-frame buffers would hold far more.
   const std::uint64_t decode = workers * max_uncompressed_;
-  budget_ = std::max(memory_limit > decode ? memory_limit - decode : 0, workers * max_compressed_);
+  budget_ = std::max(std::min(memory_limit > decode ? memory_limit - decode : 0, kMaxInFlight),
+                     workers * max_compressed_);
   for (unsigned i = 0; i < workers && max_compressed_; ++i)
     threads_.emplace_back([this] { work(); });
 }
@@ -59,7 +62,7 @@ FramePipeline::~FramePipeline() {
 }
 
 std::unique_ptr<AlignedBuffer> FramePipeline::acquire(std::uint64_t size) {
-  const std::uint64_t need = round_up(size);
+  const std::uint64_t need = std::max<std::uint64_t>(size, 1);
   {
     std::unique_lock lock(mu_);
     cv_.wait(lock,
@@ -67,7 +70,7 @@ std::unique_ptr<AlignedBuffer> FramePipeline::acquire(std::uint64_t size) {
     if (error_) return nullptr;
     in_flight_bytes_ += need;
   }
-  return std::make_unique<AlignedBuffer>(static_cast<std::size_t>(need));
+  return std::make_unique<AlignedBuffer>(static_cast<std::size_t>(need), false);
 }
 
 void FramePipeline::submit(std::size_t index, std::unique_ptr<AlignedBuffer> buffer) {

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cstring>
 #include <map>
-#include <unordered_map>
 
 #include "abup/digest.hpp"
 #include "abup/fault.hpp"
@@ -92,7 +91,7 @@ void ProgressReporter::emit(bool force) {
 Status ImageStager::plan(bool resume, const ReuseSource& reuse, unsigned workers) {
   const auto n = img_.frames.size();
   actions_.assign(n, Action::download);
-  reuse_from_.assign(n, 0);
+  reuse_from_.clear();
   ZeroDigests zeros;
   AlignedBuffer scratch(kScratch);
   for (std::size_t i = 0; i < n; ++i) {
@@ -112,12 +111,34 @@ Status ImageStager::plan(bool resume, const ReuseSource& reuse, unsigned workers
     }
   }
   if (!reuse.reader) return {};
-  std::unordered_map<Xxh128, std::vector<std::size_t>, Xxh128Hash> wanted;
+  // The frames to look for, sorted by chunk digest: 4 bytes a frame, where a hash map of digest to
+  // frames cost ~100 (as much as the frame table itself, on top of it while the slot is cut).
+  std::vector<std::uint32_t> wanted;
   for (std::size_t i = 0; i < n; ++i)
     if (actions_[i] == Action::download && img_.frames[i].uncompressed_size <= kScratch)
-      wanted[img_.frames[i].chunk_xxh3].push_back(i);
+      wanted.push_back(static_cast<std::uint32_t>(i));
   if (wanted.empty()) return {};
-  auto is_wanted = [&](const Xxh128& key) { return wanted.count(key) > 0; };
+  wanted.shrink_to_fit();
+  auto by_digest = [&](std::uint32_t a, std::uint32_t b) {
+    return img_.frames[a].chunk_xxh3 < img_.frames[b].chunk_xxh3;
+  };
+  std::sort(wanted.begin(), wanted.end(), by_digest);
+  struct Digest {
+    const ManifestImage& img;
+    bool operator()(std::uint32_t i, const Xxh128& key) const {
+      return img.frames[i].chunk_xxh3 < key;
+    }
+    bool operator()(const Xxh128& key, std::uint32_t i) const {
+      return key < img.frames[i].chunk_xxh3;
+    }
+  };
+  auto frames_of = [&](const Xxh128& key) {
+    return std::equal_range(wanted.begin(), wanted.end(), key, Digest{img_});
+  };
+  auto is_wanted = [&](const Xxh128& key) {
+    auto [first, last] = frames_of(key);
+    return first != last;
+  };
   // Candidates come from the manifest recorded when the booted slot was staged (no read
   // needed) when it was cut as this image is, else from cutting the booted slot the same way.
   // Either way a candidate is used only after its SHA-256 matches the signed manifest, when it
@@ -132,13 +153,16 @@ Status ImageStager::plan(bool resume, const ReuseSource& reuse, unsigned workers
     ABUP_TRY(have, index_slot_fixed(*reuse.reader, limit, img_.frames.front().uncompressed_size,
                                     is_wanted));
   }
-  if (!have) return {};
-  for (auto& [key, where] : *have)
-    for (auto i : wanted[key])
-      if (img_.frames[i].uncompressed_size == where.size) {
-        actions_[i] = Action::reuse;
-        reuse_from_[i] = where.offset;
+  if (!have || have->empty()) return {};
+  reuse_from_.assign(n, 0);
+  for (auto& [key, where] : *have) {
+    auto [first, last] = frames_of(key);
+    for (auto it = first; it != last; ++it)
+      if (img_.frames[*it].uncompressed_size == where.size) {
+        actions_[*it] = Action::reuse;
+        reuse_from_[*it] = where.offset;
       }
+  }
   // Crash and race tests stop here: what was found may change before it is copied.
   fault_point("reuse-planned");
   return {};

@@ -74,7 +74,7 @@ class ImageStager {
   static constexpr int kMaxCorruptFrames = 16;
 
  private:
-  enum class Action { download, skip, reuse, zero };
+  enum class Action : std::uint8_t { download, skip, reuse, zero };
   class RunWriter;
 
   const protocol::ManifestImage& img_;
@@ -85,7 +85,7 @@ class ImageStager {
   StageSummary& sum_;
   int window_log_max_;
   std::vector<Action> actions_;
-  std::vector<std::uint64_t> reuse_from_;
+  std::vector<std::uint64_t> reuse_from_;  // per frame when any is reused, else empty
   std::unique_ptr<ReadBack> read_back_;
 };
 
