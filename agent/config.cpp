@@ -395,6 +395,20 @@ Status check_loader_entry(std::string_view id) {
   return {};
 }
 
+protocol::TransportOptions network_transport(const Config& config) {
+  protocol::TransportOptions t;
+  t.ca_file = config.ca_file;
+  t.client_cert = config.client_cert;
+  t.client_key = config.client_key;
+  t.allow_http = config.allow_http;
+  t.proxy = config.proxy;
+  t.connect_timeout = config.connect_timeout;
+  t.low_speed_limit = config.low_speed_limit;
+  t.low_speed_time = config.low_speed_time;
+  t.max_ranges_per_request = config.max_ranges_per_request;
+  return t;
+}
+
 const std::vector<std::string>& known_config_keys() {
   return kKnownKeys;
 }

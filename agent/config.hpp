@@ -14,6 +14,7 @@
 
 #include "abup/result.hpp"
 #include "agent/vocabulary.hpp"
+#include "update-protocol/http/client.hpp"
 
 namespace abup::agent {
 
@@ -91,6 +92,9 @@ struct Config {
 [[nodiscard]] Result<Config> load_config(const std::filesystem::path& path,
                                          const std::filesystem::path& root,
                                          bool must_exist = false);
+// [Network] as the options of every outbound request, the one place that maps it: the daemon adds
+// its cancel flag, the CLI its command-line overrides, aks mode its kubeconfig's credentials.
+[[nodiscard]] protocol::TransportOptions network_transport(const Config& config);
 // Every setting the loader understands, as "Section.Key" (e.g. "Update.Mode").
 [[nodiscard]] const std::vector<std::string>& known_config_keys();
 // "yes/no, true/false, on/off, 1/0" as systemd spells them.

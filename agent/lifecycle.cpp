@@ -223,7 +223,15 @@ Result<std::unique_ptr<boot::Backend>> open_backend(const LifecycleOptions& o,
     loaders[s.name] = boot::uefi_device_path(path);
   }
   ctx.uefi_loader = std::move(loaders);
-  return boot::make_backend(name.empty() ? to_string(o.backend) : name, ctx);
+  BootBackend backend = o.backend;
+  if (!name.empty()) {
+    auto recorded = parse_boot_backend(name);
+    if (!recorded)
+      return make_error(Errc::invalid_input,
+                        "state.json: pending commit's backend: " + recorded.error().message);
+    backend = *recorded;
+  }
+  return boot::make_backend(backend, ctx);
 }
 
 Result<Outcome> finalize(const FinalizeOptions& fo) {

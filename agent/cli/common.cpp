@@ -104,16 +104,11 @@ Result<Common> load_common(const Args& args, bool need_disk) {
 }
 
 protocol::TransportOptions transport(const Args& args, const Config& config) {
-  protocol::TransportOptions t;
-  t.ca_file = args.get_or("ca-file", config.ca_file);
-  t.client_cert = args.get_or("client-cert", config.client_cert);
-  t.client_key = args.get_or("client-key", config.client_key);
-  t.allow_http = args.has("allow-http") || config.allow_http;
-  t.proxy = config.proxy;
-  t.connect_timeout = config.connect_timeout;
-  t.low_speed_limit = config.low_speed_limit;
-  t.low_speed_time = config.low_speed_time;
-  t.max_ranges_per_request = config.max_ranges_per_request;
+  protocol::TransportOptions t = network_transport(config);
+  t.ca_file = args.get_or("ca-file", t.ca_file);
+  t.client_cert = args.get_or("client-cert", t.client_cert);
+  t.client_key = args.get_or("client-key", t.client_key);
+  t.allow_http = args.has("allow-http") || t.allow_http;
   return t;
 }
 

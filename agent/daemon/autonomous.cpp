@@ -65,16 +65,7 @@ Autonomous::Autonomous(const DaemonOptions& options, Canceller& cancel, Reporter
     : o_(options), cancel_(cancel), report_(report), store_(options.where.state_dir) {}
 
 protocol::TransportOptions daemon_transport(const Config& config, const Canceller& cancel) {
-  protocol::TransportOptions t;
-  t.ca_file = config.ca_file;
-  t.client_cert = config.client_cert;
-  t.client_key = config.client_key;
-  t.allow_http = config.allow_http;
-  t.proxy = config.proxy;
-  t.connect_timeout = config.connect_timeout;
-  t.low_speed_limit = config.low_speed_limit;
-  t.low_speed_time = config.low_speed_time;
-  t.max_ranges_per_request = config.max_ranges_per_request;
+  protocol::TransportOptions t = network_transport(config);
   t.cancel = cancel.flag();
   return t;
 }

@@ -20,6 +20,16 @@
 
 namespace abup::partitions::boot {
 
+// Which backend arms and commits a slot: [Update] BootBackend=, --boot-backend, and the word
+// state.json records with a pending commit.
+enum class BootBackend { gptprio, grubenv, uefi, systemd_boot };
+
+// "gptprio", "grubenv", "uefi", "systemd-boot": the one spelling of each.
+[[nodiscard]] std::string_view to_string(BootBackend backend);
+// Errc::usage naming the text and every word allowed
+// ("expected gptprio, grubenv, uefi or systemd-boot, got 'x'").
+[[nodiscard]] Result<BootBackend> parse_boot_backend(std::string_view text);
+
 using SectorWriter = partitions::SectorWriter;
 using FdSectorWriter = partitions::FdSectorWriter;
 
@@ -105,12 +115,9 @@ class Backend {
   [[nodiscard]] virtual Result<BootView> read() const = 0;
 };
 
-inline constexpr std::string_view kBackendNames = "gptprio, grubenv, uefi, systemd-boot";
-
-// name: "gptprio" | "uefi" | "grubenv" | "systemd-boot". io: test seams (default: the real
-// target: the disk for gptprio, the grubenv file, the efivars directory). context.pair is
-// required by gptprio and uefi and must outlive the backend.
-[[nodiscard]] Result<std::unique_ptr<Backend>> make_backend(std::string_view name,
+// io: test seams (default: the real target: the disk for gptprio, the grubenv file, the efivars
+// directory). context.pair is required by gptprio and uefi and must outlive the backend.
+[[nodiscard]] Result<std::unique_ptr<Backend>> make_backend(BootBackend backend,
                                                             const BackendContext& context,
                                                             BackendIo io = {});
 

@@ -10,6 +10,7 @@
 #include <cstdlib>
 
 #include "abup/fs.hpp"
+#include "tools/abup-image/zstd_dctx.hpp"
 #include "update-protocol/source.hpp"
 
 namespace abup::image {
@@ -41,12 +42,8 @@ Status decompress(const std::string& cosi_path, const protocol::TarEntry& entry,
                   const fs::path& out) {
   ABUP_TRY(auto src, protocol::open_file_source(cosi_path));
   ABUP_TRY(Fd fd, open_file(out, O_WRONLY | O_CREAT | O_TRUNC, 0600));
-  ZSTD_DCtx* d = ZSTD_createDCtx();
-  ZSTD_DCtx_setParameter(d, ZSTD_d_windowLogMax, 31);
-  struct Free {
-    ZSTD_DCtx* d;
-    ~Free() { ZSTD_freeDCtx(d); }
-  } free_d{d};
+  const DCtxPtr dctx = make_dctx();
+  ZSTD_DCtx* d = dctx.get();
   std::vector<std::uint8_t> buf(1 << 20);
   auto sink = [&](std::span<const std::uint8_t> piece) -> Status {
     ZSTD_inBuffer in{piece.data(), piece.size(), 0};

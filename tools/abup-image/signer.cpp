@@ -12,6 +12,7 @@
 #include "abup/hex.hpp"
 #include "tools/abup-image/builder.hpp"
 #include "tools/abup-image/esp.hpp"
+#include "tools/abup-image/zstd_dctx.hpp"
 #include "update-protocol/cosi/cosi.hpp"
 #include "update-protocol/cosi/tar.hpp"
 
@@ -22,12 +23,8 @@ using namespace abup::protocol;
 Result<ManifestImage> scan_frames(const std::string& path, std::uint64_t data_offset,
                                   std::uint64_t size, std::string_view expected_sha384) {
   ABUP_TRY(auto src, open_file_source(path));
-  ZSTD_DCtx* d = ZSTD_createDCtx();
-  ZSTD_DCtx_setParameter(d, ZSTD_d_windowLogMax, 31);
-  struct Free {
-    ZSTD_DCtx* d;
-    ~Free() { ZSTD_freeDCtx(d); }
-  } free_d{d};
+  const DCtxPtr dctx = make_dctx();
+  ZSTD_DCtx* d = dctx.get();
   ManifestImage img;
   img.compressed_size = size;
   std::vector<std::uint8_t> out(1 << 20);

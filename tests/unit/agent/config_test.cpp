@@ -94,6 +94,9 @@ TEST_CASE("config: a malformed value names the file, line and setting") {
            {"[Update]\nMode=standalone\n", "abup.conf:2: [Update] Mode=standalone: expected aks"},
            {"[Update]\n\nServer=nebraska/v1\n", "abup.conf:3: [Update] Server=nebraska/v1"},
            {"[Reboot]\nStrategy=later\n", "Strategy=later: expected off, immediate"},
+           {"[Update]\nBootBackend=systemd_boot\n",
+            "abup.conf:2: [Update] BootBackend=systemd_boot: expected gptprio, grubenv, uefi or "
+            "systemd-boot, got 'systemd_boot'"},
            {"[Update]\nCheckInterval=10 parsecs\n", "CheckInterval=10 parsecs: '10 parsecs'"},
            {"[Update]\nCheckInterval=5s\n", "must be at least 60s"},
            {"[Kubernetes]\nAnnotationPrefix=ACL.Azure.com\n", "expected a DNS subdomain"},

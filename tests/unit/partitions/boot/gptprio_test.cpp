@@ -91,7 +91,7 @@ SlotPair discover_ok(const std::filesystem::path& disk) {
 std::unique_ptr<Backend> backend(const SlotPair& pair, SectorWriter* writer = nullptr) {
   BackendContext ctx;
   ctx.pair = &pair;
-  auto b = make_backend("gptprio", ctx, {.writer = writer});
+  auto b = make_backend(BootBackend::gptprio, ctx, {.writer = writer});
   REQUIRE_MESSAGE(b.has_value(), (b ? "" : b.error().message));
   return std::move(*b);
 }

@@ -19,7 +19,7 @@ constexpr std::size_t kHalf = 512;
 std::unique_ptr<Backend> backend(const std::filesystem::path& env, SectorWriter* writer = nullptr) {
   BackendContext ctx;
   ctx.grubenv = env;
-  auto b = make_backend("grubenv", ctx, {.writer = writer});
+  auto b = make_backend(BootBackend::grubenv, ctx, {.writer = writer});
   REQUIRE_MESSAGE(b.has_value(), (b ? "" : b.error().message));
   return std::move(*b);
 }

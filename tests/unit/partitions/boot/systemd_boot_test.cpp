@@ -50,7 +50,7 @@ struct Efi {
     BackendContext ctx;
     ctx.efivars = efivars.empty() ? dir : efivars;
     ctx.loader_entry = std::move(ids);
-    auto b = make_backend("systemd-boot", ctx, {.vars = vars});
+    auto b = make_backend(BootBackend::systemd_boot, ctx, {.vars = vars});
     REQUIRE_MESSAGE(b.has_value(), (b ? "" : b.error().message));
     return std::move(*b);
   }
@@ -228,7 +228,7 @@ TEST_CASE("systemd-boot entry ids come from the context, a path is refused") {
   BackendContext ctx;
   ctx.efivars = e.dir;
   ctx.loader_entry['B'] = "EFI/Linux/acl-usr-b.efi";
-  auto b = make_backend("systemd-boot", ctx);
+  auto b = make_backend(BootBackend::systemd_boot, ctx);
   REQUIRE_FALSE(b.has_value());
   CHECK(b.error().message.find("EFI/Linux/acl-usr-b.efi") != std::string::npos);
 }

@@ -101,7 +101,7 @@ struct Efi {
     ctx.pair = &pair;
     ctx.efivars = efivars.empty() ? dir : efivars;
     ctx.uefi_cmdline['B'] = "console=ttyS0 mount.usr=PARTUUID=e03dd35c";
-    auto b = make_backend("uefi", ctx, {.vars = vars});
+    auto b = make_backend(BootBackend::uefi, ctx, {.vars = vars});
     REQUIRE_MESSAGE(b.has_value(), (b ? "" : b.error().message));
     return std::move(*b);
   }
@@ -411,7 +411,7 @@ TEST_CASE(
   ctx.uefi_cmdline['B'] = "quiet";
   auto moved = [&](VarStore* vars, const std::filesystem::path& dir) {
     ctx.efivars = dir;
-    auto b = make_backend("uefi", ctx, {.vars = vars});
+    auto b = make_backend(BootBackend::uefi, ctx, {.vars = vars});
     REQUIRE_MESSAGE(b.has_value(), (b ? "" : b.error().message));
     return std::move(*b);
   };
