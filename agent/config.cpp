@@ -42,6 +42,7 @@ const std::vector<std::string> kKnownKeys = {
     "Network.LowSpeedLimitBytes",
     "Network.LowSpeedTimeSec",
     "Network.MaxRangesPerRequest",
+    "Network.Retries",
     "Stage.Workers",
     "Stage.MemoryLimitMiB",
     "Stage.Reuse",
@@ -326,6 +327,9 @@ struct Loader {
     } else if (id == "Network.MaxRangesPerRequest") {
       ABUP_TRY(auto n, as_int(1, 256));
       cfg.max_ranges_per_request = static_cast<std::size_t>(n);
+    } else if (id == "Network.Retries") {
+      ABUP_TRY(auto n, as_int(0, 20));
+      cfg.retries = static_cast<int>(n);
     } else if (id == "Network.LowSpeedTimeSec") {
       ABUP_CHECK(as_span(cfg.low_speed_time, std::chrono::seconds(1)));
     } else if (id == "Security.RequireExpiry") {
@@ -406,6 +410,7 @@ protocol::TransportOptions network_transport(const Config& config) {
   t.low_speed_limit = config.low_speed_limit;
   t.low_speed_time = config.low_speed_time;
   t.max_ranges_per_request = config.max_ranges_per_request;
+  t.max_retries = config.retries;
   return t;
 }
 

@@ -43,6 +43,9 @@ struct Config {
   std::size_t max_ranges_per_request = 16;   // MaxRangesPerRequest= (1: one range per request)
   long low_speed_limit = 1024;               // LowSpeedLimitBytes= (bytes/s; 0: no limit)
   std::chrono::seconds low_speed_time{30};   // LowSpeedTimeSec=
+  // Retries= (0-20): attempts after a transient failure (connect, reset, stall, 5xx, 408/429),
+  // with jittered exponential backoff; a request that made progress starts counting again.
+  int retries = 6;
   // [Stage]
   unsigned workers = 0;
   std::uint64_t memory_limit = 4 << 20;  // MemoryLimitMiB=

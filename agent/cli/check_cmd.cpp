@@ -1,4 +1,5 @@
 // abup check: ask the configured Omaha server now and print its answer. Sends no events.
+#include <algorithm>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
@@ -67,7 +68,7 @@ int run_check(const Args& args) {
   if (!who) return report(who.error());
   auto transport_opts = transport(args, common->config);
   // A person is waiting: a couple of quick retries, not the daemon's patience.
-  transport_opts.max_retries = 2;
+  transport_opts.max_retries = std::min(transport_opts.max_retries, 2);
   auto answer = omaha::check(*who, {}, transport_opts);
   if (!answer) return report(answer.error());
   const auto& a = *answer;

@@ -59,7 +59,7 @@ TEST_CASE("a server that never answers fails on [Network] LowSpeedTimeSec=, name
   World w;
   auto img = w.build_signed("x", "202607.02.0");
   FaultServer fault(img.parent_path());
-  write_file(w.path("net.conf"), "[Network]\nAllowHTTP=yes\nLowSpeedTimeSec=1\n");
+  write_file(w.path("net.conf"), "[Network]\nAllowHTTP=yes\nLowSpeedTimeSec=1\nRetries=0\n");
   auto before = w.snapshot();
   auto r =
       w.stage(fault.url("hang/x.cosi"), "--config " + shell_quote(w.path("net.conf").string()));
@@ -67,5 +67,6 @@ TEST_CASE("a server that never answers fails on [Network] LowSpeedTimeSec=, name
   CHECK(r.exit_code == 1);
   CHECK(r.out.find("no answer: under 1024 bytes/s for 1 s") != std::string::npos);
   CHECK(r.out.find("[Network] LowSpeedLimitBytes= and LowSpeedTimeSec=") != std::string::npos);
+  CHECK(r.out.find("gave up after 1 attempts") != std::string::npos);  // Retries=0
   CHECK(w.snapshot() == before);
 }

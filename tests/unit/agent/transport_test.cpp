@@ -23,7 +23,7 @@ Config network_config(const TempDir& dir) {
                         "[Network]\nProxy=http://proxy.example:3128\nCAFile=/etc/ca.pem\n"
                         "ClientCertificate=/etc/cert.pem\nClientKey=/etc/key.pem\nAllowHTTP=yes\n"
                         "ConnectTimeoutSec=7\nLowSpeedLimitBytes=99\nLowSpeedTimeSec=11\n"
-                        "MaxRangesPerRequest=3\n"));
+                        "MaxRangesPerRequest=3\nRetries=4\n"));
   auto cfg = load_config(path, dir.path());
   REQUIRE_MESSAGE(cfg, (cfg ? "" : cfg.error().message));
   return *cfg;
@@ -39,6 +39,7 @@ void check_network(const protocol::TransportOptions& t) {
   CHECK(t.low_speed_limit == 99);
   CHECK(t.low_speed_time == std::chrono::seconds(11));
   CHECK(t.max_ranges_per_request == 3);
+  CHECK(t.max_retries == 4);
 }
 
 }  // namespace
