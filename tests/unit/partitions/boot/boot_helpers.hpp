@@ -1,5 +1,6 @@
-// Helpers for the boot backend tests: a SectorWriter that records every write and sync (and
-// passes them through to the real file), and replay of any prefix of a recording onto a copy.
+// Helpers for the boot backend tests: a SectorWriter and a VarStore that record every write (and
+// pass them through to the real file or efivars directory), replay of any prefix of a recording
+// onto a copy, and the checks every backend test makes.
 #pragma once
 
 #include <doctest/doctest.h>
@@ -8,7 +9,11 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "abup/fs.hpp"
@@ -82,6 +87,61 @@ inline std::string trimmed(const std::string& s) {
 inline std::string view_text(const partitions::boot::BootView& v) {
   auto c = [](const std::optional<char>& s) { return s ? std::string(1, *s) : std::string("-"); };
   return "next=" + c(v.next) + " default=" + c(v.default_slot);
+}
+
+// A backend call that must succeed (its error message, when not).
+inline void ok(const Status& st) {
+  REQUIRE_MESSAGE(st.has_value(), (st ? "" : st.error().message));
+}
+
+inline partitions::boot::BootView read_view(const partitions::boot::Backend& b) {
+  auto v = b.read();
+  REQUIRE_MESSAGE(v.has_value(), (v ? "" : v.error().message));
+  return *v;
+}
+
+struct VarOp {
+  bool remove = false;
+  std::string name;
+  partitions::boot::EfiVariable value;
+};
+
+// Records every set/remove and passes it through to an efivarfs directory (the variables of
+// `vendor_guid`).
+class RecordingVars final : public partitions::boot::VarStore {
+ public:
+  explicit RecordingVars(const std::filesystem::path& dir,
+                         std::string_view vendor_guid = partitions::boot::kEfiGlobalGuid)
+      : real_(partitions::boot::make_efivarfs_store(dir, vendor_guid)) {}
+  Result<std::vector<std::string>> list() const override { return real_->list(); }
+  Result<std::optional<partitions::boot::EfiVariable>> get(std::string_view n) const override {
+    return real_->get(n);
+  }
+  Status set(std::string_view n, const partitions::boot::EfiVariable& v) override {
+    ops.push_back({false, std::string(n), v});
+    return real_->set(n, v);
+  }
+  Status remove(std::string_view n) override {
+    ops.push_back({true, std::string(n), {}});
+    return real_->remove(n);
+  }
+  std::vector<VarOp> ops;
+
+ private:
+  std::unique_ptr<partitions::boot::VarStore> real_;
+};
+
+// name -> content of every file of an efivars directory, to prove nothing was written.
+inline std::map<std::string, std::string> dir_snapshot(const std::filesystem::path& dir) {
+  std::map<std::string, std::string> m;
+  for (const auto& e : std::filesystem::directory_iterator(dir))
+    m[e.path().filename().string()] = test::read_file(e.path());
+  return m;
+}
+
+inline void copy_dir(const std::filesystem::path& from, const std::filesystem::path& to) {
+  std::filesystem::remove_all(to);
+  std::filesystem::copy(from, to);
 }
 
 }  // namespace abup::test

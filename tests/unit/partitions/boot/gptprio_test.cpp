@@ -96,16 +96,6 @@ std::unique_ptr<Backend> backend(const SlotPair& pair, SectorWriter* writer = nu
   return std::move(*b);
 }
 
-BootView read_view(const Backend& b) {
-  auto v = b.read();
-  REQUIRE_MESSAGE(v.has_value(), (v ? "" : v.error().message));
-  return *v;
-}
-
-void ok(const Status& st) {
-  REQUIRE_MESSAGE(st.has_value(), (st ? "" : st.error().message));
-}
-
 void sgdisk_clean(const std::filesystem::path& disk) {
   std::string v = run_ok("sgdisk -v " + shell_quote(disk.string()) + " 2>&1");
   CHECK_MESSAGE(v.find("No problems found") != std::string::npos, v);

@@ -24,16 +24,6 @@ std::unique_ptr<Backend> backend(const std::filesystem::path& env, SectorWriter*
   return std::move(*b);
 }
 
-void ok(const Status& st) {
-  REQUIRE_MESSAGE(st.has_value(), (st ? "" : st.error().message));
-}
-
-BootView read_view(const Backend& b) {
-  auto v = b.read();
-  REQUIRE_MESSAGE(v.has_value(), (v ? "" : v.error().message));
-  return *v;
-}
-
 // The variables as GRUB's own tool reads the block, one KEY=value per entry.
 std::set<std::string> editenv_list(const std::filesystem::path& env) {
   auto r = run("grub-editenv " + shell_quote(env.string()) + " list 2>&1");

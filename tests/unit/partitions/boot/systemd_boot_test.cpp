@@ -54,57 +54,8 @@ struct Efi {
     REQUIRE_MESSAGE(b.has_value(), (b ? "" : b.error().message));
     return std::move(*b);
   }
-  std::map<std::string, std::string> snapshot() const {
-    std::map<std::string, std::string> m;
-    for (const auto& e : std::filesystem::directory_iterator(dir))
-      m[e.path().filename().string()] = test::read_file(e.path());
-    return m;
-  }
+  std::map<std::string, std::string> snapshot() const { return dir_snapshot(dir); }
 };
-
-void ok(const Status& st) {
-  REQUIRE_MESSAGE(st.has_value(), (st ? "" : st.error().message));
-}
-
-BootView read_view(const Backend& b) {
-  auto v = b.read();
-  REQUIRE_MESSAGE(v.has_value(), (v ? "" : v.error().message));
-  return *v;
-}
-
-struct VarOp {
-  bool remove = false;
-  std::string name;
-  EfiVariable value;
-};
-
-// Records every set/remove and passes it through to an efivarfs directory.
-class RecordingVars final : public VarStore {
- public:
-  explicit RecordingVars(const std::filesystem::path& dir)
-      : real_(make_efivarfs_store(dir, kLoaderInterfaceGuid)) {}
-  Result<std::vector<std::string>> list() const override { return real_->list(); }
-  Result<std::optional<EfiVariable>> get(std::string_view n) const override {
-    return real_->get(n);
-  }
-  Status set(std::string_view n, const EfiVariable& v) override {
-    ops.push_back({false, std::string(n), v});
-    return real_->set(n, v);
-  }
-  Status remove(std::string_view n) override {
-    ops.push_back({true, std::string(n), {}});
-    return real_->remove(n);
-  }
-  std::vector<VarOp> ops;
-
- private:
-  std::unique_ptr<VarStore> real_;
-};
-
-void copy_dir(const std::filesystem::path& from, const std::filesystem::path& to) {
-  std::filesystem::remove_all(to);
-  std::filesystem::copy(from, to);
-}
 
 }  // namespace
 
@@ -113,7 +64,7 @@ TEST_CASE("systemd-boot arm writes LoaderEntryDefault = the running slot, then t
   auto b = e.backend();
   CHECK(b->name() == "systemd-boot");
   CHECK(view_text(read_view(*b)) == "next=- default=-");
-  RecordingVars rec(e.dir);
+  RecordingVars rec(e.dir, kLoaderInterfaceGuid);
   ok(e.backend(&rec)->arm('B'));
   // The fallback is in place before the one try exists.
   REQUIRE(rec.ops.size() == 2);
@@ -132,7 +83,7 @@ TEST_CASE("systemd-boot arm writes LoaderEntryDefault = the running slot, then t
   CHECK(v.slots['A'].good);
   CHECK(v.detail.find("LoaderEntryOneShot=acl-usr-b.efi") != std::string::npos);
   // Armed again: nothing to write.
-  RecordingVars again(e.dir);
+  RecordingVars again(e.dir, kLoaderInterfaceGuid);
   ok(e.backend(&again)->arm('B'));
   CHECK(again.ops.empty());
 }
@@ -140,7 +91,7 @@ TEST_CASE("systemd-boot arm writes LoaderEntryDefault = the running slot, then t
 TEST_CASE("systemd-boot arm from a committed slot writes only the one-shot") {
   Efi e;
   e.set("LoaderEntryDefault", "acl-usr-b.efi");
-  RecordingVars rec(e.dir);
+  RecordingVars rec(e.dir, kLoaderInterfaceGuid);
   ok(e.backend(&rec)->arm('A'));  // the rollback from a good B
   REQUIRE(rec.ops.size() == 1);
   CHECK(rec.ops[0].name == "LoaderEntryOneShot");
@@ -164,11 +115,11 @@ TEST_CASE("systemd-boot commit sets LoaderEntryDefault and clears the slot's pen
   ok(f.backend()->arm('B'));
   std::filesystem::remove(f.file("LoaderEntryOneShot"));
   CHECK(view_text(read_view(*f.backend())) == "next=A default=A");  // uncommitted: falls back
-  RecordingVars rec(f.dir);
+  RecordingVars rec(f.dir, kLoaderInterfaceGuid);
   ok(f.backend(&rec)->commit('B'));
   REQUIRE(rec.ops.size() == 1);
   CHECK(rec.ops[0].name == "LoaderEntryDefault");
-  RecordingVars again(f.dir);
+  RecordingVars again(f.dir, kLoaderInterfaceGuid);
   ok(f.backend(&again)->commit('B'));
   CHECK(again.ops.empty());
 
@@ -191,7 +142,7 @@ TEST_CASE("systemd-boot mark_bad cancels the one try and moves the default off t
   ok(f.backend()->mark_bad('B'));
   CHECK(f.get("LoaderEntryDefault") == var_file(7, "acl-usr-a.efi"));
   CHECK(view_text(read_view(*f.backend())) == "next=A default=A");
-  RecordingVars rec(f.dir);
+  RecordingVars rec(f.dir, kLoaderInterfaceGuid);
   ok(f.backend(&rec)->mark_bad('B'));  // nothing left to do
   CHECK(rec.ops.empty());
 }
@@ -289,7 +240,7 @@ TEST_CASE("systemd-boot arm, commit, rollback and mark_bad are crash-safe at eve
     auto orig = e.tmp / (std::string("orig-") + what);
     copy_dir(e.dir, orig);
     auto old_view = read_view(*e.backend());
-    RecordingVars rec(e.dir);
+    RecordingVars rec(e.dir, kLoaderInterfaceGuid);
     ok(op(*e.backend(&rec)));
     REQUIRE_FALSE(rec.ops.empty());
     auto new_view = read_view(*e.backend());

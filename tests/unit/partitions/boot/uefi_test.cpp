@@ -105,57 +105,8 @@ struct Efi {
     REQUIRE_MESSAGE(b.has_value(), (b ? "" : b.error().message));
     return std::move(*b);
   }
-  // name -> content of every file, to prove nothing was written.
-  std::map<std::string, std::string> snapshot() const {
-    std::map<std::string, std::string> m;
-    for (const auto& e : std::filesystem::directory_iterator(dir))
-      m[e.path().filename().string()] = test::read_file(e.path());
-    return m;
-  }
+  std::map<std::string, std::string> snapshot() const { return dir_snapshot(dir); }
 };
-
-void ok(const Status& st) {
-  REQUIRE_MESSAGE(st.has_value(), (st ? "" : st.error().message));
-}
-
-BootView read_view(const Backend& b) {
-  auto v = b.read();
-  REQUIRE_MESSAGE(v.has_value(), (v ? "" : v.error().message));
-  return *v;
-}
-
-struct VarOp {
-  bool remove = false;
-  std::string name;
-  EfiVariable value;
-};
-
-// Records every set/remove and passes it through to an efivarfs directory.
-class RecordingVars final : public VarStore {
- public:
-  explicit RecordingVars(const std::filesystem::path& dir) : real_(make_efivarfs_store(dir)) {}
-  Result<std::vector<std::string>> list() const override { return real_->list(); }
-  Result<std::optional<EfiVariable>> get(std::string_view n) const override {
-    return real_->get(n);
-  }
-  Status set(std::string_view n, const EfiVariable& v) override {
-    ops.push_back({false, std::string(n), v});
-    return real_->set(n, v);
-  }
-  Status remove(std::string_view n) override {
-    ops.push_back({true, std::string(n), {}});
-    return real_->remove(n);
-  }
-  std::vector<VarOp> ops;
-
- private:
-  std::unique_ptr<VarStore> real_;
-};
-
-void copy_dir(const std::filesystem::path& from, const std::filesystem::path& to) {
-  std::filesystem::remove_all(to);
-  std::filesystem::copy(from, to);
-}
 
 }  // namespace
 
