@@ -222,6 +222,8 @@ class ImageStager::RunWriter {
   [[nodiscard]] const std::vector<std::size_t>& damaged() const { return damaged_; }
   // Whether two damaged frames in a row stopped the transfer.
   [[nodiscard]] bool stopped() const { return stopped_; }
+  // Whether a frame of the range being received arrived damaged and no intact one came after it.
+  [[nodiscard]] bool suspect() const { return suspect_; }
 
   [[nodiscard]] Status feed(std::size_t run_first, std::span<const std::uint8_t> piece) {
     if (run_first != run_first_) {
@@ -340,6 +342,7 @@ Status ImageStager::download(unsigned workers, std::uint64_t memory_limit) {
                          memory_limit > read_back ? memory_limit - read_back : 0, window_log_max_,
                          read_back_.get());
   std::uint64_t streamed = 0;
+  const std::uint64_t requests_before = source_.range_requests();
   std::map<std::size_t, int> downloads_of_bad;  // frame -> downloads that failed their SHA-256
   int damaged_frames = 0;
   // Each pass asks for every frame still pending: the first one for all, later ones for frames
@@ -369,15 +372,14 @@ Status ImageStager::download(unsigned workers, std::uint64_t memory_limit) {
               ", uncompressed offset " + std::to_string(f.uncompressed_offset) +
               "): a corrupt image, or a server or network that damages data");
     }
-    if (requests) {
-      sum_.requests += *requests;
-      continue;
-    }
+    if (requests) continue;
     if (auto e = pipeline.error()) return *e;
-    if (!writer.stopped()) return std::move(requests).error();
-    // The request cut short (the count of the batch's earlier requests is lost).
-    ++sum_.requests;
+    // Stopped by two damaged frames in a row, or failed right after a damaged frame: a byte
+    // duplicated or lost inside a multipart part also breaks the part's end, so its framing
+    // error is that damage too. Asked again from the damaged frame (bounded above).
+    if (!writer.stopped() && !writer.suspect()) return std::move(requests).error();
   }
+  sum_.requests += source_.range_requests() - requests_before;
   ABUP_CHECK(pipeline.drain());
   sum_.written += pipeline.written() + streamed;
   return {};

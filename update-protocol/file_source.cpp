@@ -32,6 +32,7 @@ class FileSource final : public Source {
   Status read_range(std::uint64_t offset, std::uint64_t length, const Sink& sink) override {
     if (offset > size_ || length > size_ - offset)
       return make_error(Errc::invalid_input, path_ + ": range past the end of the file");
+    ++range_requests_;
     static constexpr std::size_t kPiece = 1 << 20;
     std::vector<std::uint8_t> buf(std::min<std::uint64_t>(kPiece, length));
     while (length > 0) {

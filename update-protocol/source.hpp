@@ -44,6 +44,12 @@ class Source {
                                                           const RangesSink& sink);
   // Body bytes received from the origin so far (for summaries and the resume tests).
   [[nodiscard]] virtual std::uint64_t bytes_fetched() const = 0;
+  // Ranged requests made so far by read_range and read_ranges (HTTP: each GET, retries and
+  // transfers stopped by the sink included; a file: each range read): a stage's rangeRequests.
+  [[nodiscard]] virtual std::uint64_t range_requests() const { return range_requests_; }
+
+ protected:
+  std::uint64_t range_requests_ = 0;
 };
 
 [[nodiscard]] Result<std::unique_ptr<Source>> open_file_source(const std::string& path);
@@ -66,6 +72,7 @@ class ReadAheadSource final : public Source {
     return inner_.read_ranges(ranges, sink);
   }
   [[nodiscard]] std::uint64_t bytes_fetched() const override { return inner_.bytes_fetched(); }
+  [[nodiscard]] std::uint64_t range_requests() const override { return inner_.range_requests(); }
 
  private:
   Source& inner_;

@@ -21,6 +21,10 @@ Serves files from --root. The URL prefix picks the behaviour for the file named 
                        more part), short (first part one byte short), long (one byte too many),
                        wrongtotal, noboundary (Content-Type without a boundary), drop (the
                        connection closes in the middle of the second part's data)
+  /multidup/N/<file>   multi-range requests answered as multipart/byteranges; in the first reply
+                       whose parts hold byte N it is sent twice and every later body byte comes
+                       one place late (the body keeps its length)
+  /multidrop/N/<file>  likewise, byte N left out and every later byte one place early
   /drop/N/<file>       at most N body bytes per response, then the connection is closed
   /flaky/K/<file>      the first K requests per method and path answer 503, then normal
   /redirect/N/<rest>   302 to /redirect/N-1/<rest>, and /redirect/1/<rest> to /<rest>
@@ -169,13 +173,15 @@ class Handler(BaseHTTPRequestHandler):
             return self.serve_file(mode, "/".join(parts[2:]), corrupt=int(parts[1]))
         elif mode == "multi":
             return self.serve_multi(parts[1], "/".join(parts[2:]))
+        elif mode in ("multidup", "multidrop"):
+            return self.serve_multi("ok", "/".join(parts[2:]), shift=(mode, int(parts[1])))
         elif mode in ("extra", "wrongrange", "norange", "nohead", "slow", "firstrange", "straybyte"):
             parts = parts[1:]
         else:
             mode = "plain"
         return self.serve_file(mode, "/".join(parts))
 
-    def serve_multi(self, fault, name):
+    def serve_multi(self, fault, name, shift=None):
         path = os.path.join(ARGS.root, name)
         if not os.path.isfile(path):
             return self.simple(404, b"not found\n")
@@ -185,6 +191,23 @@ class Handler(BaseHTTPRequestHandler):
         if self.command == "HEAD" or ranges is None:
             return self.serve_file("plain", name)
         body, ctype = multipart_body(data, len(data), ranges, fault)
+        if shift:
+            mode, byte = shift
+            for first, last in ranges:
+                if not first <= byte <= last:
+                    continue
+                with COUNTS_LOCK:
+                    done = COUNTS.setdefault(("shifted", name), 0)
+                    COUNTS[("shifted", name)] = done + 1
+                if done:
+                    break
+                head = f"Content-Range: bytes {first}-{last}/{len(data)}\r\n\r\n".encode()
+                i = body.index(head) + len(head) + byte - first
+                if mode == "multidup":
+                    body = (body[:i + 1] + body[i:])[:len(body)]
+                else:
+                    body = body[:i] + body[i + 1:] + b"\0"
+                break
         if fault == "drop":
             first, last = ranges[1]
             cut = body.index(data[first:last + 1]) + (last - first + 1) // 2

@@ -66,20 +66,19 @@ class HttpSource final : public Source {
 
   Result<std::uint64_t> read_ranges(std::span<const Range> ranges,
                                     const RangesSink& sink) override {
-    std::uint64_t requests = 0;
+    const std::uint64_t before = range_requests_;
     for (std::size_t i = 0; i < ranges.size();) {
       const std::size_t n = std::min(ranges.size() - i, options_.max_ranges_per_request);
       if (n <= 1 || single_ranges_) {
-        ++requests;
         ABUP_CHECK(read_range(ranges[i].offset, ranges[i].length,
                               [&](std::span<const std::uint8_t> p) { return sink(i, p); }));
         ++i;
         continue;
       }
-      ABUP_CHECK(read_batch(ranges.subspan(i, n), i, sink, requests));
+      ABUP_CHECK(read_batch(ranges.subspan(i, n), i, sink));
       i += n;
     }
-    return requests;
+    return range_requests_ - before;
   }
 
  private:
@@ -92,8 +91,7 @@ class HttpSource final : public Source {
 
   // One batch of ranges, in as few multi-range requests as the server allows; resumed from the
   // next byte not yet delivered after a transient failure.
-  Status read_batch(std::span<const Range> batch, std::size_t base, const RangesSink& sink,
-                    std::uint64_t& requests) {
+  Status read_batch(std::span<const Range> batch, std::size_t base, const RangesSink& sink) {
     for (const auto& r : batch)
       if (r.length == 0 || r.offset > size_ || r.length > size_ - r.offset)
         return make_error(Errc::invalid_input, url_ + ": range of " + std::to_string(r.length) +
@@ -108,7 +106,6 @@ class HttpSource final : public Source {
       skip_done();
       if (at.k == batch.size() || single_ranges_) return std::nullopt;
       const Progress before = at;
-      ++requests;
       std::optional<Failure> f;
       if (at.k + 1 == batch.size()) {
         f = fetch(
@@ -123,7 +120,6 @@ class HttpSource final : public Source {
     if (!st && !single_ranges_) return st;
     // The server does not answer multi-range requests: the rest one range at a time.
     for (skip_done(); at.k < batch.size(); at = {at.k + 1, 0}) {
-      ++requests;
       const auto& r = batch[at.k];
       ABUP_CHECK(read_range(r.offset + at.done, r.length - at.done,
                             [&](std::span<const std::uint8_t> p) { return sink(base + at.k, p); }));
@@ -142,6 +138,7 @@ class HttpSource final : public Source {
     }
     const std::string header = range_header(want);
     const std::size_t k0 = at.k;
+    ++range_requests_;
     std::optional<ByterangesParser> parser;
     auto start = [&](const ResponseHead& head) -> std::optional<Failure> {
       const std::string* type = head.find("content-type");
@@ -195,6 +192,7 @@ class HttpSource final : public Source {
   std::optional<Failure> fetch(std::uint64_t first, std::uint64_t length, const Sink& sink,
                                std::uint64_t& done) {
     if (length == 0) return std::nullopt;
+    ++range_requests_;
     const std::uint64_t last = first + length - 1;
     std::uint64_t got = 0;
     bool checked = false;
