@@ -196,7 +196,7 @@ PendingCommit new_pending(PendingKind kind, const std::string& id, const Context
   p.previous_partuuid = c.pair.other(target.name).partuuid();
   p.previous_version = c.host.version ? c.host.version->text : "";
   p.boot_id = c.host.boot_id;
-  p.backend = std::string(to_string(o.backend));
+  p.backend = o.backend;
   p.armed_at = now_utc();
   return p;
 }
@@ -205,7 +205,8 @@ PendingCommit new_pending(PendingKind kind, const std::string& id, const Context
 
 Result<std::unique_ptr<boot::Backend>> open_backend(const LifecycleOptions& o,
                                                     const partitions::SlotPair& pair,
-                                                    std::string_view name, const State* state) {
+                                                    std::optional<BootBackend> recorded,
+                                                    const State* state) {
   boot::BackendContext ctx;
   ctx.pair = &pair;
   ctx.root = o.root;
@@ -223,15 +224,7 @@ Result<std::unique_ptr<boot::Backend>> open_backend(const LifecycleOptions& o,
     loaders[s.name] = boot::uefi_device_path(path);
   }
   ctx.uefi_loader = std::move(loaders);
-  BootBackend backend = o.backend;
-  if (!name.empty()) {
-    auto recorded = parse_boot_backend(name);
-    if (!recorded)
-      return make_error(Errc::invalid_input,
-                        "state.json: pending commit's backend: " + recorded.error().message);
-    backend = *recorded;
-  }
-  return boot::make_backend(backend, ctx);
+  return boot::make_backend(recorded.value_or(o.backend), ctx);
 }
 
 Result<Outcome> finalize(const FinalizeOptions& fo) {
@@ -262,7 +255,8 @@ Result<Outcome> finalize(const FinalizeOptions& fo) {
   ABUP_CHECK(verify_boot_files(o.root, o.disk, o.boot, rec->boot_files));
   if (const auto* f = state.failed_version(rec->version); f && !fo.allow_failed_version)
     return make_error(Errc::refused, "finalize: version " + rec->version + " already failed (" +
-                                         f->code + ", operation " + f->operation_id + ", " + f->at +
+                                         std::string(to_string(f->code)) + ", operation " +
+                                         f->operation_id + ", " + f->at +
                                          "); --allow-failed-version arms it anyway");
   ABUP_CHECK(reverify_before_arming(o, store, state, c, target));
   auto p = new_pending(PendingKind::finalize, fo.operation_id, c, target, rec->version, o);
@@ -338,9 +332,8 @@ Result<Outcome> commit(const LifecycleOptions& o) {
                 " did not boot (operation " + p.operation_id + "); the bootloader fell back to " +
                 std::string(1, *c.booted);
     if (!state.failed_version(p.target_version))
-      state.failed_versions.push_back({p.target_version,
-                                       std::string(to_string(OutcomeCode::target_boot_failed)),
-                                       p.operation_id, out.time});
+      state.failed_versions.push_back(
+          {p.target_version, OutcomeCode::target_boot_failed, p.operation_id, out.time});
     out.message = rec.error + "; " + describe(*target) + " is marked bad";
   }
   state.pending.reset();
@@ -409,7 +402,7 @@ Result<Outcome> disarm(const LifecycleOptions& o) {
   if (p && p->target_partuuid != target.partuuid()) p.reset();
   // The bootloader's own view decides, not only the state file: an arming whose state write was
   // lost is disarmed too.
-  ABUP_TRY(auto backend, open_backend(o, c.pair, p && !p->backend.empty() ? p->backend : ""));
+  ABUP_TRY(auto backend, open_backend(o, c.pair, p ? p->backend : std::nullopt));
   ABUP_TRY(auto view, backend->read());
   const bool armed = view.next == target.name && view.default_slot != target.name;
   if (!armed && !p) {

@@ -69,14 +69,14 @@ struct Outcome {
 // NothingPending when neither the bootloader nor the state has the slot armed.
 [[nodiscard]] Result<Outcome> disarm(const LifecycleOptions& options);
 
-// The configured backend over `pair` (which must outlive it); `name`, when set, the one a
-// pending commit recorded (state.json keeps the word to_string(BootBackend) gave). uefi: each
+// The configured backend over `pair` (which must outlive it); `recorded`, when set, the one a
+// pending commit recorded. uefi: each
 // slot's Boot#### names the loader the boot files go to (partitions/boot/placement
 // uefi_loader_path); with `state`, a slot whose recorded boot files include its loader (uki or
 // vmlinuz) names that file, the one abup placed and verified.
 [[nodiscard]] Result<std::unique_ptr<partitions::boot::Backend>> open_backend(
-    const LifecycleOptions& options, const partitions::SlotPair& pair, std::string_view name = {},
-    const State* state = nullptr);
+    const LifecycleOptions& options, const partitions::SlotPair& pair,
+    std::optional<BootBackend> recorded = std::nullopt, const State* state = nullptr);
 
 [[nodiscard]] nlohmann::json outcome_json(const Outcome& outcome);
 

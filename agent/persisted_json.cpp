@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "abup/fs.hpp"
+
 namespace abup::agent {
 
 using json = nlohmann::json;
@@ -135,6 +137,38 @@ void restore_unknown(json& object, const std::map<std::string, std::string>& unk
     json v = json::parse(text, nullptr, false);
     if (!v.is_discarded()) object[name] = std::move(v);
   }
+}
+
+Result<std::optional<json>> read_json_file(const std::filesystem::path& file) {
+  auto text = read_file(file);
+  if (!text) {
+    if (text.error().code == Errc::not_found) return std::optional<json>();
+    return std::move(text).error();
+  }
+  ABUP_TRY(auto doc, JsonFields::parse(file, *text));
+  return std::optional<json>(std::move(doc));
+}
+
+Status write_json_file(const std::filesystem::path& file, const json& doc) {
+  std::error_code ec;
+  std::filesystem::create_directories(file.parent_path(), ec);
+  return atomic_write_file(file, doc.dump(2) + "\n", 0600);
+}
+
+Error newer_schema_error(const std::filesystem::path& file, int version, std::string_view aside) {
+  return make_error(Errc::refused,
+                    file.string() + ": schemaVersion " + std::to_string(version) +
+                        ", written by a newer abup; this abup writes version " +
+                        std::to_string(kStateSchemaVersion) +
+                        " and changes nothing. Run the newer abup (boot the slot that has it), "
+                        "or move the file aside " +
+                        std::string(aside));
+}
+
+Error with_repair_advice(Error error, std::string_view aside) {
+  if (error.code == Errc::invalid_input)
+    error.message += " (correct it, or move it aside " + std::string(aside) + ")";
+  return error;
 }
 
 }  // namespace abup::agent

@@ -71,4 +71,19 @@ class JsonFields {
 // Adds the members `unknown()` kept back into `object`, without replacing a member it has.
 void restore_unknown(nlohmann::json& object, const std::map<std::string, std::string>& unknown);
 
+// The non-template half of JsonFileStore (agent/json_file_store.hpp).
+// The document of `file`: nullopt when the file is missing; not JSON or not an object is
+// Errc::invalid_input naming the file.
+[[nodiscard]] Result<std::optional<nlohmann::json>> read_json_file(
+    const std::filesystem::path& file);
+// Replaces `file` atomically (temp file, fsync, rename, fsync of the directory, which is created
+// when missing), mode 0600, as `doc.dump(2)` and a newline.
+[[nodiscard]] Status write_json_file(const std::filesystem::path& file, const nlohmann::json& doc);
+// Errc::refused: `file` has schemaVersion `version`, newer than kStateSchemaVersion. `aside` says
+// what moving the file aside costs ("to start from an empty state").
+[[nodiscard]] Error newer_schema_error(const std::filesystem::path& file, int version,
+                                       std::string_view aside);
+// An Errc::invalid_input error of a file gets "(correct it, or move it aside ASIDE)" appended.
+[[nodiscard]] Error with_repair_advice(Error error, std::string_view aside);
+
 }  // namespace abup::agent

@@ -58,12 +58,10 @@ json pending_to_json(const PendingCommit& p) {
           {"previousPartuuid", p.previous_partuuid},
           {"previousVersion", p.previous_version},
           {"bootId", p.boot_id},
-          {"backend", p.backend},
+          {"backend", p.backend ? std::string(to_string(*p.backend)) : std::string()},
           {"armedAt", p.armed_at}};
 }
 
-constexpr std::string_view kFileKeys[] = {"schemaVersion", "slots", "pending", "failedVersions",
-                                          "highestCommittedVersion"};
 constexpr std::string_view kSlotKeys[] = {"state",     "version", "manifestSha256", "source",
                                           "updatedAt", "error",   "bootFiles"};
 constexpr std::string_view kPendingKeys[] = {"operationId",     "kind",          "targetSlot",
@@ -125,7 +123,12 @@ Result<PendingCommit> pending_from(const JsonFields& f) {
   ABUP_TRY(p.previous_partuuid, f.string("previousPartuuid"));
   ABUP_TRY(p.previous_version, f.string("previousVersion"));
   ABUP_TRY(p.boot_id, f.string("bootId"));
-  ABUP_TRY(p.backend, f.string("backend"));
+  ABUP_TRY(auto backend, f.string("backend"));
+  if (!backend.empty()) {
+    auto b = parse_boot_backend(backend);
+    if (!b) return f.error("backend", b.error().message);
+    p.backend = *b;
+  }
   ABUP_TRY(p.armed_at, f.string("armedAt"));
   if (p.operation_id.empty()) return f.error("operationId", "missing or empty");
   if (p.target_partuuid.empty()) return f.error("targetPartuuid", "missing or empty");
@@ -135,7 +138,11 @@ Result<PendingCommit> pending_from(const JsonFields& f) {
 Result<FailedVersion> failed_from(const JsonFields& f) {
   FailedVersion v;
   ABUP_TRY(v.version, f.string("version"));
-  ABUP_TRY(v.code, f.string("code"));
+  // Missing: the one code a failed version is recorded with.
+  ABUP_TRY(auto code, f.string("code", std::string(to_string(OutcomeCode::target_boot_failed))));
+  auto c = parse_outcome_code(code);
+  if (!c) return f.error("code", c.error().message);
+  v.code = *c;
   ABUP_TRY(v.operation_id, f.string("operationId"));
   ABUP_TRY(v.at, f.string("at"));
   return v;
@@ -143,15 +150,17 @@ Result<FailedVersion> failed_from(const JsonFields& f) {
 
 void keep_unknown(State& st, const std::string& key, const JsonFields& f,
                   std::span<const std::string_view> known) {
-  if (auto u = f.unknown(known); !u.empty()) st.unknown[key] = std::move(u);
+  if (auto u = f.unknown(known); !u.empty()) st.record_unknown[key] = std::move(u);
 }
 
-Result<State> parse_state(const std::filesystem::path& path, std::string_view text) {
-  ABUP_TRY(auto doc, JsonFields::parse(path, text));
-  const JsonFields top(path, doc);
+}  // namespace
+
+json pending_json(const PendingCommit& p) {
+  return pending_to_json(p);
+}
+
+Result<State> State::from_json(const JsonFields& top) {
   State st;
-  ABUP_TRY(st.schema_version, top.schema_version());
-  keep_unknown(st, "", top, kFileKeys);
   ABUP_TRY(auto slots, top.members("slots"));
   for (const auto& [uuid, f] : slots) {
     ABUP_TRY(auto r, slot_from(f));
@@ -180,57 +189,14 @@ Result<State> parse_state(const std::filesystem::path& path, std::string_view te
   return st;
 }
 
-Error newer_schema(const std::filesystem::path& path, int version) {
-  return make_error(Errc::refused,
-                    path.string() + ": schemaVersion " + std::to_string(version) +
-                        ", written by a newer abup; this abup writes version " +
-                        std::to_string(kStateSchemaVersion) +
-                        " and changes nothing (abup status still shows it). Run the newer abup "
-                        "(boot the slot that has it), or move the file aside to start from an "
-                        "empty state");
-}
-
-}  // namespace
-
-json pending_json(const PendingCommit& p) {
-  return pending_to_json(p);
-}
-
-Result<State> StateStore::load_for_status() const {
-  auto path = dir_ / "state.json";
-  auto text = read_file(path);
-  if (!text) {
-    if (text.error().code == Errc::not_found) return State{};
-    return std::move(text).error();
-  }
-  auto st = parse_state(path, *text);
-  if (!st && st.error().code == Errc::invalid_input) {
-    Error e = std::move(st).error();
-    e.message += " (correct it, or move it aside to start from an empty state)";
-    return e;
-  }
-  return st;
-}
-
-Result<State> StateStore::load() const {
-  ABUP_TRY(auto st, load_for_status());
-  if (st.schema_version > kStateSchemaVersion)
-    return newer_schema(dir_ / "state.json", st.schema_version);
-  return st;
-}
-
-Status StateStore::save(const State& st) const {
-  if (st.schema_version > kStateSchemaVersion)
-    return newer_schema(dir_ / "state.json", st.schema_version);
+json State::to_json() const {
   auto unknown = [&](json& j, const std::string& key) {
-    if (auto it = st.unknown.find(key); it != st.unknown.end()) restore_unknown(j, it->second);
+    if (auto it = record_unknown.find(key); it != record_unknown.end())
+      restore_unknown(j, it->second);
   };
-  std::error_code ec;
-  std::filesystem::create_directories(dir_, ec);
   json doc;
-  doc["schemaVersion"] = kStateSchemaVersion;
   doc["slots"] = json::object();
-  for (const auto& [uuid, r] : st.slots) {
+  for (const auto& [uuid, r] : slots) {
     json j = {{"state", to_string(r.state)}, {"version", r.version}, {"updatedAt", r.updated_at}};
     if (!r.manifest_sha256.empty()) j["manifestSha256"] = r.manifest_sha256;
     if (!r.source.empty()) j["source"] = r.source;
@@ -241,22 +207,23 @@ Status StateStore::save(const State& st) const {
     unknown(j, slot_key(uuid, r));
     doc["slots"][uuid] = std::move(j);
   }
-  if (st.pending) {
-    doc["pending"] = pending_to_json(*st.pending);
-    unknown(doc["pending"], pending_key(*st.pending));
+  if (pending) {
+    doc["pending"] = pending_to_json(*pending);
+    unknown(doc["pending"], pending_key(*pending));
   }
-  if (!st.failed_versions.empty()) {
+  if (!failed_versions.empty()) {
     doc["failedVersions"] = json::array();
-    for (const auto& f : st.failed_versions) {
-      json j = {
-          {"version", f.version}, {"code", f.code}, {"operationId", f.operation_id}, {"at", f.at}};
+    for (const auto& f : failed_versions) {
+      json j = {{"version", f.version},
+                {"code", to_string(f.code)},
+                {"operationId", f.operation_id},
+                {"at", f.at}};
       unknown(j, failed_key(f));
       doc["failedVersions"].push_back(std::move(j));
     }
   }
-  if (st.highest_committed) doc["highestCommittedVersion"] = st.highest_committed->text;
-  unknown(doc, "");
-  return atomic_write_file(dir_ / "state.json", doc.dump(2) + "\n", 0600);
+  if (highest_committed) doc["highestCommittedVersion"] = highest_committed->text;
+  return doc;
 }
 
 Status StateStore::save_manifest(const std::string& partuuid, std::string_view text) const {

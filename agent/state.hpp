@@ -6,7 +6,6 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
-#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 #include <vector>
@@ -14,6 +13,8 @@
 #include "abup/fs.hpp"
 #include "abup/result.hpp"
 #include "abup/version.hpp"
+#include "agent/json_file_store.hpp"
+#include "agent/vocabulary.hpp"
 
 namespace abup::agent {
 
@@ -52,19 +53,25 @@ struct PendingCommit {
   std::string target_partuuid, target_version;
   std::string previous_partuuid, previous_version;  // the slot booted at arming
   std::string boot_id;                              // at arming: a different one means a reboot
-  std::string backend;
+  // The backend that armed it; nullopt: not recorded ("" in the file), the configured one.
+  std::optional<BootBackend> backend;
   std::string armed_at;
 };
 
 // A version whose slot did not boot: kept so it is not armed again blindly.
 struct FailedVersion {
   std::string version;
-  std::string code;  // "TargetBootFailed"
+  OutcomeCode code = OutcomeCode::target_boot_failed;
   std::string operation_id;
   std::string at;
 };
 
-struct State {
+struct State : PersistedFile {
+  static constexpr std::string_view kFileName = "state.json";
+  static constexpr std::string_view kMembers[] = {"slots", "pending", "failedVersions",
+                                                  "highestCommittedVersion"};
+  static constexpr std::string_view kAside = "to start from an empty state";
+
   std::map<std::string, SlotRecord> slots;  // by PARTUUID
   std::optional<PendingCommit> pending;
   std::vector<FailedVersion> failed_versions;
@@ -72,30 +79,25 @@ struct State {
   // commit, in the same atomic write that records the commit. The downgrade floor when above the
   // running version (docs/security.md G1). nullopt: none recorded (files written before it).
   std::optional<Version> highest_committed;
-  // As read from the file. One newer than this abup's is shown by status but never written.
-  int schema_version = 1;
-  // Members this abup does not know (a newer abup of the same schema added them), serialized,
-  // by the record that held them: "" for the file, "slots/UUID/VERSION/MANIFEST",
-  // "pending/OPERATION", "failedVersions/VERSION/OPERATION". Written back while that record still
-  // describes the same thing; a record this abup replaces drops them (they may describe the old).
-  std::map<std::string, std::map<std::string, std::string>> unknown;
+  // Members of its records this abup does not know (the file's own: PersistedFile::unknown),
+  // serialized, by the record that held them: "slots/UUID/VERSION/MANIFEST", "pending/OPERATION",
+  // "failedVersions/VERSION/OPERATION". Written back while that record still describes the same
+  // thing; a record this abup replaces drops them (they may describe the old).
+  std::map<std::string, std::map<std::string, std::string>> record_unknown;
 
   [[nodiscard]] const SlotRecord* slot(const std::string& partuuid) const;
   [[nodiscard]] const FailedVersion* failed_version(const std::string& version) const;
+
+  [[nodiscard]] static Result<State> from_json(const JsonFields& top);
+  [[nodiscard]] nlohmann::json to_json() const;
 };
 
-class StateStore {
+// <dir>/state.json (load, load_for_status, save: JsonFileStore), and beside it the manifests of
+// the staged images and the lock.
+class StateStore : public JsonFileStore<State> {
  public:
-  explicit StateStore(std::filesystem::path dir) : dir_(std::move(dir)) {}
+  explicit StateStore(std::filesystem::path dir) : JsonFileStore(dir), dir_(std::move(dir)) {}
   [[nodiscard]] const std::filesystem::path& dir() const { return dir_; }
-  // For acting on the slots: a missing file is an empty state; an unparsable one, a field of the
-  // wrong type (Errc::invalid_input) or a newer schemaVersion (Errc::refused) is an error naming
-  // the file and the field. Never throws.
-  [[nodiscard]] Result<State> load() const;
-  // For showing: as load(), but a file of a newer schema is read as far as this abup knows it.
-  [[nodiscard]] Result<State> load_for_status() const;
-  // Refuses (Errc::refused) a state read from a newer schema, leaving the file as it is.
-  [[nodiscard]] Status save(const State& state) const;
   // The signed manifest of the image staged on a slot, kept for status and for reusing chunks.
   [[nodiscard]] Status save_manifest(const std::string& partuuid, std::string_view json) const;
   [[nodiscard]] Result<std::string> load_manifest(const std::string& partuuid) const;

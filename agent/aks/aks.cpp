@@ -79,7 +79,7 @@ class Agent {
   void post_event(const std::string& type, const std::string& reason, const std::string& msg);
   void finish(contract::OperationStatus s, bool commit_phase);
   void persist() {
-    if (auto st = save_aks_state(o_.where.state_dir, state_); !st)
+    if (auto st = AksStore(o_.where.state_dir).save(state_); !st)
       say("cannot save aks state: " + st.error().message);
   }
 
@@ -510,7 +510,7 @@ void Agent::watch_loop() {
 
 Status Agent::run() {
   ABUP_TRY(host_, read_host_facts(o_.where.root));
-  ABUP_TRY(state_, load_aks_state(o_.where.state_dir));
+  ABUP_TRY(state_, AksStore(o_.where.state_dir).load());
   for (auto delay = std::chrono::milliseconds(500);;) {
     auto n = client_.get_node(name_);
     if (n) {

@@ -2,9 +2,6 @@
 
 #include <nlohmann/json.hpp>
 
-#include "abup/fs.hpp"
-#include "agent/persisted_json.hpp"
-
 namespace abup::agent::aks {
 
 using json = nlohmann::json;
@@ -24,9 +21,6 @@ json request_json(const contract::Request& r) {
   if (!r.track.empty()) j["track"] = r.track;
   return j;
 }
-
-constexpr std::string_view kFileKeys[] = {"schemaVersion", "operations", "inFlight", "armed",
-                                          "staged"};
 
 // Stored requests were validated when they arrived; re-validated here all the same.
 Result<contract::Request> request_from(const JsonFields& parent) {
@@ -48,20 +42,26 @@ Result<std::optional<contract::OperationStatus>> status_from(const JsonFields& p
   return std::optional<contract::OperationStatus>(std::move(*s));
 }
 
-Result<AksState> parse_aks_state(const std::filesystem::path& path, std::string_view text) {
-  ABUP_TRY(auto doc, JsonFields::parse(path, text));
-  const JsonFields top(path, doc);
-  ABUP_TRY(int schema, top.schema_version());
-  if (schema > kStateSchemaVersion)
-    return make_error(Errc::refused,
-                      path.string() + ": schemaVersion " + std::to_string(schema) +
-                          ", written by a newer abup; this abup writes version " +
-                          std::to_string(kStateSchemaVersion) +
-                          " and changes nothing. Run the newer abup (boot the slot that has it), "
-                          "or move the file aside (the AKS operations it caches are then "
-                          "forgotten)");
+}  // namespace
+
+CachedOperation* AksState::find(const std::string& id) {
+  for (auto& c : cache)
+    if (c.operation_id == id) return &c;
+  return nullptr;
+}
+
+void AksState::remember(const contract::OperationStatus& s, bool commit_phase) {
+  CachedOperation* c = find(s.operation_id);
+  if (!c) {
+    cache.push_back({s.operation_id, {}, {}});
+    c = &cache.back();
+  }
+  (commit_phase ? c->commit : c->operation) = s;
+  if (cache.size() > kKeep) cache.erase(cache.begin());
+}
+
+Result<AksState> AksState::from_json(const JsonFields& top) {
   AksState st;
-  st.unknown = top.unknown(kFileKeys);
   ABUP_TRY(auto ops, top.objects("operations"));
   for (const auto& op : ops) {
     CachedOperation c;
@@ -98,61 +98,29 @@ Result<AksState> parse_aks_state(const std::filesystem::path& path, std::string_
   return st;
 }
 
-}  // namespace
-
-CachedOperation* AksState::find(const std::string& id) {
-  for (auto& c : cache)
-    if (c.operation_id == id) return &c;
-  return nullptr;
-}
-
-void AksState::remember(const contract::OperationStatus& s, bool commit_phase) {
-  CachedOperation* c = find(s.operation_id);
-  if (!c) {
-    cache.push_back({s.operation_id, {}, {}});
-    c = &cache.back();
-  }
-  (commit_phase ? c->commit : c->operation) = s;
-  if (cache.size() > kKeep) cache.erase(cache.begin());
-}
-
-Result<AksState> load_aks_state(const std::filesystem::path& dir) {
-  auto path = dir / "aks.json";
-  auto text = read_file(path);
-  if (!text) {
-    if (text.error().code == Errc::not_found) return AksState{};
-    return std::move(text).error();
-  }
-  return parse_aks_state(path, *text);
-}
-
-Status save_aks_state(const std::filesystem::path& dir, const AksState& st) {
+json AksState::to_json() const {
   json doc;
-  doc["schemaVersion"] = kStateSchemaVersion;
   doc["operations"] = json::array();
-  for (const auto& c : st.cache) {
+  for (const auto& c : cache) {
     json j = {{"operationId", c.operation_id}};
     if (c.operation) j["operation"] = json::parse(*contract::serialize_status(*c.operation));
     if (c.commit) j["commit"] = json::parse(*contract::serialize_status(*c.commit));
     doc["operations"].push_back(std::move(j));
   }
-  if (st.in_flight)
-    doc["inFlight"] = {{"request", request_json(st.in_flight->request)},
-                       {"startedUtc", st.in_flight->started_utc},
-                       {"fromVersion", st.in_flight->from_version}};
-  if (st.armed)
-    doc["armed"] = {{"request", request_json(st.armed->request)},
-                    {"startedUtc", st.armed->started_utc},
-                    {"fromVersion", st.armed->from_version},
-                    {"toVersion", st.armed->to_version}};
-  if (st.staged)
-    doc["staged"] = {{"nodeUpdateId", st.staged->node_update_id},
-                     {"version", st.staged->version},
-                     {"operationId", st.staged->operation_id}};
-  restore_unknown(doc, st.unknown);
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  return atomic_write_file(dir / "aks.json", doc.dump(2) + "\n", 0600);
+  if (in_flight)
+    doc["inFlight"] = {{"request", request_json(in_flight->request)},
+                       {"startedUtc", in_flight->started_utc},
+                       {"fromVersion", in_flight->from_version}};
+  if (armed)
+    doc["armed"] = {{"request", request_json(armed->request)},
+                    {"startedUtc", armed->started_utc},
+                    {"fromVersion", armed->from_version},
+                    {"toVersion", armed->to_version}};
+  if (staged)
+    doc["staged"] = {{"nodeUpdateId", staged->node_update_id},
+                     {"version", staged->version},
+                     {"operationId", staged->operation_id}};
+  return doc;
 }
 
 }  // namespace abup::agent::aks

@@ -3,13 +3,12 @@
 // phase (operation, commit), so a repeated request is answered without redoing work.
 #pragma once
 
-#include <filesystem>
-#include <map>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "abup/result.hpp"
+#include "agent/json_file_store.hpp"
 #include "update-protocol/aks/contract.hpp"
 
 namespace abup::agent::aks {
@@ -36,21 +35,23 @@ struct CachedOperation {
   std::optional<protocol::aks::OperationStatus> operation, commit;
 };
 
-struct AksState {
+struct AksState : PersistedFile {
+  static constexpr std::string_view kFileName = "aks.json";
+  static constexpr std::string_view kMembers[] = {"operations", "inFlight", "armed", "staged"};
+  static constexpr std::string_view kAside = "and forget the AKS operations it caches";
+
   std::vector<CachedOperation> cache;  // oldest first, bounded
   std::optional<InFlight> in_flight;
   std::optional<Armed> armed;
   std::optional<Staged> staged;
-  // Top-level members this abup does not know (serialized), written back unchanged.
-  std::map<std::string, std::string> unknown;
 
   [[nodiscard]] CachedOperation* find(const std::string& operation_id);
   void remember(const protocol::aks::OperationStatus& status, bool commit_phase);
+
+  [[nodiscard]] static Result<AksState> from_json(const JsonFields& top);
+  [[nodiscard]] nlohmann::json to_json() const;
 };
 
-// Missing: the empty state. Never throws: a field of the wrong type is an error naming the file
-// and the field (Errc::invalid_input), a newer schemaVersion one saying so (Errc::refused).
-[[nodiscard]] Result<AksState> load_aks_state(const std::filesystem::path& state_dir);
-[[nodiscard]] Status save_aks_state(const std::filesystem::path& state_dir, const AksState& state);
+using AksStore = JsonFileStore<AksState>;
 
 }  // namespace abup::agent::aks

@@ -188,7 +188,7 @@ int run_status(const Args& args) {
       out["failedVersions"] = nlohmann::json::array();
       for (const auto& f : state->failed_versions)
         out["failedVersions"].push_back(
-            {{"version", f.version}, {"code", f.code}, {"operationId", f.operation_id}});
+            {{"version", f.version}, {"code", to_string(f.code)}, {"operationId", f.operation_id}});
     }
     out["daemon"] = live ? daemon_json(*live) : nlohmann::json(nullptr);
     std::printf("%s\n", out.dump(2).c_str());

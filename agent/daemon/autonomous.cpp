@@ -299,8 +299,8 @@ Status Autonomous::install(Ctx& c, const omaha::Offer& offer, const std::string&
   if (!offered) return skip("not a version (" + offered.error().message + ")");
   if (c.host.version && *offered <= *c.host.version) return skip("not newer than the running one");
   if (const auto* f = failed_before(c.state, *offered))
-    return skip("it failed here before (" + f->code + ", operation " + f->operation_id + ", " +
-                f->at + "); waiting for a newer version");
+    return skip("it failed here before (" + std::string(to_string(f->code)) + ", operation " +
+                f->operation_id + ", " + f->at + "); waiting for a newer version");
 
   if (!(c.ds.in_progress && c.ds.target_version == offer.version) || c.ds.operation_id.empty())
     c.ds.operation_id = operation_id.empty() ? partitions::Guid::random().str() : operation_id;

@@ -3,34 +3,12 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 
-#include "abup/fs.hpp"
-#include "agent/persisted_json.hpp"
-
 namespace abup::agent::daemon {
 
 using json = nlohmann::json;
 
-Result<DaemonState> DaemonStore::load() const {
+Result<DaemonState> DaemonState::from_json(const JsonFields& j) {
   DaemonState s;
-  auto text = read_file(path_);
-  if (!text) {
-    if (text.error().code == Errc::not_found) return s;
-    return std::move(text).error();
-  }
-  ABUP_TRY(auto doc, JsonFields::parse(path_, *text));
-  const JsonFields j(path_, doc);
-  ABUP_TRY(int schema, j.schema_version());
-  if (schema > kStateSchemaVersion)
-    return make_error(Errc::refused,
-                      path_.string() + ": schemaVersion " + std::to_string(schema) +
-                          ", written by a newer abup; this abup writes version " +
-                          std::to_string(kStateSchemaVersion) +
-                          " and changes nothing. Run the newer abup (boot the slot that has it), "
-                          "or move the file aside (Omaha events not yet sent are then lost)");
-  constexpr std::string_view kKnown[] = {"schemaVersion",      "queuedEvents",      "inProgress",
-                                         "operationId",        "targetVersion",     "fleetlockHeld",
-                                         "healthFailedBootId", "eventsAcknowledged"};
-  s.unknown = j.unknown(kKnown);
   ABUP_TRY(auto events, j.objects("queuedEvents"));
   constexpr std::int64_t kMax = std::numeric_limits<int>::max();
   for (const auto& e : events) {
@@ -57,26 +35,21 @@ Result<DaemonState> DaemonStore::load() const {
   return s;
 }
 
-Status DaemonStore::save(const DaemonState& s) const {
+json DaemonState::to_json() const {
   json events = json::array();
-  for (const auto& e : s.queued) {
+  for (const auto& e : queued) {
     json ev = {{"eventType", e.type}, {"eventResult", e.result}};
     if (e.error_code) ev["errorCode"] = *e.error_code;
     if (!e.previous_version.empty()) ev["previousVersion"] = e.previous_version;
     events.push_back(ev);
   }
-  json j = {{"schemaVersion", kStateSchemaVersion},
-            {"queuedEvents", events},
-            {"inProgress", s.in_progress},
-            {"operationId", s.operation_id},
-            {"targetVersion", s.target_version},
-            {"fleetlockHeld", s.fleetlock_held},
-            {"healthFailedBootId", s.health_failed_boot_id},
-            {"eventsAcknowledged", s.events_acknowledged}};
-  restore_unknown(j, s.unknown);
-  std::error_code ec;
-  std::filesystem::create_directories(path_.parent_path(), ec);
-  return atomic_write_file(path_, j.dump(2) + "\n", 0600);
+  return {{"queuedEvents", events},
+          {"inProgress", in_progress},
+          {"operationId", operation_id},
+          {"targetVersion", target_version},
+          {"fleetlockHeld", fleetlock_held},
+          {"healthFailedBootId", health_failed_boot_id},
+          {"eventsAcknowledged", events_acknowledged}};
 }
 
 }  // namespace abup::agent::daemon

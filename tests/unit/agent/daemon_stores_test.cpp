@@ -47,7 +47,7 @@ json valid_aks(const TempDir& dir) {
   st.armed = aks::Armed{request(contract::Operation::finalize), "2026-12-01T00:00:00Z", "1.0",
                         "202606.29.0"};
   st.staged = aks::Staged{kNodeUpdate, "202606.29.0", kOp};
-  REQUIRE(aks::save_aks_state(dir.path(), st));
+  REQUIRE(aks::AksStore(dir.path()).save(st));
   return json::parse(abup::test::read_file(dir.path() / "aks.json"));
 }
 
@@ -80,7 +80,7 @@ void write_json(const std::filesystem::path& p, const json& doc) {
 TEST_CASE("aks.json: a valid file reads back whole") {
   TempDir dir;
   valid_aks(dir);
-  auto st = aks::load_aks_state(dir.path());
+  auto st = aks::AksStore(dir.path()).load();
   REQUIRE_MESSAGE(st, (st ? "" : st.error().message));
   REQUIRE(st->cache.size() == 1);
   CHECK(st->cache[0].operation);
@@ -121,7 +121,7 @@ TEST_CASE("aks.json: every field of the wrong type is an error naming file and f
     json doc = valid_aks(dir);
     doc[json::json_pointer(c.pointer)] = c.value;
     write_json(dir.path() / "aks.json", doc);
-    auto st = aks::load_aks_state(dir.path());
+    auto st = aks::AksStore(dir.path()).load();
     INFO(c.pointer, " = ", c.value.dump());
     REQUIRE_FALSE(st);
     INFO(st.error().message);
@@ -132,7 +132,7 @@ TEST_CASE("aks.json: every field of the wrong type is an error naming file and f
   json doc = valid_aks(dir);
   doc["armed"].erase("request");
   write_json(dir.path() / "aks.json", doc);
-  auto st = aks::load_aks_state(dir.path());
+  auto st = aks::AksStore(dir.path()).load();
   REQUIRE_FALSE(st);
   CHECK(st.error().message.find("armed.request: missing") != std::string::npos);
 }
@@ -142,7 +142,7 @@ TEST_CASE("aks.json: a newer schemaVersion is refused, unknown members survive a
   json doc = valid_aks(dir);
   doc["schemaVersion"] = 2;
   write_json(dir.path() / "aks.json", doc);
-  auto st = aks::load_aks_state(dir.path());
+  auto st = aks::AksStore(dir.path()).load();
   REQUIRE_FALSE(st);
   CHECK(st.error().code == Errc::refused);
   CHECK(st.error().message.find("aks.json: schemaVersion 2, written by a newer abup") !=
@@ -151,10 +151,10 @@ TEST_CASE("aks.json: a newer schemaVersion is refused, unknown members survive a
   doc["schemaVersion"] = 1;
   doc["drainPolicy"] = {{"grace", 30}};
   write_json(dir.path() / "aks.json", doc);
-  st = aks::load_aks_state(dir.path());
+  st = aks::AksStore(dir.path()).load();
   REQUIRE(st);
   st->staged.reset();
-  REQUIRE(aks::save_aks_state(dir.path(), *st));
+  REQUIRE(aks::AksStore(dir.path()).save(*st));
   auto out = json::parse(abup::test::read_file(dir.path() / "aks.json"));
   CHECK(out["drainPolicy"] == json{{"grace", 30}});
   CHECK_FALSE(out.contains("staged"));
