@@ -44,8 +44,9 @@ class Source {
                                                           const RangesSink& sink);
   // Body bytes received from the origin so far (for summaries and the resume tests).
   [[nodiscard]] virtual std::uint64_t bytes_fetched() const = 0;
-  // Ranged requests made so far by read_range and read_ranges (HTTP: each GET, retries and
-  // transfers stopped by the sink included; a file: each range read): a stage's rangeRequests.
+  // Ranged requests made so far (HTTP: every ranged GET, read_at's included, retries and
+  // transfers stopped by the sink too; a file: each read_range): callers count a phase by the
+  // difference, as the stage does for its rangeRequests.
   [[nodiscard]] virtual std::uint64_t range_requests() const { return range_requests_; }
 
  protected:
