@@ -92,7 +92,7 @@ void FramePipeline::release(std::unique_ptr<AlignedBuffer> buffer) {
 }
 
 void FramePipeline::work() {
-  protocol::FrameDecoder decoder(window_log_max_);
+  auto decoder = protocol::FrameDecoder::open(window_log_max_);
   AlignedBuffer out(max_uncompressed_);
   for (;;) {
     Job job;
@@ -107,9 +107,11 @@ void FramePipeline::work() {
     }
     const auto& f = image_.frames[job.index];
     Status st;
-    if (!failed)
-      st = decoder.decode_verified({job.buffer->data(), f.size}, f, out.span(f.uncompressed_size),
-                                   image_.path + " frame " + std::to_string(job.index));
+    if (!failed && !decoder)
+      st = decoder.error();
+    else if (!failed)
+      st = decoder->decode_verified({job.buffer->data(), f.size}, f, out.span(f.uncompressed_size),
+                                    image_.path + " frame " + std::to_string(job.index));
     // The compressed bytes are done with: give their budget back before the write, so that the
     // download thread fetches more while this worker writes.
     release(std::move(job.buffer));

@@ -244,12 +244,14 @@ class ImageStager::RunWriter {
         std::memcpy(buf_->data() + filled_, piece.data(), n);
         sha_.update(piece.first(n));
       } else {
-        if (!streaming_)
-          streaming_ = std::make_unique<protocol::FrameStream>(
-              f, s_.img_.path + " frame " + std::to_string(cur_), s_.window_log_max_,
-              [this, &f](std::uint64_t off, std::span<const std::uint8_t> out) {
-                return s_.target_.write_at(f.uncompressed_offset + off, out);
-              });
+        if (!streaming_) {
+          ABUP_TRY(streaming_,
+                   protocol::FrameStream::open(
+                       f, s_.img_.path + " frame " + std::to_string(cur_), s_.window_log_max_,
+                       [this, &f](std::uint64_t off, std::span<const std::uint8_t> out) {
+                         return s_.target_.write_at(f.uncompressed_offset + off, out);
+                       }));
+        }
         ABUP_CHECK(streaming_->feed(piece.first(n)));
       }
       filled_ += n;

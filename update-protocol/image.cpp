@@ -93,23 +93,26 @@ int window_log_limit(const CosiMetadata& metadata) {
   return metadata.max_window_log ? std::clamp(metadata.max_window_log, 27, 30) : 27;
 }
 
-FrameDecoder::FrameDecoder(int window_log_max) : dctx_(ZSTD_createDCtx()) {
+Result<FrameDecoder> FrameDecoder::open(int window_log_max) {
   // Cap what a frame may ask for before its SHA-256 is known to match.
-  ZSTD_DCtx_setParameter(static_cast<ZSTD_DCtx*>(dctx_), ZSTD_d_windowLogMax, window_log_max);
+  ABUP_TRY(auto dctx, make_capped_dctx(window_log_max));
+  return FrameDecoder(std::move(dctx));
 }
 
-FrameStream::FrameStream(const Frame& frame, std::string what, int window_log_max, Output out)
-    : frame_(frame),
+Result<std::unique_ptr<FrameStream>> FrameStream::open(const Frame& frame, std::string what,
+                                                       int window_log_max, Output out) {
+  auto dctx = make_capped_dctx(window_log_max);
+  if (!dctx) return std::move(dctx).error().with_context(what);
+  return std::unique_ptr<FrameStream>(
+      new FrameStream(frame, std::move(what), std::move(*dctx), std::move(out)));
+}
+
+FrameStream::FrameStream(const Frame& frame, std::string what, ZstdDCtx dctx, Output out)
+    : frame_(&frame),
       what_(std::move(what)),
       out_(std::move(out)),
-      dctx_(ZSTD_createDCtx()),
-      buf_(1 << 20) {
-  ZSTD_DCtx_setParameter(static_cast<ZSTD_DCtx*>(dctx_), ZSTD_d_windowLogMax, window_log_max);
-}
-
-FrameStream::~FrameStream() {
-  ZSTD_freeDCtx(static_cast<ZSTD_DCtx*>(dctx_));
-}
+      dctx_(std::move(dctx)),
+      buf_(1 << 20) {}
 
 Status FrameStream::feed(std::span<const std::uint8_t> piece) {
   sha_.update(piece);
@@ -117,12 +120,12 @@ Status FrameStream::feed(std::span<const std::uint8_t> piece) {
   while (in.pos < in.size) {
     if (done_) return make_error(Errc::invalid_input, what_ + ": trailing bytes after the frame");
     ZSTD_outBuffer o{buf_.data(), buf_.size(), 0};
-    auto r = ZSTD_decompressStream(static_cast<ZSTD_DCtx*>(dctx_), &o, &in);
+    auto r = ZSTD_decompressStream(dctx_.get(), &o, &in);
     if (ZSTD_isError(r)) return zstd_error(what_, r);
-    if (produced_ + o.pos > frame_.uncompressed_size)
+    if (produced_ + o.pos > frame_->uncompressed_size)
       return make_error(Errc::invalid_input,
                         what_ + ": frame decompresses past its declared size of " +
-                            std::to_string(frame_.uncompressed_size) + " bytes");
+                            std::to_string(frame_->uncompressed_size) + " bytes");
     std::span<const std::uint8_t> chunk(buf_.data(), o.pos);
     ABUP_CHECK(out_(produced_, chunk));
     xxh_.update(chunk);
@@ -135,20 +138,17 @@ Status FrameStream::feed(std::span<const std::uint8_t> piece) {
 Status FrameStream::finish() {
   Sha256 d;
   sha_.finish(d);
-  if (d != frame_.sha256)
+  if (d != frame_->sha256)
     return make_error(Errc::untrusted,
                       what_ + ": compressed frame SHA-256 does not match the signed manifest");
-  if (!done_ || produced_ != frame_.uncompressed_size)
+  if (!done_ || produced_ != frame_->uncompressed_size)
     return make_error(Errc::invalid_input,
                       what_ + ": frame decodes to " + std::to_string(produced_) +
-                          " bytes, the manifest says " + std::to_string(frame_.uncompressed_size));
-  if (xxh_.finish() != frame_.chunk_xxh3)
+                          " bytes, the manifest says " + std::to_string(frame_->uncompressed_size));
+  if (xxh_.finish() != frame_->chunk_xxh3)
     return make_error(Errc::untrusted,
                       what_ + ": decoded chunk digest does not match the signed manifest");
   return {};
-}
-FrameDecoder::~FrameDecoder() {
-  ZSTD_freeDCtx(static_cast<ZSTD_DCtx*>(dctx_));
 }
 
 Status FrameDecoder::decode(std::span<const std::uint8_t> compressed, const Frame& frame,
@@ -172,7 +172,7 @@ Status FrameDecoder::decode_verified(std::span<const std::uint8_t> compressed, c
   };
   if (compressed.size() != frame.size || out.size() != frame.uncompressed_size)
     return fail(Errc::failed, "internal: buffer sizes do not match the frame table");
-  auto* d = static_cast<ZSTD_DCtx*>(dctx_);
+  auto* d = dctx_.get();
   auto content = ZSTD_getFrameContentSize(compressed.data(), compressed.size());
   if (content != ZSTD_CONTENTSIZE_UNKNOWN && content != ZSTD_CONTENTSIZE_ERROR &&
       content != frame.uncompressed_size)
@@ -206,10 +206,9 @@ Status stream_boot_file(Source& source, const VerifiedImage& image, const BootFi
     return make_error(Errc::untrusted, "boot file '" + file.name + "': tar entry " + file.path +
                                            " missing or not the signed size");
   auto what = "boot file '" + file.name + "' (" + file.path + ")";
-  std::unique_ptr<ZSTD_DCtx, decltype(&ZSTD_freeDCtx)> dctx(ZSTD_createDCtx(), &ZSTD_freeDCtx);
-  if (!dctx) return make_error(Errc::failed, what + ": zstd: out of memory");
   // Cap what the frame may ask for before its SHA-256 is known to match.
-  ZSTD_DCtx_setParameter(dctx.get(), ZSTD_d_windowLogMax, window_log_limit(image.archive.metadata));
+  auto dctx = make_capped_dctx(window_log_limit(image.archive.metadata));
+  if (!dctx) return std::move(dctx).error().with_context(what);
   constexpr std::size_t kPiece = 1 << 20;
   std::vector<std::uint8_t> packed(std::min<std::uint64_t>(kPiece, file.compressed_size));
   std::vector<std::uint8_t> buf(ZSTD_DStreamOutSize());
@@ -219,7 +218,7 @@ Status stream_boot_file(Source& source, const VerifiedImage& image, const BootFi
   // One decoder step: what it produced is checked against the signed size, hashed and handed on.
   auto step = [&](ZSTD_inBuffer& in, std::size_t& produced_now) -> Status {
     ZSTD_outBuffer o{buf.data(), buf.size(), 0};
-    last = ZSTD_decompressStream(dctx.get(), &o, &in);
+    last = ZSTD_decompressStream(dctx->get(), &o, &in);
     if (ZSTD_isError(last)) return zstd_error(what, last);
     produced_now = o.pos;
     if (produced + o.pos > file.size)

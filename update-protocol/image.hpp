@@ -4,6 +4,7 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -14,6 +15,7 @@
 #include "update-protocol/manifest/manifest.hpp"
 #include "update-protocol/manifest/signature.hpp"
 #include "update-protocol/source.hpp"
+#include "update-protocol/zstd_dctx.hpp"
 
 namespace abup::protocol {
 
@@ -69,18 +71,21 @@ inline constexpr std::uint64_t kMaxBufferedFrame = 8 << 20;
 class FrameStream {
  public:
   using Output = std::function<Status(std::uint64_t offset, std::span<const std::uint8_t>)>;
-  FrameStream(const Frame& frame, std::string what, int window_log_max, Output out);
-  ~FrameStream();
+  // On the heap: the digest states it carries do not move.
+  [[nodiscard]] static Result<std::unique_ptr<FrameStream>> open(const Frame& frame,
+                                                                 std::string what,
+                                                                 int window_log_max, Output out);
   FrameStream(const FrameStream&) = delete;
   FrameStream& operator=(const FrameStream&) = delete;
   [[nodiscard]] Status feed(std::span<const std::uint8_t> compressed);
   [[nodiscard]] Status finish();
 
  private:
-  const Frame& frame_;
+  FrameStream(const Frame& frame, std::string what, ZstdDCtx dctx, Output out);
+  const Frame* frame_;
   std::string what_;
   Output out_;
-  void* dctx_;
+  ZstdDCtx dctx_;
   Sha2 sha_{Sha2::Kind::sha256};
   Xxh128Stream xxh_;
   std::vector<std::uint8_t> buf_;
@@ -93,10 +98,7 @@ class FrameStream {
 // XXH3-128 of the result must match. Errors name the image and frame.
 class FrameDecoder {
  public:
-  explicit FrameDecoder(int window_log_max = 27);
-  ~FrameDecoder();
-  FrameDecoder(const FrameDecoder&) = delete;
-  FrameDecoder& operator=(const FrameDecoder&) = delete;
+  [[nodiscard]] static Result<FrameDecoder> open(int window_log_max = 27);
   [[nodiscard]] Status decode(std::span<const std::uint8_t> compressed, const Frame& frame,
                               std::span<std::uint8_t> out, const std::string& what);
   // The same without the SHA-256, for compressed bytes the caller matched against frame.sha256
@@ -105,7 +107,8 @@ class FrameDecoder {
                                        std::span<std::uint8_t> out, const std::string& what);
 
  private:
-  void* dctx_;
+  explicit FrameDecoder(ZstdDCtx dctx) : dctx_(std::move(dctx)) {}
+  ZstdDCtx dctx_;
 };
 
 }  // namespace abup::protocol

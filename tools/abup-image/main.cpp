@@ -420,7 +420,8 @@ int run_verify(const Args& args) {
   std::uint64_t frames = 0;
   if (!args.has("shallow")) {
     const int window = window_log_limit(v->archive.metadata);
-    FrameDecoder dec(window);
+    auto dec = FrameDecoder::open(window);
+    if (!dec) return fail(dec.error());
     std::vector<std::uint8_t> in, out;
     for (const auto& img : v->manifest.images) {
       auto base = v->data_offset(img);
@@ -432,14 +433,17 @@ int run_verify(const Args& args) {
           in.resize(f.size);
           out.resize(f.uncompressed_size);
           st = (*src)->read_at(base + f.offset, in);
-          if (st) st = dec.decode(in, f, out, what);
+          if (st) st = dec->decode(in, f, out, what);
         } else {
           // Large frames (images from other tools): streamed, memory bounded.
-          FrameStream stream(f, what, window,
-                             [](std::uint64_t, std::span<const std::uint8_t>) { return Status{}; });
-          st = (*src)->read_range(base + f.offset, f.size,
-                                  [&](std::span<const std::uint8_t> p) { return stream.feed(p); });
-          if (st) st = stream.finish();
+          auto stream = FrameStream::open(
+              f, what, window,
+              [](std::uint64_t, std::span<const std::uint8_t>) { return Status{}; });
+          if (!stream) return fail(stream.error());
+          st = (*src)->read_range(base + f.offset, f.size, [&](std::span<const std::uint8_t> p) {
+            return (*stream)->feed(p);
+          });
+          if (st) st = (*stream)->finish();
         }
         if (!st) return fail(st.error());
         ++frames;

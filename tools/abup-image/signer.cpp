@@ -12,9 +12,9 @@
 #include "abup/hex.hpp"
 #include "tools/abup-image/builder.hpp"
 #include "tools/abup-image/esp.hpp"
-#include "tools/abup-image/zstd_dctx.hpp"
 #include "update-protocol/cosi/cosi.hpp"
 #include "update-protocol/cosi/tar.hpp"
+#include "update-protocol/zstd_dctx.hpp"
 
 namespace abup::image {
 
@@ -23,7 +23,9 @@ using namespace abup::protocol;
 Result<ManifestImage> scan_frames(const std::string& path, std::uint64_t data_offset,
                                   std::uint64_t size, std::string_view expected_sha384) {
   ABUP_TRY(auto src, open_file_source(path));
-  const DCtxPtr dctx = make_dctx();
+  // The largest window zstd allows (zstd --long=31): abup-image reads images its operator
+  // brings, where the agent caps windows before a frame's signed hash is checked.
+  ABUP_TRY(const auto dctx, protocol::make_capped_dctx(31));
   ZSTD_DCtx* d = dctx.get();
   ManifestImage img;
   img.compressed_size = size;
