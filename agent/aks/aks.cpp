@@ -47,6 +47,7 @@ struct WorkResult {
   Code code = Code::success;
   std::string message;
   std::string to_version = {};
+  std::string pending_operation_id = {};  // finalize/rollback: state.json's pending commit
 };
 
 class Agent {
@@ -85,9 +86,12 @@ class Agent {
 
   // The contract.
   void handle(const std::string& text);
-  void start(const contract::Request& r);
+  // `superseded`: a resumed arming's record of the arming it replaces (aks.json inFlight).
+  void start(const contract::Request& r, std::optional<Armed> superseded = std::nullopt);
   void heartbeat();
   void reap();
+  [[nodiscard]] bool settle_armed(const contract::Request& r, const WorkResult& w,
+                                  std::optional<Armed> superseded);
   void handle_commit();
   void send_omaha(const contract::Request& r, const std::vector<omaha::Event>& events,
                   bool with_check);
@@ -279,10 +283,10 @@ WorkResult Agent::do_arm(const contract::Request& r) {
       send_omaha(r, {omaha::Event::failed(omaha::ErrorCode::generic)}, false);
     return {Code::operation_failed, out.error().message};
   }
-  return {Code::success, out->message, out->to_version};
+  return {Code::success, out->message, out->to_version, out->operation_id};
 }
 
-void Agent::start(const contract::Request& r) {
+void Agent::start(const contract::Request& r, std::optional<Armed> superseded) {
   const std::string running = host_.version ? host_.version->text : "";
   auto s = base(r, "");
   if (r.operation != Operation::rollback && host_.version) {
@@ -323,6 +327,11 @@ void Agent::start(const contract::Request& r) {
     return;
   }
   state_.in_flight = InFlight{r, s.started_utc, running};
+  if (r.operation != Operation::stage)
+    state_.in_flight->superseded =
+        superseded ? std::move(superseded)
+        : state_.armed && state_.armed->request.operation_id != r.operation_id ? state_.armed
+                                                                               : std::nullopt;
   persist();
   s.code = Code::in_progress;
   s.message = std::string(contract::to_string(r.operation)) + " started";
@@ -349,13 +358,13 @@ void Agent::reap() {
   s.code = w->code;
   s.message = w->message;
   if (!w->to_version.empty()) s.to_version = w->to_version;
+  std::optional<Armed> superseded = std::move(state_.in_flight->superseded);
   state_.in_flight.reset();
   const bool armed = r.operation != Operation::stage && w->code == Code::success;
   if (r.operation == Operation::stage && w->code == Code::success)
     state_.staged = Staged{r.node_update_id, s.to_version, r.operation_id};
-  if (armed) state_.armed->to_version = s.to_version;
-  if (!armed && r.operation != Operation::stage) state_.armed.reset();
-  (void)fire(armed ? Trigger::armed : Trigger::done, r.operation_id);
+  const bool kept = r.operation != Operation::stage && settle_armed(r, *w, std::move(superseded));
+  (void)fire(armed ? Trigger::armed : kept ? Trigger::kept_armed : Trigger::done, r.operation_id);
   finish(s, false);
   if (!armed) return;
   if (r.operation == Operation::finalize) send_omaha(r, {omaha::Event::installed()}, false);
@@ -364,6 +373,32 @@ void Agent::reap() {
   if (o_.on_step) o_.on_step(dbus::kStateRebooting, r.operation_id);
   if (o_.reboot)
     if (auto st = o_.reboot(); !st) say("reboot failed: " + st.error().message);
+}
+
+// After finalize or rollback: the armed record is the arming whose pending commit state.json
+// holds. On success that is this one (its pending commit may be an earlier finalize's of the same
+// version, re-armed). On failure it is the arming this one replaced, when its pending commit is
+// still there (the bootloader still has it armed), so its commit is reported after the reboot;
+// else none. True when a failed arming leaves a slot armed.
+bool Agent::settle_armed(const contract::Request& r, const WorkResult& w,
+                         std::optional<Armed> superseded) {
+  if (w.code == Code::success) {
+    state_.armed->to_version = w.to_version.empty() ? state_.armed->to_version : w.to_version;
+    state_.armed->pending_operation_id =
+        w.pending_operation_id == r.operation_id ? "" : w.pending_operation_id;
+    return false;
+  }
+  std::optional<std::string> pending;
+  if (auto st = StateStore(o_.where.state_dir).load(); !st)
+    say("after a failed " + std::string(contract::to_string(r.operation)) + ": " +
+        st.error().message);
+  else if (st->pending)
+    pending = st->pending->operation_id;
+  if (pending && superseded && *pending == superseded->pending_id())
+    state_.armed = std::move(superseded);
+  else if (!pending || *pending != r.operation_id)
+    state_.armed.reset();
+  return state_.armed.has_value();
 }
 
 void Agent::heartbeat() {
@@ -433,7 +468,7 @@ void Agent::handle_commit() {
   if (!st) return say("commit: " + st.error().message);
   std::optional<OutcomeCode> code;
   std::string message;
-  if (st->pending && st->pending->operation_id == a.request.operation_id) {
+  if (st->pending && st->pending->operation_id == a.pending_id()) {
     auto out = commit(o_.where);
     if (!out) return say("commit: " + out.error().message);
     code = out->code;
@@ -443,8 +478,7 @@ void Agent::handle_commit() {
     auto history = read_history(o_.where.state_dir);
     if (history)
       for (auto it = history->rbegin(); it != history->rend(); ++it)
-        if (it->kind == to_string(OutcomeKind::commit) &&
-            it->operation_id == a.request.operation_id) {
+        if (it->kind == to_string(OutcomeKind::commit) && it->operation_id == a.pending_id()) {
           const std::string& word = it->outcome;
           // A word this abup does not know is reported as it is, as an internal error.
           if (auto parsed = parse_outcome_code(word); parsed)
@@ -530,13 +564,14 @@ Status Agent::run() {
   // armed, then an operation cut short by a restart again (stage resumes, arming is idempotent).
   const auto from = daemon::derive_start(Mode::aks, {}, {}, state_, host_.boot_id, std::nullopt);
   phase_ = daemon::PhaseMachine(from.phase);
-  std::optional<contract::Request> resume;
+  std::optional<InFlight> resume;
   if (from.owed == daemon::Owed::resume || from.resume) {
-    resume = state_.in_flight->request;
+    resume = std::move(state_.in_flight);
     state_.in_flight.reset();
   }
   if (from.owed == daemon::Owed::report_commit) handle_commit();
-  if (resume && !state_.find(resume->operation_id)) start(*resume);
+  if (resume && !state_.find(resume->request.operation_id))
+    start(resume->request, std::move(resume->superseded));
   mail_.post_node(node_);
   std::thread watcher([this] { watch_loop(); });
   const std::string request_key = key(contract::kRequestKey);

@@ -42,6 +42,27 @@ Result<std::optional<contract::OperationStatus>> status_from(const JsonFields& p
   return std::optional<contract::OperationStatus>(std::move(*s));
 }
 
+Result<std::optional<Armed>> armed_from(const JsonFields& parent, std::string_view key) {
+  ABUP_TRY(auto a, parent.object(key));
+  if (!a) return std::optional<Armed>();
+  Armed armed;
+  ABUP_TRY(armed.request, request_from(*a));
+  ABUP_TRY(armed.started_utc, a->string("startedUtc"));
+  ABUP_TRY(armed.from_version, a->string("fromVersion"));
+  ABUP_TRY(armed.to_version, a->string("toVersion"));
+  ABUP_TRY(armed.pending_operation_id, a->string("pendingOperationId"));
+  return std::optional<Armed>(std::move(armed));
+}
+
+json armed_json(const Armed& a) {
+  json j = {{"request", request_json(a.request)},
+            {"startedUtc", a.started_utc},
+            {"fromVersion", a.from_version},
+            {"toVersion", a.to_version}};
+  if (!a.pending_operation_id.empty()) j["pendingOperationId"] = a.pending_operation_id;
+  return j;
+}
+
 }  // namespace
 
 CachedOperation* AksState::find(const std::string& id) {
@@ -76,17 +97,10 @@ Result<AksState> AksState::from_json(const JsonFields& top) {
     ABUP_TRY(in.request, request_from(*f));
     ABUP_TRY(in.started_utc, f->string("startedUtc"));
     ABUP_TRY(in.from_version, f->string("fromVersion"));
+    ABUP_TRY(in.superseded, armed_from(*f, "superseded"));
     st.in_flight = std::move(in);
   }
-  ABUP_TRY(auto a, top.object("armed"));
-  if (a) {
-    Armed armed;
-    ABUP_TRY(armed.request, request_from(*a));
-    ABUP_TRY(armed.started_utc, a->string("startedUtc"));
-    ABUP_TRY(armed.from_version, a->string("fromVersion"));
-    ABUP_TRY(armed.to_version, a->string("toVersion"));
-    st.armed = std::move(armed);
-  }
+  ABUP_TRY(st.armed, armed_from(top, "armed"));
   ABUP_TRY(auto s, top.object("staged"));
   if (s) {
     Staged staged;
@@ -107,15 +121,13 @@ json AksState::to_json() const {
     if (c.commit) j["commit"] = json::parse(*contract::serialize_status(*c.commit));
     doc["operations"].push_back(std::move(j));
   }
-  if (in_flight)
+  if (in_flight) {
     doc["inFlight"] = {{"request", request_json(in_flight->request)},
                        {"startedUtc", in_flight->started_utc},
                        {"fromVersion", in_flight->from_version}};
-  if (armed)
-    doc["armed"] = {{"request", request_json(armed->request)},
-                    {"startedUtc", armed->started_utc},
-                    {"fromVersion", armed->from_version},
-                    {"toVersion", armed->to_version}};
+    if (in_flight->superseded) doc["inFlight"]["superseded"] = armed_json(*in_flight->superseded);
+  }
+  if (armed) doc["armed"] = armed_json(*armed);
   if (staged)
     doc["staged"] = {{"nodeUpdateId", staged->node_update_id},
                      {"version", staged->version},

@@ -13,17 +13,26 @@
 
 namespace abup::agent::aks {
 
-// An operation started and not finished (a restart finds it here).
-struct InFlight {
-  protocol::aks::Request request;
-  std::string started_utc, from_version;
-};
-
 // What finalize/rollback armed: the commit after the reboot reports it, and sends the Omaha
 // events to the server the request named.
 struct Armed {
   protocol::aks::Request request;
   std::string started_utc, from_version, to_version;
+  // The operation id of state.json's pending commit this arming left: a finalize repeated while
+  // its version is armed re-arms the earlier pending commit. Empty: request.operation_id.
+  std::string pending_operation_id = {};
+  [[nodiscard]] const std::string& pending_id() const {
+    return pending_operation_id.empty() ? request.operation_id : pending_operation_id;
+  }
+};
+
+// An operation started and not finished (a restart finds it here).
+struct InFlight {
+  protocol::aks::Request request;
+  std::string started_utc, from_version;
+  // A finalize or rollback asked while armed: the arming it replaces, armed again when this one
+  // fails and state.json still holds that arming's pending commit.
+  std::optional<Armed> superseded = {};
 };
 
 struct Staged {

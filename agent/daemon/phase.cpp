@@ -75,6 +75,8 @@ std::string_view name(Trigger trigger) {
       return "armed";
     case Trigger::committed:
       return "committed";
+    case Trigger::kept_armed:
+      return "kept_armed";
   }
   return "?";
 }

@@ -56,10 +56,11 @@ enum class Trigger {
   done,       // the worker's operation ended (in waiting: the wait failed; aks: it failed)
   stop,       // SIGTERM/SIGINT
   // aks mode: stage, finalize and rollback are the update-request annotation's operations.
-  armed,      // aks: finalize or rollback armed the slot
-  committed,  // aks: the commit after the reboot was reported
+  armed,       // aks: finalize or rollback armed the slot
+  committed,   // aks: the commit after the reboot was reported
+  kept_armed,  // aks: finalize or rollback failed, and an earlier arming still waits for its reboot
 };
-inline constexpr std::size_t kTriggerCount = 14;
+inline constexpr std::size_t kTriggerCount = 15;
 
 // What the loop does when the row is taken.
 // aks_* rows: start_stage starts the stage thread, start_finalize/start_rollback write the
@@ -135,6 +136,7 @@ inline constexpr std::array kTransitions = {
     Transition{Phase::aks_staging, Trigger::done,      Phase::aks_idle,    Action::finish},
     Transition{Phase::aks_arming,  Trigger::armed,     Phase::aks_armed,   Action::start_reboot},
     Transition{Phase::aks_arming,  Trigger::done,      Phase::aks_idle,    Action::finish},
+    Transition{Phase::aks_arming,  Trigger::kept_armed, Phase::aks_armed,  Action::finish},
     Transition{Phase::aks_armed,   Trigger::finalize,  Phase::aks_arming,  Action::start_finalize},
     Transition{Phase::aks_armed,   Trigger::rollback,  Phase::aks_arming,  Action::start_rollback},
     Transition{Phase::aks_armed,   Trigger::committed, Phase::aks_idle,    Action::finish},

@@ -160,6 +160,21 @@ struct World {
     FAIL("no terminal status for " << id << " in " << key << ": " << api.annotation(key));
     return {};
   }
+
+  // Stage `version` (operation `stage_op`) and finalize it (`finalize_op`), both Success.
+  void stage_and_finalize(const std::string& version, int stage_op, int finalize_op) {
+    ask(request("stage", op_id(stage_op), version));
+    REQUIRE(wait_terminal(kStatus, op_id(stage_op))["code"] == "Success");
+    ask(request("finalize", op_id(finalize_op), version));
+    REQUIRE(wait_terminal(kStatus, op_id(finalize_op))["code"] == "Success");
+  }
+
+  // The reboot call is finalize's last step, after its status and its Omaha 800/1.
+  int wait_reboots(int n) const {
+    for (int i = 0; i < 200 && reboots < n; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    return reboots;
+  }
 };
 
 std::vector<json> statuses_for(const World& w, const std::string& key, const std::string& id) {
@@ -196,9 +211,7 @@ TEST_CASE("stage, finalize, reboot, commit through the annotations") {
   w.ask(w.request("finalize", op_id(2), v2));
   s = w.wait_terminal(kStatus, op_id(2));
   CHECK(s["code"] == "Success");
-  for (int i = 0; i < 200 && w.reboots == 0; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  CHECK(w.reboots == 1);
+  CHECK(w.wait_reboots(1) == 1);
   CHECK(w.omaha.log().find("eventtype=\"800\"") != std::string::npos);
   w.stop_agent();
 
@@ -227,9 +240,7 @@ TEST_CASE("stage, finalize, reboot, commit through the annotations") {
   s = w.wait_terminal(kStatus, op_id(3));
   CHECK(s["code"] == "Success");
   CHECK(s["operation"] == "rollback");
-  for (int i = 0; i < 200 && w.reboots < 2; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  CHECK(w.reboots == 2);
+  CHECK(w.wait_reboots(2) == 2);
   w.stop_agent();
   CHECK(w.node.reboot() == 'A');
   w.start_agent();
@@ -244,10 +255,7 @@ TEST_CASE("a target that does not boot is reported as TargetBootFailed with Omah
   const std::string v2 = "202606.29.0";
   w.omaha.offer(v2, w.image(v2));
   w.start_agent();
-  w.ask(w.request("stage", op_id(40), v2));
-  REQUIRE(w.wait_terminal(kStatus, op_id(40))["code"] == "Success");
-  w.ask(w.request("finalize", op_id(41), v2));
-  REQUIRE(w.wait_terminal(kStatus, op_id(41))["code"] == "Success");
+  w.stage_and_finalize(v2, 40, 41);
   w.stop_agent();
   // The bootloader gave B its one try and came back on A.
   w.node.reboot_into('A', kRunning);
@@ -441,15 +449,9 @@ TEST_CASE(
   const std::string v2 = "202606.29.0";
   w.omaha.offer(v2, w.image(v2));
   w.start_agent();
-  w.ask(w.request("stage", op_id(50), v2));
-  REQUIRE(w.wait_terminal(kStatus, op_id(50))["code"] == "Success");
-  w.ask(w.request("finalize", op_id(51), v2));
-  REQUIRE(w.wait_terminal(kStatus, op_id(51))["code"] == "Success");
-  // The finalize's terminal status is written before its Omaha 800/1 and the reboot call: wait
-  // for the reboot (the last step), so the Omaha log below holds everything finalize sends.
-  for (int i = 0; i < 200 && w.reboots == 0; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  REQUIRE(w.reboots == 1);
+  w.stage_and_finalize(v2, 50, 51);
+  // Wait for the reboot call, so the Omaha log below holds everything finalize sends.
+  REQUIRE(w.wait_reboots(1) == 1);
   REQUIRE(w.omaha.log().find("eventtype=\"800\"") != std::string::npos);
   const auto b = w.node.slot_digest('B');
   const auto omaha_before = w.omaha.log();
@@ -486,5 +488,51 @@ TEST_CASE("an Omaha reply naming the asked version but pointing at another signe
                                              " was asked for") != std::string::npos);
   CHECK(w.node.slot_digest('B') == b);  // refused before the first write
   CHECK(w.node.status()["slots"] == status_before["slots"]);
+  CHECK(w.node.status()["pending"].is_null());
+}
+
+TEST_CASE("finalize or rollback asked again while armed: the armed commit is still reported") {
+  World w;
+  const std::string v2 = "202606.29.0", v3 = "202607.01.0";
+  w.omaha.offer(v2, w.image(v2));
+  w.start_agent();
+  w.stage_and_finalize(v2, 70, 71);
+  REQUIRE(w.wait_reboots(1) == 1);
+  // The reboot did not happen; a rollback is refused (the finalize's commit is pending), and the
+  // finalize's arming stays the one whose commit is owed.
+  w.ask(w.request("rollback", op_id(72), ""));
+  auto s = w.wait_terminal(kStatus, op_id(72));
+  INFO(s.dump());
+  CHECK(s["code"] == "OperationFailed");
+  CHECK(s["message"].get<std::string>().find("operation " + op_id(71)) != std::string::npos);
+  w.stop_agent();
+  CHECK(w.reboots == 1);  // a failed arming asks for no reboot
+  CHECK(w.node.status()["pending"]["operationId"] == op_id(71));
+  CHECK(w.node.reboot() == 'B');
+  w.start_agent();
+  auto c = w.wait_terminal(kCommit, op_id(71));
+  CHECK(c["code"] == "Success");
+  CHECK(c["toVersion"] == v2);
+  w.stop_agent();
+  CHECK(w.node.cgpt(kPartUsrB, "-S") == "1");
+
+  // From B: stage v3 on A, finalize it twice. The second finalize re-arms the first one's pending
+  // commit, and the commit after the reboot answers the newest operationId.
+  w.omaha.offer(v3, w.image(v3));
+  w.start_agent();
+  w.stage_and_finalize(v3, 73, 74);
+  REQUIRE(w.wait_reboots(2) == 2);
+  w.ask(w.request("finalize", op_id(75), v3));
+  s = w.wait_terminal(kStatus, op_id(75));
+  CHECK(s["code"] == "Success");
+  CHECK(w.wait_reboots(3) == 3);
+  w.stop_agent();
+  CHECK(w.node.status()["pending"]["operationId"] == op_id(74));
+  CHECK(w.node.reboot() == 'A');
+  w.start_agent();
+  c = w.wait_terminal(kCommit, op_id(75));
+  CHECK(c["code"] == "Success");
+  CHECK(c["toVersion"] == v3);
+  w.stop_agent();
   CHECK(w.node.status()["pending"].is_null());
 }

@@ -78,6 +78,8 @@ const Row kSpec[] = {
     {P::aks_staging, T::done, P::aks_idle, A::finish},
     {P::aks_arming, T::armed, P::aks_armed, A::start_reboot},
     {P::aks_arming, T::done, P::aks_idle, A::finish},
+    // A failed second arming leaves the first one's commit owed (state.json still has it).
+    {P::aks_arming, T::kept_armed, P::aks_armed, A::finish},
     // Armed: arming again is the lifecycle's call, a stage is refused (the slot is never
     // written while armed), the commit report after the reboot ends it.
     {P::aks_armed, T::finalize, P::aks_arming, A::start_finalize},
