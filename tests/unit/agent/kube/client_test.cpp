@@ -30,6 +30,21 @@ Client client_for(const FakeApiServer& api, bool inline_data) {
   return Client(*k, fast());
 }
 
+// Node "node-1" as `c` reads it, which must succeed.
+NodeObject node_1(const Client& c) {
+  auto n = c.get_node("node-1");
+  REQUIRE_MESSAGE(n, (n ? "" : n.error().message));
+  return *std::move(n);
+}
+
+// The fake API server with Node "node-1", a client for it (kubeconfig with inline data), and the
+// Node as that client first read it.
+struct WithNode {
+  FakeApiServer api{"node-1"};
+  Client c = client_for(api, true);
+  NodeObject n = node_1(c);
+};
+
 }  // namespace
 
 TEST_CASE("kubeconfig files and inline data both authenticate as system:node") {
@@ -38,10 +53,9 @@ TEST_CASE("kubeconfig files and inline data both authenticate as system:node") {
     CAPTURE(inline_data);
     auto c = client_for(api, inline_data);
     CHECK(c.config().server == api.server_url());
-    auto n = c.get_node("node-1");
-    REQUIRE_MESSAGE(n, (n ? "" : n.error().message));
-    CHECK(n->name == "node-1");
-    CHECK(n->uid == "5f0c7a52-1d3e-4c4b-9a55-0e2c1b7f9d10");
+    auto n = node_1(c);
+    CHECK(n.name == "node-1");
+    CHECK(n.uid == "5f0c7a52-1d3e-4c4b-9a55-0e2c1b7f9d10");
     CHECK(api.requests().back().identity == "system:node:node-1");
   }
 }
@@ -70,16 +84,13 @@ TEST_CASE("a server certificate from another CA is refused") {
   CHECK(n.error().code == Errc::untrusted);
 }
 
-TEST_CASE("merge-patch sets and removes annotations and bumps the resourceVersion") {
-  FakeApiServer api("node-1");
-  auto c = client_for(api, true);
-  auto before = c.get_node("node-1");
-  REQUIRE(before);
+TEST_CASE_FIXTURE(WithNode,
+                  "merge-patch sets and removes annotations and bumps the resourceVersion") {
   auto after = c.patch_annotations("node-1", {{"acl.azure.com/update-status", "{\"a\":1}"}});
   REQUIRE_MESSAGE(after, (after ? "" : after.error().message));
   CHECK(after->annotations.at("acl.azure.com/update-status") == "{\"a\":1}");
   CHECK(after->annotations.count("node.alpha.kubernetes.io/ttl") == 1);
-  CHECK(std::stoull(after->resource_version) > std::stoull(before->resource_version));
+  CHECK(std::stoull(after->resource_version) > std::stoull(n.resource_version));
   auto req = api.requests().back();
   CHECK(req.method == "PATCH");
   CHECK(req.content_type == "application/merge-patch+json");
@@ -105,26 +116,19 @@ TEST_CASE("API errors carry the status and the server's message") {
   CHECK(g.error().code == Errc::not_found);
 }
 
-TEST_CASE("events name the Node as involvedObject") {
-  FakeApiServer api("node-1");
-  auto c = client_for(api, true);
-  auto n = c.get_node("node-1");
-  REQUIRE(n);
-  REQUIRE(c.post_event(*n, {"Warning", "UpdateRequestInvalid", "bad request"}));
+TEST_CASE_FIXTURE(WithNode, "events name the Node as involvedObject") {
+  REQUIRE(c.post_event(n, {"Warning", "UpdateRequestInvalid", "bad request"}));
   auto ev = api.events();
   REQUIRE(ev.size() == 1);
   CHECK(ev[0]["involvedObject"]["name"] == "node-1");
-  CHECK(ev[0]["involvedObject"]["uid"] == n->uid);
+  CHECK(ev[0]["involvedObject"]["uid"] == n.uid);
   CHECK(ev[0]["type"] == "Warning");
   CHECK(ev[0]["reason"] == "UpdateRequestInvalid");
 }
 
-TEST_CASE("a watch delivers changes, resumes from its resourceVersion, and reports expiry") {
-  FakeApiServer api("node-1");
-  auto c = client_for(api, true);
-  auto n = c.get_node("node-1");
-  REQUIRE(n);
-  std::string rv = n->resource_version;
+TEST_CASE_FIXTURE(
+    WithNode, "a watch delivers changes, resumes from its resourceVersion, and reports expiry") {
+  std::string rv = n.resource_version;
   std::atomic<bool> stop{false};
   std::vector<std::string> seen;
   std::thread writer([&] {
@@ -178,12 +182,8 @@ TEST_CASE("a watch delivers changes, resumes from its resourceVersion, and repor
   CHECK(end.error().code == Errc::not_found);
 }
 
-TEST_CASE("a stream the server ends at timeoutSeconds is closed cleanly") {
-  FakeApiServer api("node-1");
-  auto c = client_for(api, true);
-  auto n = c.get_node("node-1");
-  REQUIRE(n);
-  std::string rv = n->resource_version;
+TEST_CASE_FIXTURE(WithNode, "a stream the server ends at timeoutSeconds is closed cleanly") {
+  std::string rv = n.resource_version;
   std::atomic<bool> stop{false};
   auto end = c.watch_node("node-1", rv, 1, stop, [](const NodeObject&) { return true; });
   REQUIRE(end);

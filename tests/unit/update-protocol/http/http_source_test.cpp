@@ -6,9 +6,7 @@
 #include <sstream>
 #include <thread>
 
-#include "fixture.hpp"
-#include "support/fault_server.hpp"
-#include "support/nginx.hpp"
+#include "http_helpers.hpp"
 
 namespace abup::protocol::test {
 namespace {
@@ -34,11 +32,18 @@ std::vector<std::uint64_t> range_starts(const std::vector<std::string>& log) {
   return starts;
 }
 
+// The error of a 100-byte read_at(offset) of the fault server's `path`, which delivers nothing.
+std::string refused_read(const FaultServer& fault, const std::string& path, std::uint64_t offset) {
+  auto src = open_ok(fault.url(path), fast_options());
+  std::vector<std::uint8_t> buf(100);
+  auto st = src->read_at(offset, buf);
+  CHECK(src->bytes_fetched() == 0);
+  return error_of(st);
+}
+
 }  // namespace
 
-TEST_CASE("the size comes from HEAD and nothing is downloaded for it") {
-  Docroot d;
-  NginxServer nginx(d.root);
+TEST_CASE_FIXTURE(OnNginx, "the size comes from HEAD and nothing is downloaded for it") {
   auto src = open_ok(nginx.url("image.bin"), fast_options());
   CHECK(src->size() == kImageSize);
   CHECK(src->bytes_fetched() == 0);
@@ -48,9 +53,8 @@ TEST_CASE("the size comes from HEAD and nothing is downloaded for it") {
   CHECK(log[0].starts_with("HEAD /image.bin - 200"));
 }
 
-TEST_CASE("read_at and read_range return the file's bytes over one reused connection") {
-  Docroot d;
-  NginxServer nginx(d.root);
+TEST_CASE_FIXTURE(OnNginx,
+                  "read_at and read_range return the file's bytes over one reused connection") {
   auto src = open_ok(nginx.url("image.bin"), fast_options());
 
   std::vector<std::uint8_t> buf(4096);
@@ -78,9 +82,7 @@ TEST_CASE("read_at and read_range return the file's bytes over one reused connec
   CHECK(connections.size() == 1);
 }
 
-TEST_CASE("reads past the end are refused without a request") {
-  Docroot d;
-  NginxServer nginx(d.root);
+TEST_CASE_FIXTURE(OnNginx, "reads past the end are refused without a request") {
   auto src = open_ok(nginx.url("image.bin"), fast_options());
   std::vector<std::uint8_t> buf(10);
   auto st = src->read_at(kImageSize - 5, buf);
@@ -89,9 +91,7 @@ TEST_CASE("reads past the end are refused without a request") {
   CHECK(nginx.access_log(1).size() == 1);
 }
 
-TEST_CASE("a missing file is not_found, naming the URL and the status") {
-  Docroot d;
-  NginxServer nginx(d.root);
+TEST_CASE_FIXTURE(OnNginx, "a missing file is not_found, naming the URL and the status") {
   auto r = open_http_source(nginx.url("nope.bin"), fast_options());
   REQUIRE_FALSE(r.has_value());
   CHECK(r.error().code == Errc::not_found);
@@ -113,19 +113,14 @@ TEST_CASE("a server that ignores Range (200 instead of 206) is refused") {
   }
   SUBCASE("a server advertising ranges but answering 200: found at the first read") {
     FaultServer fault(d.root);
-    auto src = open_ok(fault.url("norange/image.bin"), fast_options());
-    std::vector<std::uint8_t> buf(100);
-    auto st = src->read_at(1000, buf);
-    CHECK(error_of(st) == fault.url("norange/image.bin") +
-                              ": server ignored the Range request (HTTP 200 instead of 206)");
-    CHECK(src->bytes_fetched() == 0);
+    CHECK(refused_read(fault, "norange/image.bin", 1000) ==
+          fault.url("norange/image.bin") +
+              ": server ignored the Range request (HTTP 200 instead of 206)");
     CHECK(fault.requests().size() == 2);
   }
 }
 
-TEST_CASE("a body longer than the range asked for is refused") {
-  Docroot d;
-  FaultServer fault(d.root);
+TEST_CASE_FIXTURE(OnFaultServer, "a body longer than the range asked for is refused") {
   auto src = open_ok(fault.url("extra/image.bin"), fast_options());
   std::uint64_t delivered = 0;
   auto st = src->read_range(100, 1000, [&](std::span<const std::uint8_t> piece) -> Status {
@@ -139,30 +134,20 @@ TEST_CASE("a body longer than the range asked for is refused") {
   CHECK(fault.requests().size() == 2);  // not retried
 }
 
-TEST_CASE("a Content-Range for other bytes is refused") {
-  Docroot d;
-  FaultServer fault(d.root);
-  auto src = open_ok(fault.url("wrongrange/image.bin"), fast_options());
-  std::vector<std::uint8_t> buf(100);
-  auto st = src->read_at(5000, buf);
-  CHECK(error_of(st) == fault.url("wrongrange/image.bin") +
-                            ": server answered range 5001-5100 to a request for range 5000-5099");
-  CHECK(src->bytes_fetched() == 0);
+TEST_CASE_FIXTURE(OnFaultServer, "a Content-Range for other bytes is refused") {
+  CHECK(refused_read(fault, "wrongrange/image.bin", 5000) ==
+        fault.url("wrongrange/image.bin") +
+            ": server answered range 5001-5100 to a request for range 5000-5099");
 }
 
-TEST_CASE("dropped connections are resumed from the next byte, never delivering one twice") {
-  Docroot d;
-  FaultServer fault(d.root);
+TEST_CASE_FIXTURE(
+    OnFaultServer,
+    "dropped connections are resumed from the next byte, never delivering one twice") {
   auto options = fast_options();
   options.max_retries = 2;  // fewer than the drops: progress resets the count
   auto src = open_ok(fault.url("drop/1000000/image.bin"), options);
 
-  std::string got;
-  Status st = src->read_range(10, kImageSize - 10, [&](std::span<const std::uint8_t> piece) {
-    got.append(reinterpret_cast<const char*>(piece.data()), piece.size());
-    return Status{};
-  });
-  REQUIRE_MESSAGE(st.has_value(), (st ? "" : st.error().message));
+  std::string got = read_all(*src, 10, kImageSize - 10);
   CHECK(got.size() == kImageSize - 10);
   CHECK(got == d.image.substr(10));
   CHECK(src->bytes_fetched() == kImageSize - 10);
@@ -176,9 +161,8 @@ TEST_CASE("dropped connections are resumed from the next byte, never delivering 
   CHECK(std::string(buf.begin(), buf.end()) == d.image.substr(100, buf.size()));
 }
 
-TEST_CASE("a reply that is not HTTP (a stray byte on a kept-alive connection) is retried") {
-  Docroot d;
-  FaultServer fault(d.root);
+TEST_CASE_FIXTURE(OnFaultServer,
+                  "a reply that is not HTTP (a stray byte on a kept-alive connection) is retried") {
   auto src = open_ok(fault.url("straybyte/image.bin"), fast_options());
   std::vector<std::uint8_t> buf(4096);
   for (std::uint64_t offset : {std::uint64_t{0}, std::uint64_t{5000}}) {
@@ -191,9 +175,7 @@ TEST_CASE("a reply that is not HTTP (a stray byte on a kept-alive connection) is
   CHECK(range_starts(fault.requests()) == std::vector<std::uint64_t>{0, 5000, 5000});
 }
 
-TEST_CASE("503s are retried, then the source works") {
-  Docroot d;
-  FaultServer fault(d.root);
+TEST_CASE_FIXTURE(OnFaultServer, "503s are retried, then the source works") {
   auto src = open_ok(fault.url("flaky/2/image.bin"), fast_options());
   CHECK(src->size() == kImageSize);
   CHECK(read_all(*src, 4096, 8192) == d.image.substr(4096, 8192));
@@ -203,9 +185,8 @@ TEST_CASE("503s are retried, then the source works") {
   for (std::size_t i = 3; i < 6; ++i) CHECK(log[i] == "GET /flaky/2/image.bin bytes=4096-12287");
 }
 
-TEST_CASE("when retries run out the error names the URL, the status and the attempts") {
-  Docroot d;
-  FaultServer fault(d.root);
+TEST_CASE_FIXTURE(OnFaultServer,
+                  "when retries run out the error names the URL, the status and the attempts") {
   auto options = fast_options();
   options.max_retries = 2;
   auto r = open_http_source(fault.url("flaky/100/image.bin"), options);
@@ -216,9 +197,7 @@ TEST_CASE("when retries run out the error names the URL, the status and the atte
   CHECK(fault.requests().size() == 3);
 }
 
-TEST_CASE("redirects are followed up to the cap, and refused beyond it") {
-  Docroot d;
-  FaultServer fault(d.root);
+TEST_CASE_FIXTURE(OnFaultServer, "redirects are followed up to the cap, and refused beyond it") {
   auto options = fast_options();
   options.max_redirects = 4;
   auto src = open_ok(fault.url("redirect/4/image.bin"), options);
@@ -231,9 +210,7 @@ TEST_CASE("redirects are followed up to the cap, and refused beyond it") {
   CHECK(r.error().message.starts_with(fault.url("redirect/5/image.bin") + ": "));
 }
 
-TEST_CASE("plain http:// is refused unless allowed") {
-  Docroot d;
-  NginxServer nginx(d.root);
+TEST_CASE_FIXTURE(OnNginx, "plain http:// is refused unless allowed") {
   auto options = fast_options();
   options.allow_http = false;
   auto r = open_http_source(nginx.url("image.bin"), options);
@@ -246,9 +223,7 @@ TEST_CASE("plain http:// is refused unless allowed") {
   CHECK(nginx.access_log().empty());
 }
 
-TEST_CASE("a sink's error stops the transfer and comes back unchanged") {
-  Docroot d;
-  NginxServer nginx(d.root);
+TEST_CASE_FIXTURE(OnNginx, "a sink's error stops the transfer and comes back unchanged") {
   auto src = open_ok(nginx.url("image.bin"), fast_options());
   int calls = 0;
   auto st = src->read_range(0, kImageSize, [&](std::span<const std::uint8_t>) -> Status {
@@ -262,9 +237,7 @@ TEST_CASE("a sink's error stops the transfer and comes back unchanged") {
   CHECK(src->bytes_fetched() < kImageSize);
 }
 
-TEST_CASE("a trickling server is aborted as too slow, and retried") {
-  Docroot d;
-  FaultServer fault(d.root);
+TEST_CASE_FIXTURE(OnFaultServer, "a trickling server is aborted as too slow, and retried") {
   auto options = fast_options();
   options.max_retries = 1;
   options.low_speed_limit = 1000;
@@ -281,9 +254,7 @@ TEST_CASE("a trickling server is aborted as too slow, and retried") {
   CHECK(starts[1] > 0);  // the retry resumed after the bytes that did arrive
 }
 
-TEST_CASE("a sink that blocks (back-pressure) is not taken for a slow link") {
-  Docroot d;
-  NginxServer nginx(d.root);
+TEST_CASE_FIXTURE(OnNginx, "a sink that blocks (back-pressure) is not taken for a slow link") {
   auto options = fast_options();
   options.max_retries = 0;
   options.low_speed_limit = 10 << 20;
@@ -300,9 +271,7 @@ TEST_CASE("a sink that blocks (back-pressure) is not taken for a slow link") {
   CHECK(got == d.image);
 }
 
-TEST_CASE("when HEAD is refused the size comes from a 1-byte range GET") {
-  Docroot d;
-  FaultServer fault(d.root);
+TEST_CASE_FIXTURE(OnFaultServer, "when HEAD is refused the size comes from a 1-byte range GET") {
   auto src = open_ok(fault.url("nohead/image.bin"), fast_options());
   CHECK(src->size() == kImageSize);
   auto log = fault.requests();
@@ -312,9 +281,7 @@ TEST_CASE("when HEAD is refused the size comes from a 1-byte range GET") {
   CHECK(read_all(*src, kImageSize - 10, 10) == d.image.substr(kImageSize - 10));
 }
 
-TEST_CASE("a cancel flag stops retry waits") {
-  Docroot d;
-  FaultServer fault(d.root);
+TEST_CASE_FIXTURE(OnFaultServer, "a cancel flag stops retry waits") {
   std::atomic<bool> cancel{false};
   auto options = fast_options();
   // Waits of an hour: unless the cancel flag ends the wait, this test hangs until ctest's
@@ -333,9 +300,7 @@ TEST_CASE("a cancel flag stops retry waits") {
   CHECK(fault.requests().size() == 1);  // cancelled in the first wait, no second attempt
 }
 
-TEST_CASE("open_source picks the source by the location's form") {
-  Docroot d;
-  NginxServer nginx(d.root);
+TEST_CASE_FIXTURE(OnNginx, "open_source picks the source by the location's form") {
   auto path = (d.root / "small.txt").string();
   for (const std::string& location : {path, "file://" + path, nginx.url("small.txt")}) {
     INFO(location);

@@ -5,15 +5,10 @@
 
 #include <sstream>
 
-#include "fixture.hpp"
-#include "support/fault_server.hpp"
-#include "support/nginx.hpp"
+#include "http_helpers.hpp"
 
 namespace abup::protocol::test {
 namespace {
-
-using abup::test::FaultServer;
-using abup::test::NginxServer;
 
 // `n` ranges of 1000 + 37·i bytes, 50 KiB apart.
 std::vector<Range> spread(std::size_t n) {
@@ -40,11 +35,14 @@ Read read(Source& src, const std::vector<Range>& ranges) {
   return r;
 }
 
-void check_bytes(const Read& r, const std::vector<Range>& ranges, const std::string& image) {
+// read() that must succeed, delivering each range's bytes of `image` in order.
+Read read_checked(Source& src, const std::vector<Range>& ranges, const std::string& image) {
+  Read r = read(src, ranges);
   REQUIRE_MESSAGE(r.requests.has_value(), (r.requests ? "" : r.requests.error().message));
   CHECK(r.in_order);
   for (std::size_t i = 0; i < ranges.size(); ++i)
     CHECK(r.data[i] == image.substr(ranges[i].offset, ranges[i].length));
+  return r;
 }
 
 std::string third_word(const std::string& line) {
@@ -52,6 +50,12 @@ std::string third_word(const std::string& line) {
   std::string w;
   for (int i = 0; i < 3 && in >> w;) ++i;
   return w;
+}
+
+// Each request of the log from `first` on asked for a single range.
+void check_single_ranges(const std::vector<std::string>& log, std::size_t first) {
+  for (std::size_t i = first; i < log.size(); ++i)
+    CHECK(third_word(log[i]).find(',') == std::string::npos);
 }
 
 std::uint64_t sum(const std::vector<Range>& ranges) {
@@ -62,13 +66,10 @@ std::uint64_t sum(const std::vector<Range>& ranges) {
 
 }  // namespace
 
-TEST_CASE("nginx answers up to MaxRangesPerRequest ranges per request") {
-  Docroot d;
-  NginxServer nginx(d.root);
+TEST_CASE_FIXTURE(OnNginx, "nginx answers up to MaxRangesPerRequest ranges per request") {
   auto src = open_ok(nginx.url("image.bin"), fast_options());
   auto ranges = spread(40);
-  auto r = read(*src, ranges);
-  check_bytes(r, ranges, d.image);
+  auto r = read_checked(*src, ranges, d.image);
   CHECK(*r.requests == 3);  // 16 + 16 + 8
   auto log = nginx.access_log(4);
   REQUIRE(log.size() == 4);
@@ -84,58 +85,43 @@ TEST_CASE("nginx answers up to MaxRangesPerRequest ranges per request") {
   TransportOptions one = fast_options();
   one.max_ranges_per_request = 1;
   auto single = open_ok(nginx.url("image.bin"), one);
-  auto s = read(*single, ranges);
-  check_bytes(s, ranges, d.image);
-  CHECK(*s.requests == 40);
+  CHECK(*read_checked(*single, ranges, d.image).requests == 40);
   CHECK(single->bytes_fetched() == sum(ranges));
 }
 
-TEST_CASE("a server that answers several ranges with 200 is asked one range at a time") {
-  Docroot d;
-  NginxServer nginx(d.root);
+TEST_CASE_FIXTURE(OnNginx,
+                  "a server that answers several ranges with 200 is asked one range at a time") {
   auto src = open_ok(nginx.url("onerange/image.bin"), fast_options());
   auto ranges = spread(20);
-  auto r = read(*src, ranges);
-  check_bytes(r, ranges, d.image);
-  CHECK(*r.requests == 1 + 20);  // the refused multi-range request, then one per range
+  CHECK(*read_checked(*src, ranges, d.image).requests ==
+        1 + 20);  // the refused multi-range request, then one per range
   // The 200 was abandoned at its first piece: far from the 5 MiB of the whole file.
   CHECK(src->bytes_fetched() < sum(ranges) + (64 << 10));
   // Remembered: the next batch goes straight to single ranges.
-  auto again = read(*src, spread(3));
-  check_bytes(again, spread(3), d.image);
-  CHECK(*again.requests == 3);
+  CHECK(*read_checked(*src, spread(3), d.image).requests == 3);
   auto log = nginx.access_log(1 + 21 + 3);
   REQUIRE(log.size() == 25);
   CHECK(log[1].find(" 200 ") != std::string::npos);
-  for (std::size_t i = 2; i < log.size(); ++i) {
-    CHECK(log[i].find(" 206 ") != std::string::npos);
-    CHECK(third_word(log[i]).find(',') == std::string::npos);
-  }
+  for (std::size_t i = 2; i < log.size(); ++i) CHECK(log[i].find(" 206 ") != std::string::npos);
+  check_single_ranges(log, 2);
 }
 
-TEST_CASE("a server that answers several ranges with one 206 range is asked one at a time") {
-  Docroot d;
-  FaultServer server(d.root);
-  auto src = open_ok(server.url("firstrange/image.bin"), fast_options());
-  auto ranges = spread(5);
-  auto r = read(*src, ranges);
-  check_bytes(r, ranges, d.image);
-  CHECK(*r.requests == 1 + 5);
-  auto log = server.requests();
+TEST_CASE_FIXTURE(
+    OnFaultServer,
+    "a server that answers several ranges with one 206 range is asked one at a time") {
+  auto src = open_ok(fault.url("firstrange/image.bin"), fast_options());
+  CHECK(*read_checked(*src, spread(5), d.image).requests == 1 + 5);
+  auto log = fault.requests();
   REQUIRE(log.size() == 1 + 1 + 5);
   CHECK(third_word(log[1]).find(',') != std::string::npos);
-  for (std::size_t i = 2; i < log.size(); ++i)
-    CHECK(third_word(log[i]).find(',') == std::string::npos);
+  check_single_ranges(log, 2);
 }
 
-TEST_CASE("a multipart body broken mid-part is resumed from the next byte") {
-  Docroot d;
-  FaultServer server(d.root);
-  auto src = open_ok(server.url("multi/drop/image.bin"), fast_options());
+TEST_CASE_FIXTURE(OnFaultServer, "a multipart body broken mid-part is resumed from the next byte") {
+  auto src = open_ok(fault.url("multi/drop/image.bin"), fast_options());
   auto ranges = spread(4);
-  auto r = read(*src, ranges);
-  check_bytes(r, ranges, d.image);
-  auto log = server.requests();
+  auto r = read_checked(*src, ranges, d.image);
+  auto log = fault.requests();
   // Each request breaks in the middle of its second part; the one after starts inside it.
   REQUIRE(log.size() >= 3);
   CHECK(third_word(log[2]).starts_with(
@@ -143,9 +129,8 @@ TEST_CASE("a multipart body broken mid-part is resumed from the next byte") {
   CHECK(*r.requests == log.size() - 1);
 }
 
-TEST_CASE("hostile multipart bodies are refused, naming the server and what was wrong") {
-  Docroot d;
-  FaultServer server(d.root);
+TEST_CASE_FIXTURE(OnFaultServer,
+                  "hostile multipart bodies are refused, naming the server and what was wrong") {
   const std::vector<std::pair<std::string, std::string>> faults{
       {"reorder", "part 1 is range 51323-52359 where 123-1122 was asked for (parts out of order)"},
       {"missing", "only 3 parts; range 153723-154833 and any after it are missing"},
@@ -155,19 +140,19 @@ TEST_CASE("hostile multipart bodies are refused, naming the server and what was 
       {"wrongtotal", "part 1 names a resource of 5242881 bytes, not 5242880"},
       {"noboundary", "Content-Type \"multipart/byteranges\" (expected multipart/byteranges with a"},
   };
-  for (const auto& [fault, what] : faults) {
-    CAPTURE(fault);
-    const std::string url = server.url("multi/" + fault + "/image.bin");
+  for (const auto& [kind, what] : faults) {
+    CAPTURE(kind);
+    const std::string url = fault.url("multi/" + kind + "/image.bin");
     auto src = open_ok(url, fast_options());
     auto r = read(*src, spread(4));
-    REQUIRE_FALSE(r.requests.has_value());
-    CHECK(r.requests.error().code == Errc::invalid_input);
-    CHECK(r.requests.error().message.starts_with(url + ": "));
-    CHECK(r.requests.error().message.find(what) != std::string::npos);
+    const Error& e = failure_of(r.requests);
+    CHECK(e.code == Errc::invalid_input);
+    CHECK(e.message.starts_with(url + ": "));
+    CHECK(e.message.find(what) != std::string::npos);
   }
   // Not retried: a server that sends the wrong parts sends them again.
   std::size_t gets = 0;
-  for (const auto& line : server.requests()) gets += line.starts_with("GET ");
+  for (const auto& line : fault.requests()) gets += line.starts_with("GET ");
   CHECK(gets == faults.size());
 }
 

@@ -5,8 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "fixture.hpp"
-#include "support/fault_server.hpp"
+#include "http_helpers.hpp"
 
 namespace abup::protocol::test {
 namespace {
@@ -44,6 +43,18 @@ class BlackHole {
   std::uint16_t port_ = 0;
 };
 
+// Opening a Source on `url` fails as a network error whose message begins "<url>: <what>"; the
+// message.
+std::string source_failure(const std::string& url, const TransportOptions& options,
+                           const std::string& what) {
+  auto r = open_http_source(url, options);
+  const Error& e = failure_of(r);
+  INFO(e.message);
+  CHECK(e.code == Errc::network);
+  CHECK(e.message.starts_with(url + ": " + what));
+  return e.message;
+}
+
 }  // namespace
 
 TEST_CASE("a server that never completes the handshake fails on the connect timeout, named") {
@@ -53,47 +64,38 @@ TEST_CASE("a server that never completes the handshake fails on the connect time
   options.connect_timeout = 1s;
   auto url = hole.url("image.bin");
   SUBCASE("a Source") {
-    auto r = open_http_source(url, options);
-    REQUIRE_FALSE(r.has_value());
-    INFO(r.error().message);
-    CHECK(r.error().code == Errc::network);
-    CHECK(r.error().message.starts_with(url + ": no connection within 1 s: the connect timeout, "
-                                              "[Network] ConnectTimeoutSec="));
-    CHECK(r.error().message.find("gave up after 2 attempts") != std::string::npos);
+    auto message = source_failure(
+        url, options,
+        "no connection within 1 s: the connect timeout, [Network] ConnectTimeoutSec=");
+    INFO(message);
+    CHECK(message.find("gave up after 2 attempts") != std::string::npos);
   }
   SUBCASE("a POST (Omaha, FleetLock, Kubernetes): it never left, so it is retried too") {
     auto r = http_request("POST", url, {}, "{}", options);
-    REQUIRE_FALSE(r.has_value());
-    INFO(r.error().message);
-    CHECK(r.error().message.find("[Network] ConnectTimeoutSec=") != std::string::npos);
-    CHECK(r.error().message.find("gave up after 2 attempts") != std::string::npos);
+    const std::string& message = failure_of(r).message;
+    INFO(message);
+    CHECK(message.find("[Network] ConnectTimeoutSec=") != std::string::npos);
+    CHECK(message.find("gave up after 2 attempts") != std::string::npos);
   }
 }
 
-TEST_CASE("a server that accepts and never answers fails on the low-speed limit, named") {
-  Docroot d;
-  abup::test::FaultServer fault(d.root);
+TEST_CASE_FIXTURE(OnFaultServer,
+                  "a server that accepts and never answers fails on the low-speed limit, named") {
   auto options = fast_options();
   options.max_retries = 0;
   options.low_speed_limit = 1024;
   options.low_speed_time = 1s;
   auto url = fault.url("hang/image.bin");
   SUBCASE("a Source") {
-    auto r = open_http_source(url, options);
-    REQUIRE_FALSE(r.has_value());
-    INFO(r.error().message);
-    CHECK(r.error().code == Errc::network);
-    CHECK(r.error().message.starts_with(
-        url +
-        ": no answer: under 1024 bytes/s for 1 s: the low-speed limit, [Network] "
-        "LowSpeedLimitBytes= and LowSpeedTimeSec="));
+    source_failure(url, options,
+                   "no answer: under 1024 bytes/s for 1 s: the low-speed limit, [Network] "
+                   "LowSpeedLimitBytes= and LowSpeedTimeSec=");
   }
   SUBCASE("a small request") {
     auto r = http_request("GET", url, {}, "", options);
-    REQUIRE_FALSE(r.has_value());
-    INFO(r.error().message);
-    CHECK(r.error().message.find("[Network] LowSpeedLimitBytes= and LowSpeedTimeSec=") !=
-          std::string::npos);
+    const std::string& message = failure_of(r).message;
+    INFO(message);
+    CHECK(message.find("[Network] LowSpeedLimitBytes= and LowSpeedTimeSec=") != std::string::npos);
   }
 }
 

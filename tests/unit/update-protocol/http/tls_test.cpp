@@ -16,13 +16,26 @@ TransportOptions https_options() {
   return o;
 }
 
+// nginx serving a fresh Docroot over https, and https-only options that trust its test CA.
+struct OnHttps {
+  Docroot d;
+  NginxServer nginx;
+  TransportOptions options = https_options();
+
+  explicit OnHttps(abup::test::NginxOptions tls = {.https = true}) : nginx(d.root, tls) {
+    options.ca_file = nginx.ca_file();
+  }
+};
+
+// The same, with nginx asking for a client certificate from its test CA.
+struct OnMutualTls : OnHttps {
+  OnMutualTls() : OnHttps({.https = true, .require_client_cert = true}) {}
+};
+
 }  // namespace
 
-TEST_CASE("https with the CA file works, and without it the certificate is not trusted") {
-  Docroot d;
-  NginxServer nginx(d.root, {.https = true});
-  auto options = https_options();
-  options.ca_file = nginx.ca_file();
+TEST_CASE_FIXTURE(OnHttps,
+                  "https with the CA file works, and without it the certificate is not trusted") {
   auto src = open_ok(nginx.https_url("image.bin"), options);
   CHECK(src->size() == kImageSize);
   CHECK(read_all(*src, 1000, 100000) == d.image.substr(1000, 100000));
@@ -34,11 +47,7 @@ TEST_CASE("https with the CA file works, and without it the certificate is not t
                                       ": TLS: server certificate not trusted"));
 }
 
-TEST_CASE("a redirect from https to http is refused") {
-  Docroot d;
-  NginxServer nginx(d.root, {.https = true});
-  auto options = https_options();
-  options.ca_file = nginx.ca_file();
+TEST_CASE_FIXTURE(OnHttps, "a redirect from https to http is refused") {
   auto r = open_http_source(nginx.https_url("tohttp/image.bin"), options);
   REQUIRE_FALSE(r.has_value());
   CHECK(r.error().code == Errc::refused);
@@ -50,11 +59,9 @@ TEST_CASE("a redirect from https to http is refused") {
   CHECK(read_all(*src, 0, 10) == d.image.substr(0, 10));
 }
 
-TEST_CASE("mutual TLS: with the client certificate it works, without it the server refuses") {
-  Docroot d;
-  NginxServer nginx(d.root, {.https = true, .require_client_cert = true});
-  auto options = https_options();
-  options.ca_file = nginx.ca_file();
+TEST_CASE_FIXTURE(
+    OnMutualTls,
+    "mutual TLS: with the client certificate it works, without it the server refuses") {
   options.client_cert = nginx.client_cert();
   options.client_key = nginx.client_key();
   auto src = open_ok(nginx.https_url("image.bin"), options);
