@@ -46,7 +46,9 @@ std::optional<ApiErrc> parse_error_name(std::string_view name) {
 
 ApiError to_api_error(const Error& e) {
   switch (e.code) {
-    case Errc::invalid_input:
+    // InvalidArgs is the caller's mistake only: malformed data the node holds or fetched (a
+    // broken state file, a bad image) is Failed, its message naming what is wrong.
+    case Errc::usage:
       return {ApiErrc::invalid_args, e.message};
     case Errc::refused:
       return {ApiErrc::refused, e.message};

@@ -66,7 +66,7 @@ Error remote_error(const char* member, int r, const sd_bus_error& e) {
   Errc code = Errc::failed;
   if ((ours && *ours == ApiErrc::invalid_args) ||
       std::string_view(e.name) == SD_BUS_ERROR_INVALID_ARGS)
-    code = Errc::invalid_input;
+    code = Errc::usage;  // the call's argument: what the operator gave
   return make_error(code, text);
 }
 

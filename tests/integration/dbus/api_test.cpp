@@ -146,6 +146,13 @@ TEST_CASE("dbus api: introspection, properties and error names") {
   // Nothing of that changed the state or the disk.
   CHECK(w.get("State") == "s \"idle\"\n");
   CHECK(w.node.state_text().empty());
+  // A broken state file is the node's fault, not the caller's: Failed, naming the file.
+  std::filesystem::create_directories(w.node.state_dir());
+  write_file(w.node.state_dir() / "state.json", "{\"slots\": [");
+  auto broken = w.send("Finalize", "boolean:false");
+  CHECK(broken.exit_code != 0);
+  CHECK_MESSAGE(has(broken.out, "org.abup.Agent1.Error.Failed"), broken.out);
+  CHECK_MESSAGE(has(broken.out, "state.json"), broken.out);
 }
 
 TEST_CASE("dbus api: live progress in status, Busy while staging, signals on the bus") {
