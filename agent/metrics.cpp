@@ -121,6 +121,12 @@ std::string render_metrics(const MetricsSnapshot& s) {
              "Result of the last update check (always 1, the result is the label).");
     w.sample("abup_last_check_result", {{"result", s.last_check_result}}, 1);
   }
+  if (s.last_successful_check_time) {
+    w.family("abup_last_successful_check_timestamp_seconds", "gauge",
+             "Unix time of the last update check the server answered.");
+    w.sample("abup_last_successful_check_timestamp_seconds", {},
+             static_cast<double>(*s.last_successful_check_time));
+  }
 
   if (s.last_update) {
     const auto& u = *s.last_update;

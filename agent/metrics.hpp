@@ -40,8 +40,11 @@ struct MetricsSnapshot {
   // abup_state{state="failed"} == 1 sees a 0 before and after.
   std::vector<std::string> known_states;
   std::optional<SlotVersion> booted, staged;
-  std::optional<std::int64_t> last_check_time;   // Unix seconds
-  std::string last_check_result;                 // e.g. no_update, update_available, error
+  std::optional<std::int64_t> last_check_time;  // Unix seconds
+  std::string last_check_result;                // e.g. no_update, update_available, error
+  // Unix seconds of the last check the server answered (any result but "error"): an alert on
+  // its age catches a node that keeps checking and keeps failing.
+  std::optional<std::int64_t> last_successful_check_time;
   std::optional<std::int64_t> last_update_time;  // Unix seconds the last stage finished
   std::optional<UpdateTransfer> last_update;
   std::uint64_t checks_total = 0;

@@ -82,6 +82,7 @@ void Reporter::checked(std::string_view result, const std::string& offered) {
     st_.available_version = offered;
     m_.last_check_time = unix_now();
     m_.last_check_result = std::string(result);
+    if (result != "error") m_.last_successful_check_time = m_.last_check_time;
     ++m_.checks_total;
   }
   changed();

@@ -23,6 +23,7 @@ MetricsSnapshot busy_node() {
   s.staged = SlotVersion{"B", "202607.02.0"};
   s.last_check_time = 1795000000;
   s.last_check_result = "update_available";
+  s.last_successful_check_time = 1794990000;
   s.checks_total = 3;
   s.last_update = UpdateTransfer{"202607.02.0", 52428800, 83886080, 52428800, 12.5};
   s.last_update_time = 1795000100;
@@ -55,6 +56,8 @@ TEST_CASE("metrics: every family has HELP and TYPE, samples carry their labels")
       std::string::npos);
   CHECK(text.find("abup_last_check_timestamp_seconds 1795000000\n") != std::string::npos);
   CHECK(text.find("abup_last_check_result{result=\"update_available\"} 1\n") != std::string::npos);
+  CHECK(text.find("abup_last_successful_check_timestamp_seconds 1794990000\n") !=
+        std::string::npos);
   CHECK(text.find("abup_last_update_bytes{version=\"202607.02.0\",kind=\"reused\"} 83886080\n") !=
         std::string::npos);
   CHECK(text.find("abup_last_update_duration_seconds{version=\"202607.02.0\"} 12.5\n") !=
@@ -73,6 +76,7 @@ TEST_CASE("metrics: a fresh agent reports no staged slot and no check") {
   auto text = render_metrics(s);
   CHECK(text.find("role=\"staged\"") == std::string::npos);
   CHECK(text.find("abup_last_check_timestamp_seconds") == std::string::npos);
+  CHECK(text.find("abup_last_successful_check_timestamp_seconds") == std::string::npos);
   CHECK(text.find("abup_state{state=\"idle\"} 1\n") != std::string::npos);
   CHECK(text.find("abup_rollbacks_total 0\n") != std::string::npos);
 }

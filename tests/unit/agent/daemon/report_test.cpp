@@ -21,6 +21,14 @@ TEST_CASE("reporter: a check, a stage with progress, a failure, counted by code"
   CHECK(r.status().last_check > 0);
   CHECK(r.metrics().checks_total == 1);
   CHECK(r.metrics().last_check_result == "update_available");
+  REQUIRE(r.metrics().last_successful_check_time.has_value());
+  const auto answered = *r.metrics().last_successful_check_time;
+  CHECK(answered == r.metrics().last_check_time);
+  // A failed check moves the last check, not the last successful one.
+  r.checked("error", "");
+  CHECK(r.metrics().last_check_result == "error");
+  CHECK(r.metrics().last_successful_check_time == answered);
+  CHECK(r.metrics().checks_total == 2);
 
   r.operation("op-1");
   r.state(dbus::kStateStaging, "");
@@ -59,7 +67,7 @@ TEST_CASE("reporter: a check, a stage with progress, a failure, counted by code"
   CHECK(r.status().last_error.empty());
   r.rolled_back();
   CHECK(r.metrics().rollbacks_total == 1);
-  CHECK(changes == 11);
+  CHECK(changes == 12);
 }
 
 TEST_CASE("reporter: every published state has a metrics series") {
