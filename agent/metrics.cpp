@@ -121,6 +121,14 @@ std::string render_metrics(const MetricsSnapshot& s) {
              "Result of the last update check (always 1, the result is the label).");
     w.sample("abup_last_check_result", {{"result", s.last_check_result}}, 1);
   }
+  if (!s.newest_release_version.empty()) {
+    w.family("abup_newest_signed_release_timestamp_seconds", "gauge",
+             "Unix time the newest signed release staged on this node was issued (its signed "
+             "issuedAt).");
+    w.sample("abup_newest_signed_release_timestamp_seconds",
+             {{"version", s.newest_release_version}},
+             static_cast<double>(s.newest_release_issued_at));
+  }
   if (s.last_successful_check_time) {
     w.family("abup_last_successful_check_timestamp_seconds", "gauge",
              "Unix time of the last update check the server answered.");

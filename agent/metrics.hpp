@@ -45,6 +45,10 @@ struct MetricsSnapshot {
   // Unix seconds of the last check the server answered (any result but "error"): an alert on
   // its age catches a node that keeps checking and keeps failing.
   std::optional<std::int64_t> last_successful_check_time;
+  // The newest signed release staged on either slot and its manifest's issuedAt (Unix seconds):
+  // its age is how long no new release reached the node, whatever the update server says.
+  std::string newest_release_version;  // empty: no signed release recorded
+  std::int64_t newest_release_issued_at = 0;
   std::optional<std::int64_t> last_update_time;  // Unix seconds the last stage finished
   std::optional<UpdateTransfer> last_update;
   std::uint64_t checks_total = 0;

@@ -245,6 +245,15 @@ std::optional<RecordedRelease> recorded_release(const StateStore& store,
   return RecordedRelease{m->version, m->issued_at};
 }
 
+std::optional<RecordedRelease> newest_recorded_release(const StateStore& store,
+                                                       const std::vector<std::string>& partuuids) {
+  std::optional<RecordedRelease> newest;
+  for (const auto& uuid : partuuids)
+    if (auto r = recorded_release(store, uuid); r && (!newest || r->issued_at > newest->issued_at))
+      newest = std::move(*r);
+  return newest;
+}
+
 std::int64_t recorded_issued_at(const StateStore& store, const std::string& partuuid,
                                 const Version& version) {
   auto r = recorded_release(store, partuuid);

@@ -116,6 +116,10 @@ struct RecordedRelease {
 };
 [[nodiscard]] std::optional<RecordedRelease> recorded_release(const StateStore& store,
                                                               const std::string& partuuid);
+// Of the slots `partuuids`, the recorded release issued last (docs/security.md G4: its signed
+// issue time is a freshness no update server can fake); nullopt when none is recorded.
+[[nodiscard]] std::optional<RecordedRelease> newest_recorded_release(
+    const StateStore& store, const std::vector<std::string>& partuuids);
 // Its issuedAt when it is that of `version`; else 0 (unknown).
 [[nodiscard]] std::int64_t recorded_issued_at(const StateStore& store, const std::string& partuuid,
                                               const Version& version);

@@ -158,11 +158,8 @@ int run_status(const Args& args) {
   nlohmann::json pending = state->pending ? pending_json(*state->pending) : nlohmann::json(nullptr);
   // Freshness from signed data only (docs/security.md G4): a server withholding releases cannot
   // make this look newer, so its age tells monitoring how long no new release reached the node.
-  std::optional<RecordedRelease> newest;
-  for (const auto* s : {&pair->a, &pair->b})
-    if (auto r = recorded_release(StateStore(common->state_dir), s->partuuid());
-        r && (!newest || r->issued_at > newest->issued_at))
-      newest = std::move(*r);
+  const auto newest = newest_recorded_release(StateStore(common->state_dir),
+                                              {pair->a.partuuid(), pair->b.partuuid()});
   const std::int64_t now = std::time(nullptr);
   const std::int64_t age_days = newest ? (now - newest->issued_at) / 86400 : 0;
   if (args.has("json")) {

@@ -4,6 +4,8 @@
 
 #include "agent/daemon/log.hpp"
 #include "agent/daemon/notify.hpp"
+#include "agent/state.hpp"
+#include "partitions/slots.hpp"
 
 namespace abup::agent::daemon {
 
@@ -146,8 +148,14 @@ void Reporter::refresh_slots(const LifecycleOptions& where) {
     log(Event::error, Priority::warning, "reading the slots for the status: " + st.error().message);
     return;
   }
+  std::optional<RecordedRelease> newest;
+  if (auto pair = partitions::discover_slots(where.disk))
+    newest = newest_recorded_release(StateStore(where.state_dir),
+                                     {pair->a.partuuid(), pair->b.partuuid()});
   {
     std::lock_guard lock(mu_);
+    m_.newest_release_version = newest ? newest->version : "";
+    m_.newest_release_issued_at = newest ? newest->issued_at : 0;
     st_.booted_slot = facts.booted_slot;
     st_.next_slot = facts.next_slot;
     st_.default_slot = facts.default_slot;

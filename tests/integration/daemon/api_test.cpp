@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 #include <signal.h>
 
+#include <ctime>
 #include <regex>
 
 #include "fixture.hpp"
@@ -118,6 +119,16 @@ TEST_CASE("daemon API: Stage an image URL, Finalize, then the slot facts and met
   CHECK(text.find("abup_slot_version_info{role=\"booted\",slot=\"A\",version=\"" +
                   std::string(kRunning) + "\"} 1") != std::string::npos);
   CHECK(text.find("abup_last_update_bytes{") != std::string::npos);
+  // The staged release's signed issue time: a freshness the update server cannot fake.
+  std::smatch issued;
+  REQUIRE_MESSAGE(std::regex_search(text, issued,
+                                    std::regex("abup_newest_signed_release_timestamp_seconds\\{"
+                                               "version=\"" +
+                                               std::string(kNew) + "\"\\} ([0-9]+)\n")),
+                  text);
+  const auto at = std::stoll(issued[1]);
+  CHECK(at > 1700000000);
+  CHECK(at <= static_cast<long long>(std::time(nullptr)) + 300);
   const auto served = run_ok("curl -sf http://127.0.0.1:" + std::to_string(port) + "/metrics");
   CHECK(served == text);
   if (have_program("promtool")) {

@@ -24,6 +24,8 @@ MetricsSnapshot busy_node() {
   s.last_check_time = 1795000000;
   s.last_check_result = "update_available";
   s.last_successful_check_time = 1794990000;
+  s.newest_release_version = "202607.02.0";
+  s.newest_release_issued_at = 1794900000;
   s.checks_total = 3;
   s.last_update = UpdateTransfer{"202607.02.0", 52428800, 83886080, 52428800, 12.5};
   s.last_update_time = 1795000100;
@@ -58,6 +60,8 @@ TEST_CASE("metrics: every family has HELP and TYPE, samples carry their labels")
   CHECK(text.find("abup_last_check_result{result=\"update_available\"} 1\n") != std::string::npos);
   CHECK(text.find("abup_last_successful_check_timestamp_seconds 1794990000\n") !=
         std::string::npos);
+  CHECK(text.find("abup_newest_signed_release_timestamp_seconds{version=\"202607.02.0\"} "
+                  "1794900000\n") != std::string::npos);
   CHECK(text.find("abup_last_update_bytes{version=\"202607.02.0\",kind=\"reused\"} 83886080\n") !=
         std::string::npos);
   CHECK(text.find("abup_last_update_duration_seconds{version=\"202607.02.0\"} 12.5\n") !=
@@ -77,6 +81,7 @@ TEST_CASE("metrics: a fresh agent reports no staged slot and no check") {
   CHECK(text.find("role=\"staged\"") == std::string::npos);
   CHECK(text.find("abup_last_check_timestamp_seconds") == std::string::npos);
   CHECK(text.find("abup_last_successful_check_timestamp_seconds") == std::string::npos);
+  CHECK(text.find("abup_newest_signed_release_timestamp_seconds") == std::string::npos);
   CHECK(text.find("abup_state{state=\"idle\"} 1\n") != std::string::npos);
   CHECK(text.find("abup_rollbacks_total 0\n") != std::string::npos);
 }
