@@ -9,6 +9,7 @@
 #include "abup/fs.hpp"
 #include "support/disk.hpp"
 #include "support/util.hpp"
+#include "unit/partitions/disk_helpers.hpp"
 #include "unit/partitions/part_helpers.hpp"
 
 using namespace abup;
@@ -35,12 +36,6 @@ std::string trimmed(const std::string& s) {
   auto b = s.find_first_not_of(" \n");
   auto e = s.find_last_not_of(" \n");
   return b == std::string::npos ? "" : s.substr(b, e - b + 1);
-}
-
-GptTable read_ok(const std::filesystem::path& p) {
-  auto t = read_gpt_path(p.string());
-  REQUIRE_MESSAGE(t.has_value(), (t ? "" : t.error().message));
-  return *t;
 }
 
 std::vector<std::uint8_t> bytes_of(const std::string& s) {
@@ -89,10 +84,8 @@ TEST_CASE("GUIDs parse case-insensitively and keep the on-disk mixed-endian orde
 }
 
 TEST_CASE("read_gpt of an sgdisk image matches sgdisk -i and cgpt show") {
-  TempDir tmp;
-  auto disk = tmp / "disk.img";
-  make_flatcar_disk(disk, {.usr_mib = 64, .hash_partitions = true});
-  auto t = read_ok(disk);
+  FlatcarDisk d({.usr_mib = 64, .hash_partitions = true});
+  auto t = read_ok(d.disk);
   CHECK(t.sector_size == 512);
   CHECK(t.disk_size == flatcar_disk_size({.usr_mib = 64, .hash_partitions = true}));
   CHECK(t.primary_valid);
@@ -115,7 +108,7 @@ TEST_CASE("read_gpt of an sgdisk image matches sgdisk -i and cgpt show") {
   for (const auto& e : t.entries) numbers.push_back(e.number);
   CHECK(numbers == std::vector<std::uint32_t>{1, 2, 3, 4, 5, 6, 7, 9});
 
-  const std::string q = shell_quote(disk.string());
+  const std::string q = shell_quote(d.disk.string());
   for (const auto& e : t.entries) {
     CAPTURE(e.number);
     std::string out = run_ok("sgdisk -i " + std::to_string(e.number) + " " + q);
@@ -146,12 +139,10 @@ TEST_CASE("read_gpt of an sgdisk image matches sgdisk -i and cgpt show") {
 }
 
 TEST_CASE("a corrupt primary header is reported and the backup is used") {
-  TempDir tmp;
-  auto disk = tmp / "disk.img";
-  make_flatcar_disk(disk, {.usr_mib = 16});
-  auto good = read_ok(disk);
-  flip_byte(disk, 512 + 40);  // first_usable, covered by the header CRC
-  auto t = read_ok(disk);
+  FlatcarDisk d;
+  auto good = read_ok(d.disk);
+  flip_byte(d.disk, 512 + 40);  // first_usable, covered by the header CRC
+  auto t = read_ok(d.disk);
   CHECK_FALSE(t.primary_valid);
   CHECK(t.backup_valid);
   CHECK_FALSE(t.copies_differ);
@@ -167,12 +158,10 @@ TEST_CASE("a corrupt primary header is reported and the backup is used") {
 }
 
 TEST_CASE("a bad signature in the backup is reported while the primary is used") {
-  TempDir tmp;
-  auto disk = tmp / "disk.img";
-  make_flatcar_disk(disk, {.usr_mib = 16});
-  auto size = std::filesystem::file_size(disk);
-  flip_byte(disk, size - 512);  // 'E' of "EFI PART"
-  auto t = read_ok(disk);
+  FlatcarDisk d;
+  auto size = std::filesystem::file_size(d.disk);
+  flip_byte(d.disk, size - 512);  // 'E' of "EFI PART"
+  auto t = read_ok(d.disk);
   CHECK(t.primary_valid);
   CHECK_FALSE(t.backup_valid);
   CHECK(t.header.my_lba == 1);
@@ -181,36 +170,32 @@ TEST_CASE("a bad signature in the backup is reported while the primary is used")
 }
 
 TEST_CASE("both copies corrupt is an error naming the disk and both problems") {
-  TempDir tmp;
-  auto disk = tmp / "disk.img";
-  make_flatcar_disk(disk, {.usr_mib = 16});
-  flip_byte(disk, 512 + 40);
-  flip_byte(disk, std::filesystem::file_size(disk) - 512 + 40);
-  auto t = read_gpt_path(disk.string());
+  FlatcarDisk d;
+  flip_byte(d.disk, 512 + 40);
+  flip_byte(d.disk, std::filesystem::file_size(d.disk) - 512 + 40);
+  auto t = read_gpt_path(d.disk.string());
   REQUIRE_FALSE(t.has_value());
   const auto& msg = t.error().message;
   INFO(msg);
   CHECK(t.error().code == Errc::invalid_input);
-  CHECK(msg.rfind(disk.string() + ": no valid GPT", 0) == 0);
+  CHECK(msg.rfind(d.disk.string() + ": no valid GPT", 0) == 0);
   CHECK(msg.find("primary GPT header (LBA 1): header CRC32 mismatch") != std::string::npos);
   CHECK(msg.find("backup GPT header (LBA") != std::string::npos);
 }
 
 TEST_CASE("a corrupt entry array is detected by its CRC32") {
-  TempDir tmp;
-  auto disk = tmp / "disk.img";
-  make_flatcar_disk(disk, {.usr_mib = 16});
-  flip_byte(disk, 2 * 512 + 2 * 128 + 56);  // a character of partition 3's name
-  auto t = read_ok(disk);
+  FlatcarDisk d;
+  flip_byte(d.disk, 2 * 512 + 2 * 128 + 56);  // a character of partition 3's name
+  auto t = read_ok(d.disk);
   CHECK_FALSE(t.primary_valid);
   CHECK(t.backup_valid);
   CHECK(t.problems.find("partition entry array CRC32 mismatch") != std::string::npos);
   CHECK(t.find_by_number(3)->name == "USR-A");
 
   // And in the backup array too: nothing valid is left.
-  auto size = std::filesystem::file_size(disk);
-  flip_byte(disk, size - 33 * 512 + 2 * 128 + 56);
-  auto both = read_gpt_path(disk.string());
+  auto size = std::filesystem::file_size(d.disk);
+  flip_byte(d.disk, size - 33 * 512 + 2 * 128 + 56);
+  auto both = read_gpt_path(d.disk.string());
   REQUIRE_FALSE(both.has_value());
   CHECK(both.error().message.find("backup GPT header") != std::string::npos);
   CHECK(both.error().message.find("partition entry array CRC32 mismatch") != std::string::npos);
@@ -232,8 +217,7 @@ TEST_CASE("two valid copies that differ (a crash between the GPT writes) are rep
   TempDir tmp;
   auto old_disk = tmp / "old.img", new_disk = tmp / "new.img";
   make_flatcar_disk(old_disk, {.usr_mib = 16});
-  run_ok("cp --sparse=always " + shell_quote(old_disk.string()) + " " +
-         shell_quote(new_disk.string()));
+  copy_sparse(old_disk, new_disk);
   run_ok("cgpt add -i 4 -P 2 -T 1 -S 0 " + shell_quote(new_disk.string()));
   copy_range(new_disk, old_disk, 0, 34 * 512);  // only the primary copy was written
   auto t = read_ok(old_disk);
@@ -310,18 +294,16 @@ TEST_CASE("build_primary_region handles non-ASCII names and a disk from scratch"
 }
 
 TEST_CASE("write_gpt writes both copies, which cgpt and sgdisk read back") {
-  TempDir tmp;
-  auto disk = tmp / "disk.img";
-  make_flatcar_disk(disk, {.usr_mib = 16});
-  const std::string q = shell_quote(disk.string());
-  auto t = read_ok(disk);
+  FlatcarDisk d;
+  const std::string q = shell_quote(d.disk.string());
+  auto t = read_ok(d.disk);
   for (auto& e : t.entries) {
     if (e.number == 4) e.attributes = (2ull << 48) | (1ull << 52);  // armed: P2 T1 S0
   }
   {
-    auto fd = open_file(disk, O_RDWR);
+    auto fd = open_file(d.disk, O_RDWR);
     REQUIRE(fd.has_value());
-    auto st = write_gpt(fd->get(), t, disk.string());
+    auto st = write_gpt(fd->get(), t, d.disk.string());
     REQUIRE_MESSAGE(st.has_value(), (st ? "" : st.error().message));
   }
   CHECK(trimmed(run_ok("cgpt show -P -i 4 " + q)) == "2");
@@ -330,29 +312,27 @@ TEST_CASE("write_gpt writes both copies, which cgpt and sgdisk read back") {
   CHECK(trimmed(run_ok("cgpt show -P -i 3 " + q)) == "1");
   std::string v = run_ok("sgdisk -v " + q);
   CHECK_MESSAGE(v.find("No problems found") != std::string::npos, v);
-  auto back = read_ok(disk);
+  auto back = read_ok(d.disk);
   CHECK(back.primary_valid);
   CHECK(back.backup_valid);
   CHECK_FALSE(back.copies_differ);
 }
 
 TEST_CASE("write_gpt repairs an invalid copy from the valid one") {
-  TempDir tmp;
-  auto disk = tmp / "disk.img";
-  make_flatcar_disk(disk, {.usr_mib = 16});
-  flip_byte(disk, 512 + 40);
-  auto t = read_ok(disk);
+  FlatcarDisk d;
+  flip_byte(d.disk, 512 + 40);
+  auto t = read_ok(d.disk);
   REQUIRE_FALSE(t.primary_valid);
   {
-    auto fd = open_file(disk, O_RDWR);
+    auto fd = open_file(d.disk, O_RDWR);
     REQUIRE(fd.has_value());
-    REQUIRE(write_gpt(fd->get(), t, disk.string()));
+    REQUIRE(write_gpt(fd->get(), t, d.disk.string()));
   }
-  auto back = read_ok(disk);
+  auto back = read_ok(d.disk);
   CHECK(back.primary_valid);
   CHECK(back.backup_valid);
   CHECK(back.problems.empty());
-  std::string v = run_ok("sgdisk -v " + shell_quote(disk.string()));
+  std::string v = run_ok("sgdisk -v " + shell_quote(d.disk.string()));
   CHECK_MESSAGE(v.find("No problems found") != std::string::npos, v);
 }
 

@@ -5,6 +5,7 @@
 #include "partitions/block_target.hpp"
 #include "support/disk.hpp"
 #include "support/util.hpp"
+#include "unit/partitions/disk_helpers.hpp"
 #include "unit/partitions/part_helpers.hpp"
 
 using namespace abup;
@@ -13,30 +14,24 @@ using namespace abup::test;
 
 namespace {
 
-SlotPair discover_ok(const std::filesystem::path& disk) {
-  auto p = discover_slots(disk.string());
-  REQUIRE_MESSAGE(p.has_value(), (p ? "" : p.error().message));
-  return *p;
-}
-
-Error discover_err(const std::filesystem::path& disk) {
-  auto p = discover_slots(disk.string());
-  REQUIRE_FALSE(p.has_value());
-  return p.error();
-}
-
 void sgdisk(const std::filesystem::path& disk, const std::string& args) {
   run_ok("sgdisk " + args + " " + shell_quote(disk.string()));
+}
+
+// The error discover_slots gives once `sgdisk_args` have changed the disk.
+Error discover_err(const FlatcarDisk& d, const std::string& sgdisk_args) {
+  sgdisk(d.disk, sgdisk_args);
+  auto p = discover_slots(d.disk.string());
+  REQUIRE_FALSE(p.has_value());
+  return p.error();
 }
 
 }  // namespace
 
 TEST_CASE("discover_slots finds USR-A/USR-B of a Flatcar disk") {
-  TempDir tmp;
-  auto disk = tmp / "disk.img";
-  make_flatcar_disk(disk, {.usr_mib = 32});
-  auto pair = discover_ok(disk);
-  CHECK(pair.disk == disk.string());
+  FlatcarDisk d({.usr_mib = 32});
+  auto pair = discover_ok(d.disk);
+  CHECK(pair.disk == d.disk.string());
   CHECK_FALSE(pair.block_device);
   CHECK(pair.a.name == 'A');
   CHECK(pair.b.name == 'B');
@@ -57,26 +52,22 @@ TEST_CASE("discover_slots finds USR-A/USR-B of a Flatcar disk") {
   CHECK(&pair.get('B') == &pair.b);
   CHECK(&pair.other('B') == &pair.a);
   // sgdisk agrees on where USR-B starts.
-  std::string info = run_ok("sgdisk -i 4 " + shell_quote(disk.string()));
+  std::string info = run_ok("sgdisk -i 4 " + shell_quote(d.disk.string()));
   CHECK(info.find("First sector: " + std::to_string(pair.b.offset / 512) + " ") !=
         std::string::npos);
 }
 
 TEST_CASE("discover_slots matches lower-case labels (Trident's ACL layout)") {
-  TempDir tmp;
-  auto disk = tmp / "disk.img";
-  make_flatcar_disk(disk, {.usr_mib = 16, .lowercase_labels = true});
-  auto pair = discover_ok(disk);
+  FlatcarDisk d({.usr_mib = 16, .lowercase_labels = true});
+  auto pair = discover_ok(d.disk);
   CHECK(pair.a.label() == "usr-a");
   CHECK(pair.b.label() == "usr-b");
   CHECK(pair.a.entry.number == 3);
 }
 
 TEST_CASE("discover_slots attaches hash-a/hash-b") {
-  TempDir tmp;
-  auto disk = tmp / "disk.img";
-  make_flatcar_disk(disk, {.usr_mib = 16, .hash_partitions = true});
-  auto pair = discover_ok(disk);
+  FlatcarDisk d({.usr_mib = 16, .hash_partitions = true});
+  auto pair = discover_ok(d.disk);
   REQUIRE(pair.a.hash.has_value());
   REQUIRE(pair.b.hash.has_value());
   CHECK(pair.a.hash->number == 5);
@@ -84,7 +75,7 @@ TEST_CASE("discover_slots attaches hash-a/hash-b") {
   CHECK(pair.a.hash->name == "hash-a");
   CHECK(pair.b.hash->unique.str() == kHashBPartuuid);
   // The command line may name the slot by its hash partition.
-  auto root = tmp / "root";
+  auto root = d.tmp / "root";
   make_root(root, 'A', "1.0.0");
   write_file(root / "proc/cmdline",
              std::string("systemd.verity_usr_hash=PARTUUID=") + kHashBPartuuid + "\n");
@@ -92,38 +83,30 @@ TEST_CASE("discover_slots attaches hash-a/hash-b") {
   REQUIRE(booted.has_value());
   CHECK(*booted == std::optional<char>('B'));
   // Upper-case hash labels too.
-  sgdisk(disk, "-c 7:HASH-B");
-  CHECK(discover_ok(disk).b.hash->number == 7);
+  sgdisk(d.disk, "-c 7:HASH-B");
+  CHECK(discover_ok(d.disk).b.hash->number == 7);
 }
 
 TEST_CASE("discover_slots reads the backup GPT when the primary is corrupt") {
-  TempDir tmp;
-  auto disk = tmp / "disk.img";
-  make_flatcar_disk(disk, {.usr_mib = 16});
-  flip_byte(disk, 512 + 40);
-  auto pair = discover_ok(disk);
+  FlatcarDisk d;
+  flip_byte(d.disk, 512 + 40);
+  auto pair = discover_ok(d.disk);
   CHECK_FALSE(pair.gpt.primary_valid);
   CHECK(pair.b.partuuid() == kUsrBPartuuid);
 }
 
 TEST_CASE("a missing USR-B is an error listing what was found") {
-  TempDir tmp;
-  auto disk = tmp / "disk.img";
-  make_flatcar_disk(disk, {.usr_mib = 16});
-  sgdisk(disk, "-d 4");
-  auto err = discover_err(disk);
+  FlatcarDisk d;
+  auto err = discover_err(d, "-d 4");
   CHECK(err.code == Errc::not_found);
-  CHECK(err.message == disk.string() +
+  CHECK(err.message == d.disk.string() +
                            ": no partition labelled USR-B/usr-b (found: EFI-SYSTEM, BIOS-BOOT, "
                            "USR-A, OEM, ROOT)");
 }
 
 TEST_CASE("a slot with the wrong type GUID is an error naming the partition") {
-  TempDir tmp;
-  auto disk = tmp / "disk.img";
-  make_flatcar_disk(disk, {.usr_mib = 16});
-  sgdisk(disk, "-t 4:8300");
-  auto err = discover_err(disk);
+  FlatcarDisk d;
+  auto err = discover_err(d, "-t 4:8300");
   INFO(err.message);
   CHECK(err.code == Errc::invalid_input);
   CHECK(
@@ -133,33 +116,26 @@ TEST_CASE("a slot with the wrong type GUID is an error naming the partition") {
 }
 
 TEST_CASE("the Discoverable Partitions usr types are accepted") {
-  TempDir tmp;
-  auto disk = tmp / "disk.img";
-  make_flatcar_disk(disk, {.usr_mib = 16});
-  sgdisk(disk, std::string("-t 3:") + std::string(kUsrTypeGuidX86_64) +
-                   " -t 4:" + std::string(kUsrTypeGuidArm64));
-  auto pair = discover_ok(disk);
+  FlatcarDisk d;
+  sgdisk(d.disk, std::string("-t 3:") + std::string(kUsrTypeGuidX86_64) +
+                     " -t 4:" + std::string(kUsrTypeGuidArm64));
+  auto pair = discover_ok(d.disk);
   CHECK(pair.a.entry.type.str() == kUsrTypeGuidX86_64);
   CHECK(pair.b.entry.type.str() == kUsrTypeGuidArm64);
 }
 
 TEST_CASE("a duplicate slot label is an error") {
-  TempDir tmp;
-  auto disk = tmp / "disk.img";
-  make_flatcar_disk(disk, {.usr_mib = 16});
-  sgdisk(disk, "-c 9:usr-a");
-  auto err = discover_err(disk);
+  FlatcarDisk d;
+  auto err = discover_err(d, "-c 9:usr-a");
   INFO(err.message);
   CHECK(err.message.find("2 partitions labelled usr-a") != std::string::npos);
   CHECK(err.message.find("3, 9") != std::string::npos);
 }
 
 TEST_CASE("booted_slot reads every form of the kernel command line") {
-  TempDir tmp;
-  auto disk = tmp / "disk.img";
-  make_flatcar_disk(disk, {.usr_mib = 16});
-  auto pair = discover_ok(disk);
-  auto root = tmp / "root";
+  FlatcarDisk d;
+  auto pair = discover_ok(d.disk);
+  auto root = d.tmp / "root";
   auto booted = [&](const std::string& cmdline) -> std::optional<char> {
     write_file(root / "proc/cmdline", cmdline + "\n");
     auto r = booted_slot(pair, root);
@@ -195,11 +171,9 @@ TEST_CASE("booted_slot reads every form of the kernel command line") {
 }
 
 TEST_CASE("booted_slot fails when the command line names a partition that is not a slot") {
-  TempDir tmp;
-  auto disk = tmp / "disk.img";
-  make_flatcar_disk(disk, {.usr_mib = 16});
-  auto pair = discover_ok(disk);
-  auto root = tmp / "root";
+  FlatcarDisk d;
+  auto pair = discover_ok(d.disk);
+  auto root = d.tmp / "root";
   make_root(root, 'A', "1.0.0");
   auto err = [&](const std::string& cmdline) {
     write_file(root / "proc/cmdline", cmdline + "\n");
@@ -229,10 +203,8 @@ TEST_CASE("booted_slot fails when the command line names a partition that is not
 
 TEST_CASE("discover_slots on a block device resolves the partition nodes" *
           doctest::skip(!loop_devices_usable())) {
-  TempDir tmp;
-  auto disk = tmp / "disk.img";
-  make_flatcar_disk(disk, {.usr_mib = 16, .hash_partitions = true});
-  LoopDevice loop(disk);
+  FlatcarDisk d({.usr_mib = 16, .hash_partitions = true});
+  LoopDevice loop(d.disk);
   if (!loop.ok()) ABUP_SKIP("cannot attach a loop device: " + loop.error());
   for (int n : {3, 4, 5, 7})
     if (!loop.wait_partition(n)) ABUP_SKIP("the kernel made no node for " + loop.part(n));
@@ -245,7 +217,7 @@ TEST_CASE("discover_slots on a block device resolves the partition nodes" *
   CHECK(pair.a.size == 16u << 20);
 
   // The command line may name the slot by its device node.
-  auto root = tmp / "root";
+  auto root = d.tmp / "root";
   make_root(root, 'A', "1.0.0");
   write_file(root / "proc/cmdline", "mount.usr=" + loop.part(4) + "\n");
   auto b = booted_slot(pair, root);
@@ -253,7 +225,7 @@ TEST_CASE("discover_slots on a block device resolves the partition nodes" *
   CHECK(*b == std::optional<char>('B'));
 
   // SlotReader reads through the partition node what the image file holds.
-  run_ok("printf 'slot-a-bytes' | dd of=" + shell_quote(disk.string()) +
+  run_ok("printf 'slot-a-bytes' | dd of=" + shell_quote(d.disk.string()) +
          " bs=1 seek=" + std::to_string(pair.a.offset + 4096) + " conv=notrunc status=none");
   run_ok("blockdev --flushbufs " + loop.part(3));
   auto reader = SlotReader::open(pair, 'A');

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -19,6 +20,7 @@
 #include "abup/fs.hpp"
 #include "partitions/boot/backend.hpp"
 #include "support/util.hpp"
+#include "unit/partitions/disk_helpers.hpp"
 
 namespace abup::test {
 
@@ -95,9 +97,7 @@ inline void ok(const Status& st) {
 }
 
 inline partitions::boot::BootView read_view(const partitions::boot::Backend& b) {
-  auto v = b.read();
-  REQUIRE_MESSAGE(v.has_value(), (v ? "" : v.error().message));
-  return *v;
+  return value_of(b.read());
 }
 
 struct VarOp {
@@ -142,6 +142,78 @@ inline std::map<std::string, std::string> dir_snapshot(const std::filesystem::pa
 inline void copy_dir(const std::filesystem::path& from, const std::filesystem::path& to) {
   std::filesystem::remove_all(to);
   std::filesystem::copy(from, to);
+}
+
+// `work` made a copy of the efivars directory `orig` with the first n of `ops` applied: the
+// variables a power cut after the nth write leaves.
+inline void replay_var_ops(const std::filesystem::path& orig, const std::filesystem::path& work,
+                           const std::vector<VarOp>& ops, std::size_t n,
+                           std::string_view vendor_guid = partitions::boot::kEfiGlobalGuid) {
+  copy_dir(orig, work);
+  auto store = partitions::boot::make_efivarfs_store(work, vendor_guid);
+  for (std::size_t i = 0; i < n; ++i)
+    ok(ops[i].remove ? store->remove(ops[i].name) : store->set(ops[i].name, ops[i].value));
+}
+
+// An efivarfs directory in a fresh temporary directory and a backend over it. Variable `name` is
+// the file dir/name`suffix`: "-" and the vendor GUID, spelled out by each test rather than taken
+// from the code under test.
+struct EfivarsFixture {
+  TempDir tmp;
+  std::filesystem::path dir = tmp / "efivars";
+  std::string suffix;
+  partitions::boot::BootBackend kind;
+  partitions::boot::BackendContext context;  // its efivars is filled in by backend()
+
+  EfivarsFixture(partitions::boot::BootBackend backend_kind, std::string guid_suffix)
+      : suffix(std::move(guid_suffix)), kind(backend_kind) {
+    std::filesystem::create_directories(dir);
+  }
+  std::string_view vendor_guid() const { return std::string_view(suffix).substr(1); }
+  std::filesystem::path file(const std::string& name) const { return dir / (name + suffix); }
+  bool has(const std::string& name) const { return std::filesystem::exists(file(name)); }
+  std::string get(const std::string& name) const {
+    REQUIRE_MESSAGE(has(name), name);
+    return test::read_file(file(name));
+  }
+  std::map<std::string, std::string> snapshot() const { return dir_snapshot(dir); }
+  // Over `efivars` (default: dir), reading and writing through `vars` when not null.
+  std::unique_ptr<partitions::boot::Backend> backend(
+      partitions::boot::VarStore* vars = nullptr, const std::filesystem::path& efivars = {}) const {
+    partitions::boot::BackendContext ctx = context;
+    ctx.efivars = efivars.empty() ? dir : efivars;
+    return value_of(partitions::boot::make_backend(kind, ctx, {.vars = vars}));
+  }
+};
+
+// The crash test of one operation of an efivars backend: `op` runs on the variables of `f`,
+// recording its writes, and every prefix of them is replayed onto a copy of the directory as it
+// was. Each prefix reads back, next the slot that the state before or after `op` boots (or
+// `running`, the slot booted while it runs), the default that of one of them. Returns how many
+// variable writes `op` made.
+inline std::size_t crash_step(const EfivarsFixture& f, const std::string& step_name,
+                              std::optional<char> running,
+                              const std::function<Status(partitions::boot::Backend&)>& op) {
+  CAPTURE(step_name);
+  const auto orig = f.tmp / ("orig-" + step_name), work = f.tmp / "work";
+  copy_dir(f.dir, orig);
+  auto old_view = read_view(*f.backend());
+  RecordingVars rec(f.dir, f.vendor_guid());
+  ok(op(*f.backend(&rec)));
+  REQUIRE_FALSE(rec.ops.empty());
+  auto new_view = read_view(*f.backend());
+  for (std::size_t n = 0; n <= rec.ops.size(); ++n) {
+    CAPTURE(n);
+    replay_var_ops(orig, work, rec.ops, n, f.vendor_guid());
+    auto v = read_view(*f.backend(nullptr, work));  // every variable parses
+    CHECK_MESSAGE(
+        (v.next == old_view.next || v.next == new_view.next || (running && v.next == running)),
+        view_text(v));
+    CHECK_MESSAGE(
+        (v.default_slot == old_view.default_slot || v.default_slot == new_view.default_slot),
+        view_text(v));
+  }
+  return rec.ops.size();
 }
 
 }  // namespace abup::test

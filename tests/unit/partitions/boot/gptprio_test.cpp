@@ -12,6 +12,7 @@
 #include "support/disk.hpp"
 #include "support/util.hpp"
 #include "unit/partitions/boot/boot_helpers.hpp"
+#include "unit/partitions/disk_helpers.hpp"
 #include "unit/partitions/part_helpers.hpp"
 
 using namespace abup;
@@ -76,24 +77,10 @@ Attrs attrs_of(const GptTable& t) {
   return a;
 }
 
-GptTable read_ok(const std::filesystem::path& disk) {
-  auto t = read_gpt_path(disk.string());
-  REQUIRE_MESSAGE(t.has_value(), (t ? "" : t.error().message));
-  return *t;
-}
-
-SlotPair discover_ok(const std::filesystem::path& disk) {
-  auto p = discover_slots(disk.string());
-  REQUIRE_MESSAGE(p.has_value(), (p ? "" : p.error().message));
-  return *p;
-}
-
 std::unique_ptr<Backend> backend(const SlotPair& pair, SectorWriter* writer = nullptr) {
   BackendContext ctx;
   ctx.pair = &pair;
-  auto b = make_backend(BootBackend::gptprio, ctx, {.writer = writer});
-  REQUIRE_MESSAGE(b.has_value(), (b ? "" : b.error().message));
-  return std::move(*b);
+  return value_of(make_backend(BootBackend::gptprio, ctx, {.writer = writer}));
 }
 
 void sgdisk_clean(const std::filesystem::path& disk) {
@@ -134,10 +121,9 @@ Attrs backup_attrs(const std::filesystem::path& disk, const std::filesystem::pat
     ::close(fd);
   }
   copy_range(disk, scratch, disk_size - 33 * kSector, 33 * kSector);
-  auto t = read_gpt_path(scratch.string());
-  REQUIRE_MESSAGE(t.has_value(), (t ? "" : t.error().message));
-  REQUIRE_FALSE(t->primary_valid);
-  return attrs_of(*t);
+  auto t = read_ok(scratch);
+  REQUIRE_FALSE(t.primary_valid);
+  return attrs_of(t);
 }
 
 struct Replay {
@@ -203,18 +189,10 @@ struct Fixture {
                         scratch = tmp / "scratch.img";
   std::uint64_t size = flatcar_disk_size({.usr_mib = 8});
   // One sgdisk/cgpt-made image per binary, copied (sparse) for each test.
-  Fixture() {
-    static TempDir base;
-    static const auto tmpl = [] {
-      auto p = base / "template.img";
-      make_flatcar_disk(p, {.usr_mib = 8});
-      return p;
-    }();
-    run_ok("cp --sparse=always " + shell_quote(tmpl.string()) + " " + shell_quote(disk.string()));
-  }
+  Fixture() { copy_small_flatcar_disk(disk); }
   void snapshot() {
-    run_ok("cp --sparse=always " + shell_quote(disk.string()) + " " + shell_quote(orig.string()));
-    run_ok("cp --sparse=always " + shell_quote(disk.string()) + " " + shell_quote(work.string()));
+    copy_sparse(disk, orig);
+    copy_sparse(disk, work);
   }
 };
 

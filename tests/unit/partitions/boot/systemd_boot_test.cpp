@@ -3,7 +3,6 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
-#include <functional>
 #include <string>
 #include <vector>
 
@@ -18,7 +17,6 @@ using namespace abup::test;
 
 namespace {
 
-using Bytes = std::vector<std::uint8_t>;
 // systemd's Boot Loader Interface vendor GUID (docs/BOOT_LOADER_INTERFACE.md in systemd).
 const std::string kLoader = "-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f";
 const std::string kGlobal = "-8be4df61-93ca-11d2-aa0d-00e098032b8c";
@@ -31,30 +29,11 @@ std::string var_file(std::uint32_t attrs, const std::string& ascii) {
   return s + std::string(2, '\0');
 }
 
-struct Efi {
-  TempDir tmp;
-  std::filesystem::path dir = tmp / "efivars";
-  Efi() { std::filesystem::create_directories(dir); }
-  std::filesystem::path file(const std::string& name) const { return dir / (name + kLoader); }
-  bool has(const std::string& name) const { return std::filesystem::exists(file(name)); }
-  std::string get(const std::string& name) const {
-    REQUIRE_MESSAGE(has(name), name);
-    return test::read_file(file(name));
-  }
+struct Efi : EfivarsFixture {
+  Efi() : EfivarsFixture(BootBackend::systemd_boot, kLoader) {}
   void set(const std::string& name, const std::string& value, std::uint32_t attrs = 7) const {
     write_file(file(name), var_file(attrs, value));
   }
-  std::unique_ptr<Backend> backend(VarStore* vars = nullptr,
-                                   const std::filesystem::path& efivars = {},
-                                   std::map<char, std::string> ids = {}) const {
-    BackendContext ctx;
-    ctx.efivars = efivars.empty() ? dir : efivars;
-    ctx.loader_entry = std::move(ids);
-    auto b = make_backend(BootBackend::systemd_boot, ctx, {.vars = vars});
-    REQUIRE_MESSAGE(b.has_value(), (b ? "" : b.error().message));
-    return std::move(*b);
-  }
-  std::map<std::string, std::string> snapshot() const { return dir_snapshot(dir); }
 };
 
 }  // namespace
@@ -171,7 +150,8 @@ TEST_CASE("systemd-boot read reports what booted and what systemd-boot found") {
 
 TEST_CASE("systemd-boot entry ids come from the context, a path is refused") {
   Efi e;
-  ok(e.backend(nullptr, {}, {{'A', "ukify-a.efi"}, {'B', "ukify-b.efi"}})->arm('A'));
+  e.context.loader_entry = {{'A', "ukify-a.efi"}, {'B', "ukify-b.efi"}};
+  ok(e.backend()->arm('A'));
   CHECK(e.get("LoaderEntryOneShot") == var_file(7, "ukify-a.efi"));
   CHECK(e.get("LoaderEntryDefault") == var_file(7, "ukify-b.efi"));
   CHECK(default_loader_entry('A') == "acl-usr-a.efi");
@@ -231,42 +211,15 @@ TEST_CASE("loader strings round-trip UTF-16LE, surrogate pairs included") {
 
 TEST_CASE("systemd-boot arm, commit, rollback and mark_bad are crash-safe at every write") {
   Efi e;
-  auto work = e.tmp / "work";
-  // `running` is the slot booted while the step runs: a state in between may boot it, or what
-  // the step leaves behind, and never makes a slot the default that neither state has.
-  auto step = [&](const char* what, char running, const std::function<Status(Backend&)>& op) {
-    const std::string step_name = what;
-    CAPTURE(step_name);
-    auto orig = e.tmp / (std::string("orig-") + what);
-    copy_dir(e.dir, orig);
-    auto old_view = read_view(*e.backend());
-    RecordingVars rec(e.dir, kLoaderInterfaceGuid);
-    ok(op(*e.backend(&rec)));
-    REQUIRE_FALSE(rec.ops.empty());
-    auto new_view = read_view(*e.backend());
-    for (std::size_t n = 0; n <= rec.ops.size(); ++n) {
-      CAPTURE(n);
-      copy_dir(orig, work);
-      auto store = make_efivarfs_store(work, kLoaderInterfaceGuid);
-      for (std::size_t i = 0; i < n; ++i)
-        ok(rec.ops[i].remove ? store->remove(rec.ops[i].name)
-                             : store->set(rec.ops[i].name, rec.ops[i].value));
-      auto v = read_view(*e.backend(nullptr, work));  // every variable parses
-      CHECK_MESSAGE((v.next == old_view.next || v.next == new_view.next || v.next == running),
-                    view_text(v));
-      CHECK_MESSAGE(
-          (v.default_slot == old_view.default_slot || v.default_slot == new_view.default_slot),
-          view_text(v));
-    }
-    return rec.ops.size();
-  };
-  CHECK(step("arm", 'A', [](Backend& b) { return b.arm('B'); }) == 2);
-  CHECK(step("commit", 'B', [](Backend& b) { return b.commit('B'); }) == 2);
-  CHECK(step("rollback-arm", 'B', [](Backend& b) { return b.arm('A'); }) == 1);
-  CHECK(step("commit-a", 'A', [](Backend& b) { return b.commit('A'); }) == 2);
+  // The third argument is the slot booted while the step runs: a state in between may boot it,
+  // or what the step leaves behind, and never makes a slot the default that neither state has.
+  CHECK(crash_step(e, "arm", 'A', [](Backend& b) { return b.arm('B'); }) == 2);
+  CHECK(crash_step(e, "commit", 'B', [](Backend& b) { return b.commit('B'); }) == 2);
+  CHECK(crash_step(e, "rollback-arm", 'B', [](Backend& b) { return b.arm('A'); }) == 1);
+  CHECK(crash_step(e, "commit-a", 'A', [](Backend& b) { return b.commit('A'); }) == 2);
   ok(e.backend()->arm('B'));
   ok(e.backend()->commit('B'));
-  CHECK(step("mark-bad", 'A', [](Backend& b) { return b.mark_bad('B'); }) == 1);
+  CHECK(crash_step(e, "mark-bad", 'A', [](Backend& b) { return b.mark_bad('B'); }) == 1);
   ok(e.backend()->arm('B'));
-  CHECK(step("mark-bad-armed", 'A', [](Backend& b) { return b.mark_bad('B'); }) == 1);
+  CHECK(crash_step(e, "mark-bad-armed", 'A', [](Backend& b) { return b.mark_bad('B'); }) == 1);
 }

@@ -1,7 +1,6 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
-#include <functional>
 #include <string>
 #include <vector>
 
@@ -58,36 +57,23 @@ Bytes firmware_option(const std::string& description) {
   return b;
 }
 
-struct Efi {
-  TempDir tmp;
-  std::filesystem::path dir = tmp / "efivars", disk = tmp / "disk.img";
+struct Efi : EfivarsFixture {
+  std::filesystem::path disk = tmp / "disk.img";
   SlotPair pair;
-  Efi() {
-    std::filesystem::create_directories(dir);
-    static TempDir base;
-    static const auto tmpl = [] {
-      auto p = base / "template.img";
-      make_flatcar_disk(p, {.usr_mib = 8});
-      return p;
-    }();
-    run_ok("cp --sparse=always " + shell_quote(tmpl.string()) + " " + shell_quote(disk.string()));
-    auto p = discover_slots(disk.string());
-    REQUIRE_MESSAGE(p.has_value(), (p ? "" : p.error().message));
-    pair = *p;
+  Efi() : EfivarsFixture(BootBackend::uefi, kSuffix) {
+    copy_small_flatcar_disk(disk);
+    pair = discover_ok(disk);
+    context.pair = &pair;
+    context.uefi_cmdline['B'] = "console=ttyS0 mount.usr=PARTUUID=e03dd35c";
     // The firmware's own state: a shell entry first in BootOrder.
     set("Boot0000", 7, firmware_option("UEFI Shell"));
     set("BootOrder", 7, {0x00, 0x00});
   }
-  std::filesystem::path file(const std::string& name) const { return dir / (name + kSuffix); }
   void set(const std::string& name, std::uint32_t attrs, const Bytes& data) const {
     Bytes b;
     put32(b, attrs);
     b.insert(b.end(), data.begin(), data.end());
     write_file(file(name), str(b));
-  }
-  std::string get(const std::string& name) const {
-    REQUIRE_MESSAGE(std::filesystem::exists(file(name)), name);
-    return test::read_file(file(name));
   }
   std::vector<unsigned> order() const {
     std::string s = get("BootOrder");
@@ -95,17 +81,6 @@ struct Efi {
     for (std::size_t i = 4; i + 1 < s.size(); i += 2) o.push_back(le16(s, i));
     return o;
   }
-  std::unique_ptr<Backend> backend(VarStore* vars = nullptr,
-                                   const std::filesystem::path& efivars = {}) const {
-    BackendContext ctx;
-    ctx.pair = &pair;
-    ctx.efivars = efivars.empty() ? dir : efivars;
-    ctx.uefi_cmdline['B'] = "console=ttyS0 mount.usr=PARTUUID=e03dd35c";
-    auto b = make_backend(BootBackend::uefi, ctx, {.vars = vars});
-    REQUIRE_MESSAGE(b.has_value(), (b ? "" : b.error().message));
-    return std::move(*b);
-  }
-  std::map<std::string, std::string> snapshot() const { return dir_snapshot(dir); }
 };
 
 }  // namespace
@@ -312,37 +287,11 @@ TEST_CASE("uefi refuses garbage in efivars, naming the variable, without writing
 
 TEST_CASE("uefi arm, commit and mark_bad are crash-safe at every variable write") {
   Efi e;
-  auto work = e.tmp / "work";
-  auto step = [&](const char* what, const std::function<Status(Backend&)>& op) {
-    const std::string step_name = what;
-    CAPTURE(step_name);
-    auto orig = e.tmp / (std::string("orig-") + what);
-    copy_dir(e.dir, orig);
-    auto old_view = read_view(*e.backend());
-    RecordingVars rec(e.dir);
-    ok(op(*e.backend(&rec)));
-    REQUIRE_FALSE(rec.ops.empty());
-    auto new_view = read_view(*e.backend());
-    for (std::size_t n = 0; n <= rec.ops.size(); ++n) {
-      CAPTURE(n);
-      copy_dir(orig, work);
-      auto store = make_efivarfs_store(work);
-      for (std::size_t i = 0; i < n; ++i)
-        ok(rec.ops[i].remove ? store->remove(rec.ops[i].name)
-                             : store->set(rec.ops[i].name, rec.ops[i].value));
-      auto v = read_view(*e.backend(nullptr, work));  // every variable parses
-      CHECK_MESSAGE((v.next == old_view.next || v.next == new_view.next), view_text(v));
-      CHECK_MESSAGE(
-          (v.default_slot == old_view.default_slot || v.default_slot == new_view.default_slot),
-          view_text(v));
-    }
-    return rec.ops.size();
-  };
-  CHECK(step("arm", [](Backend& b) { return b.arm('B'); }) ==
-        4);  // Boot0001, Boot0002, BootNext, BootOrder
-  CHECK(step("commit", [](Backend& b) { return b.commit('B'); }) == 2);
-  CHECK(step("arm-a", [](Backend& b) { return b.arm('A'); }) == 1);
-  CHECK(step("mark-bad-a", [](Backend& b) { return b.mark_bad('A'); }) == 2);
+  // Boot0001, Boot0002, BootNext, BootOrder
+  CHECK(crash_step(e, "arm", std::nullopt, [](Backend& b) { return b.arm('B'); }) == 4);
+  CHECK(crash_step(e, "commit", std::nullopt, [](Backend& b) { return b.commit('B'); }) == 2);
+  CHECK(crash_step(e, "arm-a", std::nullopt, [](Backend& b) { return b.arm('A'); }) == 1);
+  CHECK(crash_step(e, "mark-bad-a", std::nullopt, [](Backend& b) { return b.mark_bad('A'); }) == 2);
 }
 
 TEST_CASE(
@@ -355,19 +304,10 @@ TEST_CASE(
   copy_dir(e.dir, orig);
 
   // The loader abup placed for B moved ([Boot] BootFilePath.uki=) and its command line changed.
-  BackendContext ctx;
-  ctx.pair = &e.pair;
-  ctx.efivars = e.dir;
-  ctx.uefi_loader['B'] = "\\EFI\\custom\\uki-b.efi";
-  ctx.uefi_cmdline['B'] = "quiet";
-  auto moved = [&](VarStore* vars, const std::filesystem::path& dir) {
-    ctx.efivars = dir;
-    auto b = make_backend(BootBackend::uefi, ctx, {.vars = vars});
-    REQUIRE_MESSAGE(b.has_value(), (b ? "" : b.error().message));
-    return std::move(*b);
-  };
+  e.context.uefi_loader['B'] = "\\EFI\\custom\\uki-b.efi";
+  e.context.uefi_cmdline['B'] = "quiet";
   RecordingVars rec(e.dir);
-  ok(moved(&rec, e.dir)->arm('B'));
+  ok(e.backend(&rec)->arm('B'));
   // BootNext leaves first (it pointed at the old option), the entry is rewritten in place, then
   // BootNext points at it again; A's entry and BootOrder are not written.
   std::vector<std::string> names;
@@ -378,19 +318,15 @@ TEST_CASE(
   CHECK(b.find(str(utf16("\\EFI\\custom\\uki-b.efi"))) != std::string::npos);
   CHECK(b.find(str(utf16("\\EFI\\acl\\usr-b.efi"))) == std::string::npos);
   CHECK(b.substr(b.size() - str(utf16("quiet")).size()) == str(utf16("quiet")));
-  CHECK(view_text(read_view(*moved(nullptr, e.dir))) == "next=B default=A");
+  CHECK(view_text(read_view(*e.backend())) == "next=B default=A");
 
   // A power cut after any of these writes: the firmware boots A, or B through a whole load
   // option (the old or the new one), never an option in between; A's entry is A's.
   const auto work = e.tmp / "work";
   for (std::size_t n = 0; n <= rec.ops.size(); ++n) {
     CAPTURE(n);
-    copy_dir(orig, work);
-    auto store = make_efivarfs_store(work);
-    for (std::size_t i = 0; i < n; ++i)
-      ok(rec.ops[i].remove ? store->remove(rec.ops[i].name)
-                           : store->set(rec.ops[i].name, rec.ops[i].value));
-    auto v = read_view(*moved(nullptr, work));
+    replay_var_ops(orig, work, rec.ops, n);
+    auto v = read_view(*e.backend(nullptr, work));
     CHECK(v.default_slot == 'A');
     CHECK((v.next == 'A' || v.next == 'B'));
     CHECK(test::read_file(work / ("Boot0001" + kSuffix)) == running_entry);
