@@ -335,20 +335,7 @@ Result<fs::path> find_esp(const fs::path& root, const std::string& disk, const B
 
 Status check_root_hash_binding(const protocol::Manifest& m, const protocol::CosiMetadata& md,
                                const std::string& name, std::span<const std::uint8_t> bytes) {
-  ABUP_TRY(auto embedded, boot::embedded_usrhash(bytes, m.arch));
-  if (!embedded) return {};
-  const std::string want = usr_roothash(md);
-  if (want.empty())
-    return make_error(Errc::refused, "boot file '" + name + "' binds /usr to root hash " +
-                                         *embedded + " but the image has no /usr verity hash");
-  std::string w = want;
-  std::transform(w.begin(), w.end(), w.begin(),
-                 [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
-  if (*embedded != w)
-    return make_error(Errc::refused, "boot file '" + name + "' carries /usr root hash " +
-                                         *embedded + ", the image's /usr has " + w +
-                                         ": kernel and /usr do not belong together");
-  return {};
+  return boot::check_usrhash_binding(bytes, m.arch, usr_roothash(md), name);
 }
 
 Status check_boot_files(const BootFilesConfig& c, protocol::Source& source,

@@ -111,4 +111,21 @@ Result<std::optional<std::string>> embedded_usrhash(std::span<const std::uint8_t
   return std::optional<std::string>{};
 }
 
+Status check_usrhash_binding(std::span<const std::uint8_t> image, std::string_view arch,
+                             std::string_view usr_roothash, const std::string& name) {
+  ABUP_TRY(auto embedded, embedded_usrhash(image, arch));
+  if (!embedded) return {};
+  if (usr_roothash.empty())
+    return make_error(Errc::refused, "boot file '" + name + "' binds /usr to root hash " +
+                                         *embedded + " but the image has no /usr verity hash");
+  std::string want(usr_roothash);
+  std::transform(want.begin(), want.end(), want.begin(),
+                 [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+  if (*embedded != want)
+    return make_error(Errc::refused, "boot file '" + name + "' carries /usr root hash " +
+                                         *embedded + ", the image's /usr has " + want +
+                                         ": kernel and /usr do not belong together");
+  return {};
+}
+
 }  // namespace abup::partitions::boot

@@ -40,4 +40,12 @@ struct PeSection {
 [[nodiscard]] Result<std::optional<std::string>> embedded_usrhash(
     std::span<const std::uint8_t> image, std::string_view arch);
 
+// That a boot file named `name` belongs with a /usr whose verity root hash is `usr_roothash`
+// (hex, any case; empty: the image has no /usr hash): true when it embeds no hash or that one.
+// Errc::refused naming both hashes otherwise; the agent before it stages a kernel, abup-image
+// before it packs one.
+[[nodiscard]] Status check_usrhash_binding(std::span<const std::uint8_t> image,
+                                           std::string_view arch, std::string_view usr_roothash,
+                                           const std::string& name);
+
 }  // namespace abup::partitions::boot

@@ -16,6 +16,7 @@
 #include "abup/digest.hpp"
 #include "abup/fs.hpp"
 #include "abup/hex.hpp"
+#include "partitions/boot/kernel_hash.hpp"
 #include "partitions/gpt.hpp"
 #include "update-protocol/cosi/cosi.hpp"
 #include "update-protocol/cosi/tar.hpp"
@@ -194,7 +195,8 @@ FsProbe probe_filesystem(const std::string& path) {
   return p;
 }
 
-Result<PackedBootFile> pack_boot_file(const BootFileInput& in, int level) {
+Result<PackedBootFile> pack_boot_file(const BootFileInput& in, int level,
+                                      const std::optional<UsrBinding>& binding) {
   ABUP_CHECK_CTX(protocol::check_boot_file_name(in.name), "--boot-file");
   ABUP_TRY(Fd fd, open_file(in.path, O_RDONLY));
   struct stat st {};
@@ -206,6 +208,10 @@ Result<PackedBootFile> pack_boot_file(const BootFileInput& in, int level) {
                       "boot file " + in.path + ": empty or larger than 512 MiB");
   std::vector<std::uint8_t> raw(size);
   ABUP_CHECK(pread_full(fd.get(), raw, 0, in.path));
+  if (binding)
+    ABUP_CHECK_CTX(
+        partitions::boot::check_usrhash_binding(raw, binding->arch, binding->roothash, in.name),
+        in.path);
   PackedBootFile p;
   p.packed.resize(ZSTD_compressBound(size));
   size_t r = ZSTD_compress(p.packed.data(), p.packed.size(), raw.data(), size, level);
@@ -357,8 +363,14 @@ Result<protocol::Manifest> build_cosi(const BuildOptions& opt) {
   m.metadata_sha384 = to_hex(sha384(as_bytes(metadata)));
   for (const auto& e : entries) m.images.push_back(e.c->manifest);
   std::vector<PackedBootFile> boot;
+  std::optional<UsrBinding> binding;
+  if (opt.check_usrhash) {
+    binding = UsrBinding{m.arch, ""};
+    for (const auto& in : opt.images)
+      if (in.mount_point == "/usr" && !in.verity_path.empty()) binding->roothash = in.roothash;
+  }
   for (const auto& b : opt.boot_files) {
-    ABUP_TRY(auto p, pack_boot_file(b, opt.level));
+    ABUP_TRY(auto p, pack_boot_file(b, opt.level, binding));
     if (m.find_boot_file(p.entry.name))
       return make_error(Errc::invalid_input, "build: --boot-file " + b.name + " given twice");
     m.boot_files.push_back(p.entry);

@@ -43,6 +43,9 @@ struct BuildOptions {
   int level = 3;
   int threads = 0;  // 0 = all cores
   std::string out;
+  // A boot file whose embedded /usr root hash differs from --roothash is refused (nodes would
+  // refuse the image); false only to build such an image for testing that refusal.
+  bool check_usrhash = true;
 };
 
 // Reads and compresses one boot file (one zstd frame; boot files are small) into its manifest
@@ -51,7 +54,13 @@ struct PackedBootFile {
   protocol::BootFile entry;
   std::vector<std::uint8_t> packed;
 };
-[[nodiscard]] Result<PackedBootFile> pack_boot_file(const BootFileInput& input, int level);
+// What a boot file's embedded /usr root hash must be (partitions/boot/kernel_hash.hpp): the
+// image's /usr verity root hash (empty: it has none) on `arch`.
+struct UsrBinding {
+  std::string arch, roothash;
+};
+[[nodiscard]] Result<PackedBootFile> pack_boot_file(const BootFileInput& input, int level,
+                                                    const std::optional<UsrBinding>& binding);
 
 [[nodiscard]] Result<protocol::Manifest> build_cosi(const BuildOptions& options);
 

@@ -94,6 +94,9 @@ std::vector<OptionSpec> build_options() {
       {"frame-size", true, false, "SIZE  uncompressed bytes per frame with --chunker fixed (4M)"},
       {"level", true, false, "N  zstd level (default 3)"},
       {"threads", true, false, "N  compression threads (default: all cores)"},
+      {"no-usrhash-check", false, false,
+       "pack boot files whose usrhash= differs from --roothash (nodes refuse such an image; "
+       "for testing that refusal)"},
       {"out", true, false, "PATH  output .cosi file"},
       {"issued-at", true, false, "TIME  manifest issue time (default now), YYYY-MM-DDTHH:MM:SSZ"},
   });
@@ -180,6 +183,7 @@ int run_build(const Args& args) {
   }
   o.level = static_cast<int>(*level);
   o.threads = static_cast<int>(*threads);
+  o.check_usrhash = !args.has("no-usrhash-check");
   o.out = args.get_or("out", "");
   auto m = image::build_cosi(o);
   if (!m) return fail(m.error());

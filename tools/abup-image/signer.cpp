@@ -159,8 +159,12 @@ Result<std::string> ensure_manifest(const std::string& path, const ManifestDefau
       for (const auto& s : found->skipped)
         std::fprintf(stderr, "abup-image: %s: left out the first-boot addon %s\n",
                      found->esp_image.c_str(), s.c_str());
+      // The UKI's usrhash= must be this image's /usr root hash, as the agent will check.
+      UsrBinding binding{m.arch, ""};
+      for (const auto& fi : archive.metadata.images)
+        if (fi.mount_point == "/usr" && fi.verity) binding.roothash = fi.verity->roothash;
       for (const auto& f : found->files) {
-        ABUP_TRY(auto p, pack_boot_file(f, 3));
+        ABUP_TRY(auto p, pack_boot_file(f, 3, binding));
         std::fprintf(stderr, "abup-image: %s: boot file %s (%llu bytes)\n",
                      found->esp_image.c_str(), f.name.c_str(),
                      static_cast<unsigned long long>(p.entry.size));

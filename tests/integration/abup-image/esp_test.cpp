@@ -152,6 +152,23 @@ TEST_CASE("an ESP image with two UKIs is refused by sign, naming them") {
   CHECK(contains(r.out, "2 UKIs in EFI/Linux/ (acl.efi, other.efi)"));
 }
 
+TEST_CASE("sign refuses an ESP image whose UKI binds /usr to a root hash the image lacks") {
+  Bench b;
+  b.key(kEd25519);
+  // Flatcar's convention: 64 hex digits at offset 0x40 name the /usr root hash; this COSI's /usr
+  // has no verity hash at all, so every node would refuse the kernel.
+  write_file(b / "acl.efi", "MZ" + std::string(62, 'x') + std::string(64, 'b') + " kernel");
+  make_esp(b, 8, {});
+  auto cosi = pack(b);
+  const auto before = sha256_file(cosi);
+  auto r = image_tool("sign --key " + q(b / "ed25519.pem") + " " + q(cosi));
+  INFO(r.out);
+  CHECK(r.exit_code != 0);
+  CHECK(contains(r.out, "boot file 'uki' binds /usr to root hash " + std::string(64, 'b') +
+                            " but the image has no /usr verity hash"));
+  CHECK(sha256_file(cosi) == before);  // nothing appended
+}
+
 TEST_CASE("measured: extracting the kernel from a ~100 MiB ESP image") {
   Bench b;
   b.key(kEd25519);

@@ -204,9 +204,16 @@ TEST_CASE("a UKI whose usrhash= differs from the image's /usr root hash is refus
   run_ok(std::string("objcopy --add-section .cmdline=") + w.path("cmdline").string() +
          " --change-section-vma .cmdline=0x30000 --add-section .linux=" + w.path("linux").string() +
          " --change-section-vma .linux=0x2000000 " + kStub + " " + w.path("uki.efi").string());
-  auto cosi = w.build_signed("uki", "202607.03.0",
-                             "--usr-hash " + w.path("hash.img").string() + " --roothash " +
-                                 roothash + " --boot-file uki=" + w.path("uki.efi").string());
+  const std::string inputs = "--usr-hash " + w.path("hash.img").string() + " --roothash " +
+                             roothash + " --boot-file uki=" + w.path("uki.efi").string();
+  // abup-image refuses to pack it; built anyway (as another tool could), the node refuses it.
+  auto refused = run(abup_image_bin() + " build --usr " + w.usr_image().string() +
+                     " --version 202607.03.0 --out " + w.path("refused.cosi").string() + " " +
+                     inputs + " 2>&1");
+  CHECK(refused.exit_code != 0);
+  CHECK_MESSAGE(refused.out.find("do not belong together") != std::string::npos, refused.out);
+  CHECK_FALSE(fs::exists(w.path("refused.cosi")));
+  auto cosi = w.build_signed("uki", "202607.03.0", inputs + " --no-usrhash-check");
   auto snap = w.snapshot();
   auto r = w.stage(cosi.string());
   INFO(r.out);

@@ -2,6 +2,7 @@
 
 #include <doctest/doctest.h>
 
+#include <cctype>
 #include <filesystem>
 
 #include "support/util.hpp"
@@ -64,6 +65,27 @@ TEST_CASE("a Flatcar kernel carries its root hash at offset 0x40 (x86_64) or 512
   CHECK_FALSE(embedded_usrhash(bytes(img), "arm64")->has_value());
   img.replace(0x40, 1, "G");  // not all hex: no hash
   CHECK_FALSE(embedded_usrhash(bytes(img), "x86_64")->has_value());
+}
+
+TEST_CASE("check_usrhash_binding: the embedded hash must be the image's, in any case") {
+  std::string img(4096, '\0');
+  img[0] = 'M';
+  img[1] = 'Z';
+  img.replace(0x40, 64, kHash);
+  std::string upper = kHash;
+  for (auto& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  CHECK(check_usrhash_binding(bytes(img), "x86_64", upper, "vmlinuz"));
+  auto other = check_usrhash_binding(bytes(img), "x86_64", kOther, "vmlinuz");
+  REQUIRE_FALSE(other);
+  CHECK(other.error().code == abup::Errc::refused);
+  CHECK(other.error().message == "boot file 'vmlinuz' carries /usr root hash " + kHash +
+                                     ", the image's /usr has " + kOther +
+                                     ": kernel and /usr do not belong together");
+  auto unhashed = check_usrhash_binding(bytes(img), "x86_64", "", "vmlinuz");
+  REQUIRE_FALSE(unhashed);
+  CHECK(unhashed.error().message.find("the image has no /usr verity hash") != std::string::npos);
+  // A kernel that carries no hash is not bound, whatever the image has.
+  CHECK(check_usrhash_binding(bytes(img), "arm64", kOther, "vmlinuz"));
 }
 
 TEST_CASE("command lines: conflicting or malformed root hashes are errors") {
