@@ -65,50 +65,56 @@ fs::path esp_node(const World& w) {
   return w.root() / "efi";
 }
 
+// A node with a signed image to attack (built with `extra` abup-image options) and the node as it
+// was before any stage, which every refusal must leave byte-identical.
+class Target : public World {
+ public:
+  explicit Target(const std::string& extra = "")
+      : image(build_signed("x", "202607.02.0", extra)), before(snapshot()) {}
+
+  const fs::path image;
+  const Snapshot before;
+};
+
 }  // namespace
 
 TEST_CASE("security: a second abup/manifest.json after the signed one is refused (duplicates)") {
   // A reader that took the last entry of a name would use the unsigned manifest; abup's tar
   // index refuses any name seen twice.
-  World w;
-  auto img = w.build_signed("x", "202607.02.0");
-  const auto before = w.snapshot();
+  Target w;
   SUBCASE("the manifest") {
-    append_entry(img, "abup/manifest.json", "{\"schemaVersion\": 1, \"allowDowngrade\": true}\n");
-    expect_refused(w.stage(img.string()), "duplicate entry 'abup/manifest.json'");
+    append_entry(w.image, "abup/manifest.json",
+                 "{\"schemaVersion\": 1, \"allowDowngrade\": true}\n");
+    expect_refused(w.stage(w.image.string()), "duplicate entry 'abup/manifest.json'");
   }
   SUBCASE("a partition image") {
-    append_entry(img, "images/usr.img.zst", std::string(4096, 'z'));
-    expect_refused(w.stage(img.string()), "duplicate entry 'images/usr.img.zst'");
+    append_entry(w.image, "images/usr.img.zst", std::string(4096, 'z'));
+    expect_refused(w.stage(w.image.string()), "duplicate entry 'images/usr.img.zst'");
   }
-  CHECK(w.snapshot() == before);
+  CHECK(w.snapshot() == w.before);
 }
 
 TEST_CASE("security: oversized metadata.json and manifest are refused before they are read") {
-  World w;
-  auto img = w.build_signed("x", "202607.02.0");
-  const auto before = w.snapshot();
+  Target w;
   SUBCASE("metadata.json over 4 MiB") {
-    pad_entry(img, w.path("big-md.cosi"), "metadata.json", 5 << 20);
+    pad_entry(w.image, w.path("big-md.cosi"), "metadata.json", 5 << 20);
     auto r = w.stage(w.path("big-md.cosi").string());
     expect_refused(r, "'metadata.json' is ");
     expect_refused(r, "more than the limit of 4194304");
   }
   SUBCASE("abup/manifest.json over 16 MiB") {
-    pad_entry(img, w.path("big-m.cosi"), "abup/manifest.json", 17 << 20);
+    pad_entry(w.image, w.path("big-m.cosi"), "abup/manifest.json", 17 << 20);
     expect_refused(w.stage(w.path("big-m.cosi").string()), "more than the limit of 16777216");
   }
-  CHECK(w.snapshot() == before);
+  CHECK(w.snapshot() == w.before);
 }
 
 TEST_CASE("security: an entry whose size runs past the end of the file is refused") {
-  World w;
-  auto img = w.build_signed("x", "202607.02.0");
-  const auto before = w.snapshot();
+  Target w;
   // Cut the file inside the partition image: its header now promises bytes that are not there.
-  fs::resize_file(img, entry_offset(img, "images/usr.img.zst") - 4096);
-  expect_refused(w.stage(img.string()), "runs past the end of the file");
-  CHECK(w.snapshot() == before);
+  fs::resize_file(w.image, entry_offset(w.image, "images/usr.img.zst") - 4096);
+  expect_refused(w.stage(w.image.string()), "runs past the end of the file");
+  CHECK(w.snapshot() == w.before);
 }
 
 TEST_CASE("security: a boot file changed after signing is refused before the ESP is written") {
@@ -134,25 +140,21 @@ TEST_CASE("security: a boot file changed after signing is refused before the ESP
 }
 
 TEST_CASE("security: an image for another variant (wrong hardware) is refused") {
-  World w;  // VARIANT_ID=azurecontainerlinux
-  auto img = w.build_signed("x", "202607.02.0", "--variant some-other-board");
-  const auto before = w.snapshot();
-  expect_refused(w.stage(img.string()),
+  Target w("--variant some-other-board");  // on VARIANT_ID=azurecontainerlinux
+  expect_refused(w.stage(w.image.string()),
                  "image is for variant 'some-other-board', this host is 'azurecontainerlinux'");
-  CHECK(w.snapshot() == before);
+  CHECK(w.snapshot() == w.before);
 }
 
 TEST_CASE("security: a keyring another user can change is refused, not trusted") {
-  World w;
-  auto img = w.build_signed("x", "202607.02.0");
-  const auto before = w.snapshot();
+  Target w;
   SUBCASE("the directory writable by every user") {
     fs::permissions(w.keyring(), fs::perms::others_write, fs::perm_options::add);
-    expect_refused(w.stage(img.string()), "is writable by every user");
+    expect_refused(w.stage(w.image.string()), "is writable by every user");
   }
   SUBCASE("a key file writable by every user") {
     fs::permissions(w.keyring() / "signer.pem", fs::perms::others_write, fs::perm_options::add);
-    expect_refused(w.stage(img.string()), "signer.pem is writable by every user");
+    expect_refused(w.stage(w.image.string()), "signer.pem is writable by every user");
   }
   SUBCASE("a key file owned by another user") {
     if (::geteuid() != 0) {
@@ -160,7 +162,7 @@ TEST_CASE("security: a keyring another user can change is refused, not trusted")
       return;
     }
     REQUIRE(::chown((w.keyring() / "signer.pem").c_str(), 4242, 4242) == 0);
-    expect_refused(w.stage(img.string()), "signer.pem is owned by uid 4242");
+    expect_refused(w.stage(w.image.string()), "signer.pem is owned by uid 4242");
   }
-  CHECK(w.snapshot() == before);
+  CHECK(w.snapshot() == w.before);
 }

@@ -5,8 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "abup/digest.hpp"
-#include "abup/hex.hpp"
+#include "stage_helpers.hpp"
 #include "support/fault_server.hpp"
 #include "support/nginx.hpp"
 #include "support/world.hpp"
@@ -15,26 +14,9 @@ using namespace abup::test;
 
 namespace {
 
-void check_staged(const World& w, const std::string& version) {
-  auto usr = read_file(w.usr_image());
-  CHECK_MESSAGE(w.slot_bytes('B', usr.size()) == usr, "slot B holds the image byte for byte");
-  auto status = nlohmann::json::parse(w.slot_state_json());
-  REQUIRE(status["slots"].size() == 2);
-  CHECK(status["slots"][1]["state"] == "staged");
-  CHECK(status["slots"][1]["version"] == version);
-}
-
-// Zeros over slot B (USR-B, partition 4) where the image goes, so the next stage fetches it again.
+// Zeros over slot B where the image goes, so the next stage fetches it again.
 void wipe_slot_b(const World& w) {
-  run_ok("set -e; d=" + shell_quote(w.disk().string()) +
-         "; b=$(sgdisk -i 4 $d | awk '/First sector/{print $3}');"
-         " dd if=/dev/zero of=$d bs=512 seek=$b count=" +
-         std::to_string(std::filesystem::file_size(w.usr_image()) / 512) +
-         " conv=notrunc status=none");
-}
-
-std::string manifest_of(const std::filesystem::path& cosi) {
-  return run_ok("tar -xOf " + shell_quote(cosi.string()) + " abup/manifest.json");
+  fill_partition(w, kPartUsrB, "/dev/zero");
 }
 
 }  // namespace
@@ -45,16 +27,8 @@ TEST_CASE("an image of content-defined frames stages byte for byte, and re-stagi
   auto manifest = nlohmann::json::parse(manifest_of(image));
   REQUIRE(manifest["schemaVersion"] == 2);
   REQUIRE(manifest["images"][0]["frames"].size() > 20);
-  auto r = w.stage(image.string(), "--json");
-  INFO(r.out);
-  REQUIRE(r.exit_code == 0);
-  check_staged(w, "202607.02.0");
-  auto again = w.stage(image.string(), "--json");
-  INFO(again.out);
-  REQUIRE(again.exit_code == 0);
-  CHECK(json_field(again.out, "writtenBytes") == "0");
-  CHECK(json_field(again.out, "rangeRequests") == "0");
-  check_staged(w, "202607.02.0");
+  stage_ok(w, image.string(), "--json");
+  check_restage_skips_all(w, image);
 }
 
 TEST_CASE("an image built the old way (fixed 4 MiB frames, schema 1) still stages") {
@@ -63,10 +37,7 @@ TEST_CASE("an image built the old way (fixed 4 MiB frames, schema 1) still stage
   auto manifest = nlohmann::json::parse(manifest_of(image));
   REQUIRE(manifest["schemaVersion"] == 1);
   CHECK(manifest["images"][0]["frames"][0]["uncompressedSize"] == 4 << 20);
-  auto r = w.stage(image.string(), "--json");
-  INFO(r.out);
-  REQUIRE(r.exit_code == 0);
-  check_staged(w, "202607.02.0");
+  stage_ok(w, image.string(), "--json");
 }
 
 namespace {
@@ -80,14 +51,7 @@ std::filesystem::path moved_files_world(World& w) {
   // 4 KiB blocks as on a real /usr (mkfs picks 1 KiB for so small a file system).
   const std::string mkfs = "truncate -s 24M " + img + "; mkfs.ext4 -q -F -b 4096 -d . " + img;
   run_ok("set -e; cd " + tree + "; rm -f " + img + "; " + mkfs);
-  auto v1 = w.build_signed("v1", "202607.01.0", "--chunker cdc");
-  REQUIRE(w.stage(v1.string()).exit_code == 0);
-  auto usr = read_file(w.usr_image());
-  run_ok("set -e; d=" + shell_quote(w.disk().string()) +
-         "; a=$(sgdisk -i 3 $d | awk '/First sector/{print $3}');"
-         " b=$(sgdisk -i 4 $d | awk '/First sector/{print $3}');"
-         " dd if=$d of=$d bs=512 skip=$b seek=$a count=" +
-         std::to_string(usr.size() / 512) + " conv=notrunc status=none");
+  stage_as_booted(w, w.build_signed("v1", "202607.01.0", "--chunker cdc"));
   auto first_block = [&] {
     return run_ok("debugfs -R 'bmap /lib/libx.so 0' " + img + " 2>/dev/null");
   };
@@ -106,18 +70,12 @@ namespace {
 
 // Compressed bytes of v2's frames that neither v1 has nor are zeros: what a delta must fetch.
 std::uint64_t needed_bytes(const std::filesystem::path& v1, const std::filesystem::path& v2) {
-  auto frames = [](const std::filesystem::path& p) {
-    return nlohmann::json::parse(manifest_of(p))["images"][0]["frames"];
-  };
   std::set<std::string> have;
-  for (const auto& f : frames(v1)) have.insert(f[5].get<std::string>());
+  for (const auto& f : frames_of(v1)) have.insert(f[5].get<std::string>());
   std::uint64_t total = 0;
-  for (const auto& f : frames(v2)) {
-    const std::string zeros(f[1].get<std::size_t>(), '\0');
-    const std::string zeros_sha = abup::to_hex(abup::sha256(abup::as_bytes(zeros)));
-    if (!have.count(f[5].get<std::string>()) && f[4].get<std::string>() != zeros_sha)
+  for (const auto& f : frames_of(v2))
+    if (!have.count(f[5].get<std::string>()) && !is_zero_chunk(f))
       total += f[2].get<std::uint64_t>();
-  }
   return total;
 }
 
@@ -126,9 +84,8 @@ std::uint64_t needed_bytes(const std::filesystem::path& v1, const std::filesyste
 TEST_CASE("chunks that moved are found anywhere in the booted slot by cutting it like the image") {
   World w;
   auto v2 = moved_files_world(w);
-  auto r = w.stage(v2.string(), "--json");
+  auto r = stage_ok(w, v2.string(), "--json");
   INFO(r.out);
-  REQUIRE(r.exit_code == 0);
   // Only what changed crosses the wire: the needed frames, gaps of at most 16 KiB between them,
   // the manifest and the tar index's read-ahead windows.
   const auto requests = std::stoull(json_field(r.out, "rangeRequests"));
@@ -140,17 +97,14 @@ TEST_CASE("chunks that moved are found anywhere in the booted slot by cutting it
   CHECK(std::stoull(json_field(r.out, "reusedBytes")) >= 4u << 20);
   CHECK(std::stoull(json_field(r.out, "downloadedBytes")) + (4u << 20) <
         std::filesystem::file_size(v2));
-  check_staged(w, "202607.02.0");
 }
 
 TEST_CASE("a delta over HTTP: several ranges per request, or one per request when refused") {
   World w;
   auto v2 = moved_files_world(w);
   NginxServer nginx(v2.parent_path());
-  auto r = w.stage(nginx.url("v2.cosi"), "--allow-http --json");
+  auto r = stage_ok(w, nginx.url("v2.cosi"), "--allow-http --json");
   INFO(r.out);
-  REQUIRE(r.exit_code == 0);
-  check_staged(w, "202607.02.0");
   const auto multi_requests = std::stoull(json_field(r.out, "rangeRequests"));
   const auto multi_bytes = std::stoull(json_field(r.out, "downloadedBytes"));
   std::size_t multi_gets = 0;
@@ -161,10 +115,8 @@ TEST_CASE("a delta over HTTP: several ranges per request, or one per request whe
 
   // Slot B wiped: the same stage again through a server that answers ranges only one at a time.
   wipe_slot_b(w);
-  auto one = w.stage(nginx.url("onerange/v2.cosi"), "--allow-http --json");
+  auto one = stage_ok(w, nginx.url("onerange/v2.cosi"), "--allow-http --json");
   INFO(one.out);
-  REQUIRE(one.exit_code == 0);
-  check_staged(w, "202607.02.0");
   CHECK(std::stoull(json_field(one.out, "rangeRequests")) > multi_requests);
   // The refused multi-range request cost at most its first piece, never the whole image.
   CHECK(std::stoull(json_field(one.out, "downloadedBytes")) < multi_bytes + (64 << 10));
@@ -177,20 +129,13 @@ TEST_CASE("a delta over HTTP: several ranges per request, or one per request whe
 }
 
 TEST_CASE("a byte duplicated or lost inside a multipart part is fetched again, not fatal") {
-  std::string fault;
-  SUBCASE("duplicated") {
-    fault = "multidup";
-  }
-  SUBCASE("lost") {
-    fault = "multidrop";
-  }
+  const auto fault = duplicated_or_lost("multidup", "multidrop");
   CAPTURE(fault);
   World w;
   auto v2 = moved_files_world(w);
   FaultServer server(v2.parent_path());
-  auto clean = w.stage(server.url("multi/ok/v2.cosi"), "--allow-http --json");
+  auto clean = stage_ok(w, server.url("multi/ok/v2.cosi"), "--allow-http --json");
   INFO(clean.out);
-  REQUIRE(clean.exit_code == 0);
   // The first multi-range GET's first range ends at the end of a frame: a byte shifted a few bytes
   // before that damages the part's last frame and then the part's end (its delimiter).
   std::string first_multi;
@@ -205,11 +150,9 @@ TEST_CASE("a byte duplicated or lost inside a multipart part is fetched again, n
   const auto dash = first_multi.find('-');
   const auto last = std::stoull(first_multi.substr(dash + 1, first_multi.find(',') - dash - 1));
   wipe_slot_b(w);
-  auto r = w.stage(server.url(fault + "/" + std::to_string(last - 8) + "/v2.cosi"),
-                   "--allow-http --json");
+  auto r = stage_ok(w, server.url(fault + "/" + std::to_string(last - 8) + "/v2.cosi"),
+                    "--allow-http --json");
   INFO(r.out);
-  REQUIRE(r.exit_code == 0);
-  check_staged(w, "202607.02.0");
   // The reply stopped at the broken part is counted, and the rest is asked for in as many
   // requests as the first time: one request more in all.
   CHECK(std::stoull(json_field(r.out, "rangeRequests")) ==
@@ -235,10 +178,7 @@ TEST_CASE("a booted slot that changes after it was indexed costs a download, nev
     run_ok("sleep 0.1");
   REQUIRE(stopped());
   // Every byte of the booted slot changes while abup is stopped.
-  run_ok("set -e; d=" + shell_quote(w.disk().string()) +
-         "; a=$(sgdisk -i 3 $d | awk '/First sector/{print $3}'); head -c " +
-         std::to_string(std::filesystem::file_size(w.usr_image())) +
-         " /dev/urandom | dd of=$d bs=512 seek=$a conv=notrunc status=none");
+  fill_partition(w, kPartUsrA, "/dev/urandom");
   const auto pid = read_file(dir / "pid");
   run_ok("kill -CONT " + pid.substr(0, pid.find('\n')));
   for (int i = 0; i < 600 && !std::filesystem::exists(dir / "rc"); ++i) run_ok("sleep 0.1");
@@ -254,17 +194,10 @@ TEST_CASE("a frame damaged on the wire is fetched again, alone, instead of faili
   auto image = w.build_signed("v2", "202607.02.0", "--chunker cdc");
   // A byte in the middle of the first frame past the tar index's read-ahead window that is not
   // all zeros (those are not downloaded), inside the tar entry of the usr image.
-  const auto listing = run_ok("tar --block-number -tvf " + shell_quote(image.string()));
-  const auto at = listing.find(" images/usr");
-  REQUIRE(at != std::string::npos);
-  const auto line_start = listing.rfind('\n', at) + 1;
-  const auto data = (std::stoull(listing.substr(line_start + 6)) + 1) * 512;  // "block N: ..."
-  const auto frames = nlohmann::json::parse(manifest_of(image))["images"][0]["frames"];
+  const auto data = usr_entry_offset(image);
   std::uint64_t offset = 0, size = 0;
-  for (const auto& f : frames) {
-    const std::string zeros(f[1].get<std::size_t>(), '\0');
-    if (offset >= (256u << 10) &&
-        f[4].get<std::string>() != abup::to_hex(abup::sha256(abup::as_bytes(zeros)))) {
+  for (const auto& f : frames_of(image)) {
+    if (offset >= (256u << 10) && !is_zero_chunk(f)) {
       size = f[2].get<std::uint64_t>();
       break;
     }
@@ -273,11 +206,9 @@ TEST_CASE("a frame damaged on the wire is fetched again, alone, instead of faili
   REQUIRE(size > 0);
   FaultServer server(image.parent_path());
   const auto corrupt = data + offset + size / 2;
-  auto r = w.stage(server.url("corruptonce/" + std::to_string(corrupt) + "/v2.cosi"),
-                   "--allow-http --json");
+  auto r = stage_ok(w, server.url("corruptonce/" + std::to_string(corrupt) + "/v2.cosi"),
+                    "--allow-http --json");
   INFO(r.out);
-  REQUIRE(r.exit_code == 0);
-  check_staged(w, "202607.02.0");
   // One more request, for that frame's bytes alone.
   CHECK(std::stoull(json_field(r.out, "rangeRequests")) == 2);
   auto log = server.requests();
