@@ -23,6 +23,7 @@ namespace omaha = protocol::omaha;
 namespace {
 
 constexpr std::chrono::milliseconds kLockRetry{1000}, kLockRetryMax{5 * 60 * 1000};
+constexpr std::chrono::seconds kArmedPoll{5};  // a reboot window's look at state.json
 
 std::string describe_events(const std::vector<omaha::Event>& events) {
   std::string s;
@@ -469,8 +470,16 @@ Status Autonomous::reboot_per_strategy(Ctx& c, const PendingCommit& p) {
 
 Status Autonomous::wait_for_reboot(const RebootWait& w, Canceller& cancel) const {
   if (w.window) {
-    if (!cancel.wait_until(*w.window))
-      return make_error(Errc::cancelled, "waiting for the reboot window: stopped");
+    // A window can be days away: look at state.json now and then, so that an arming undone
+    // meanwhile (`abup disarm`) ends the wait, and the State stops saying armed, within seconds.
+    auto armed = [&] {
+      auto st = StateStore(o_.where.state_dir).load();
+      return !st || (st->pending && st->pending->operation_id == w.operation_id);
+    };
+    for (auto now = std::chrono::system_clock::now(); now < *w.window && armed();
+         now = std::chrono::system_clock::now())
+      if (!cancel.wait_until(std::min(*w.window, now + kArmedPoll)))
+        return make_error(Errc::cancelled, "waiting for the reboot window: stopped");
     return {};
   }
   auto host = read_host_facts(o_.where.root);
@@ -491,6 +500,19 @@ Status Autonomous::wait_for_reboot(const RebootWait& w, Canceller& cancel) const
 }
 
 Status Autonomous::reboot_after_wait(const RebootWait& w) {
+  // The arming may have been undone while the node waited (`abup disarm`, `rollback --force`):
+  // then the reboot would only boot the same slot again. A state file that cannot be read keeps
+  // the reboot that was armed.
+  if (auto c = context();
+      c && (!c->state.pending || c->state.pending->operation_id != w.operation_id)) {
+    log(Event::reboot, Priority::notice,
+        "operation " + w.operation_id + " (" + w.target_version + " on slot " +
+            std::string(1, w.target_slot) + ") is no longer armed: no reboot",
+        {{"OPERATION_ID", w.operation_id}, {"TARGET_VERSION", w.target_version}});
+    report_.state(dbus::kStateIdle, "the arming of " + w.target_version + " was undone");
+    if (c->ds.fleetlock_held) ABUP_CHECK(release_fleetlock(*c));
+    return {};
+  }
   return reboot_now("rebooting into " + w.target_version + " (slot " +
                     std::string(1, w.target_slot) + ")");
 }

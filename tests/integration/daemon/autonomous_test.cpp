@@ -176,15 +176,7 @@ TEST_CASE("daemon: Strategy=window waits for a closed window and reboots in an o
   b.build_image(kNew);
   b.offer(kNew);
   SUBCASE("closed: waits, and SIGTERM ends the wait") {
-    // A one-minute window a week: the one that closed two minutes ago.
-    std::time_t t = std::time(nullptr) - 180;
-    std::tm tm{};
-    gmtime_r(&t, &tm);
-    static const char* kDays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-    char window[64];
-    std::snprintf(window, sizeof window, "%s %02d:%02d 1min UTC", kDays[tm.tm_wday], tm.tm_hour,
-                  tm.tm_min);
-    b.configure(std::string("[Reboot]\nStrategy=window\nWindow=") + window + "\n");
+    b.configure("[Reboot]\nStrategy=window\nWindow=" + closed_window() + "\n");
     auto d = b.start();
     bool waiting = wait_until([&] { return b.notify.has("waiting for the window"); });
     INFO(d.log());
@@ -192,6 +184,23 @@ TEST_CASE("daemon: Strategy=window waits for a closed window and reboots in an o
     CHECK(d.signal_and_wait(SIGTERM) == 0);
     CHECK_FALSE(std::filesystem::exists(b.reboot_marker()));
     CHECK(b.node.status()["next"] == "B");  // armed, waiting
+  }
+  SUBCASE("closed, and abup disarm undoes the arming: the wait ends, no reboot") {
+    b.configure("[Reboot]\nStrategy=window\nWindow=" + closed_window() + "\n");
+    auto d = b.start();
+    bool waiting = wait_until([&] { return b.notify.has("waiting for the window"); });
+    INFO(d.log());
+    REQUIRE(waiting);
+    auto undo = b.node.abup("disarm");
+    INFO(undo.out);
+    REQUIRE(undo.exit_code == 0);
+    CHECK(wait_until([&] { return b.notify.has("was undone"); }));
+    CHECK(d.running());
+    CHECK(d.signal_and_wait(SIGTERM) == 0);
+    CHECK(d.log().find("is no longer armed: no reboot") != std::string::npos);
+    CHECK_FALSE(std::filesystem::exists(b.reboot_marker()));
+    CHECK(b.node.status()["next"] == "A");
+    CHECK(b.node.status()["pending"].is_null());
   }
   SUBCASE("open: reboots") {
     b.configure("[Reboot]\nStrategy=window\nWindow=* 00:00 1d UTC\n");
@@ -228,6 +237,33 @@ TEST_CASE("daemon: Strategy=fleetlock takes the lock before the reboot, releases
   CHECK(steady.back()["headers"]["fleet-lock-protocol"] == "true");
   CHECK(b.daemon_state()["fleetlockHeld"] == false);
   CHECK(b.node.history_text().find("\"Committed\"") != std::string::npos);
+}
+
+TEST_CASE(
+    "daemon: an arming undone by abup disarm while FleetLock is asked: no reboot, lock released") {
+  Box b;
+  b.configure("[Reboot]\nStrategy=fleetlock\nFleetLockURL=" + b.server.url() +
+              "\nFleetLockGroup=workers\n[Update]\nMachineID=raw\n");
+  b.build_image(kNew);
+  b.offer(kNew, 0, 4);  // granted on the fourth try, ~7 s after the first
+  auto d = b.start();
+  INFO(d.log());
+  REQUIRE(wait_until([&] { return !b.server.fleetlock("/v1/pre-reboot").empty(); }));
+  REQUIRE(b.node.status()["next"] == "B");
+  auto undo = b.node.abup("disarm");
+  INFO(undo.out);
+  REQUIRE(undo.exit_code == 0);
+  CHECK(b.node.status()["next"] == "A");
+  // The grant comes; the daemon finds nothing armed, releases the slot and stays up.
+  REQUIRE(wait_until([&] { return !b.server.fleetlock("/v1/steady-state").empty(); }));
+  CHECK(b.server.fleetlock("/v1/pre-reboot").back()["granted"] == true);
+  CHECK(wait_until([&] { return b.daemon_state()["fleetlockHeld"] == false; }));
+  CHECK(d.running());
+  CHECK_FALSE(std::filesystem::exists(b.reboot_marker()));
+  CHECK(d.signal_and_wait(SIGTERM) == 0);
+  CHECK(d.log().find("is no longer armed: no reboot") != std::string::npos);
+  CHECK_FALSE(std::filesystem::exists(b.reboot_marker()));
+  CHECK(b.node.status()["pending"].is_null());
 }
 
 TEST_CASE("daemon: SIGTERM in the middle of a stage, then a restart resumes it") {

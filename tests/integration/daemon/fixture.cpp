@@ -12,6 +12,17 @@
 
 namespace abup::test {
 
+std::string closed_window() {
+  std::time_t t = std::time(nullptr) - 180;
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  static const char* kDays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+  char window[64];
+  std::snprintf(window, sizeof window, "%s %02d:%02d 1min UTC", kDays[tm.tm_wday], tm.tm_hour,
+                tm.tm_min);
+  return window;
+}
+
 bool wait_until(const std::function<bool()>& pred, std::chrono::seconds limit) {
   const auto end = std::chrono::steady_clock::now() + limit;
   while (std::chrono::steady_clock::now() < end) {

@@ -22,6 +22,9 @@
 namespace abup::test {
 
 // Polls `pred` every 50 ms; false when `limit` passed first.
+// A one-minute [Reboot] Window= a week: the one that closed three minutes ago.
+std::string closed_window();
+
 bool wait_until(const std::function<bool()>& pred,
                 std::chrono::seconds limit = std::chrono::seconds(120));
 

@@ -18,18 +18,6 @@ namespace {
 constexpr const char* kNew = "202607.02.0";
 const std::string kCall = "call org.abup.Agent1 /org/abup/Agent1 org.abup.Agent1 ";
 
-// A one-minute window a week: the one that closed three minutes ago.
-std::string closed_window() {
-  std::time_t t = std::time(nullptr) - 180;
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  static const char* kDays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-  char window[64];
-  std::snprintf(window, sizeof window, "%s %02d:%02d 1min UTC", kDays[tm.tm_wday], tm.tm_hour,
-                tm.tm_min);
-  return window;
-}
-
 std::size_t count(const NotifySocket& n, const std::string& needle) {
   std::size_t k = 0;
   for (const auto& m : n.messages()) k += m.find(needle) != std::string::npos;
