@@ -189,6 +189,9 @@ std::string NginxServer::config(std::uint16_t http_port, std::uint16_t https_por
       << "    ssl_certificate_key " << d << "/server.key;\n";
     if (options_.require_client_cert)
       c << "    ssl_client_certificate " << d << "/ca.pem;\n    ssl_verify_client on;\n";
+    if (!options_.tls_protocols.empty())
+      c << "    ssl_protocols " << options_.tls_protocols
+        << ";\n    ssl_ciphers DEFAULT:@SECLEVEL=0;\n";
     locations(true);
     c << "  }\n";
   }

@@ -41,6 +41,9 @@ class ServerProcess {
 struct NginxOptions {
   bool https = false;                // also listen with TLS (certificates from a fresh test CA)
   bool require_client_cert = false;  // ssl_verify_client on, against that CA
+  // nginx's ssl_protocols, e.g. "TLSv1.1" (then with SECLEVEL=0 ciphers, so that OpenSSL 3
+  // offers it at all); empty: nginx's default.
+  std::string tls_protocols = {};
 };
 
 // nginx (daemon off, master_process off) serving `root` over http and optionally https, with:

@@ -272,6 +272,15 @@ Failure Easy::transport_failure(CURLcode rc, const Transfer& t) const {
                               : options_.ca_file.empty() ? "; system CA store"
                                                          : "; CA file " + options_.ca_file) +
                              ")");
+  // OpenSSL's words for a handshake without a common protocol version: the server speaks only
+  // what abup's floor (TLS 1.2) refuses. Not retried: a server's configuration does not change
+  // in seconds.
+  if (rc == CURLE_SSL_CONNECT_ERROR &&
+      (std::string_view(error_buffer_).find("protocol version") != std::string_view::npos ||
+       std::string_view(error_buffer_).find("unsupported protocol") != std::string_view::npos))
+    return fatal_failure(
+        Errc::refused,
+        "TLS: the server offers no TLS 1.2 or newer, which abup requires (" + msg + ")");
   if (rc == CURLE_SSL_CACERT_BADFILE || rc == CURLE_SSL_CERTPROBLEM)
     return fatal_failure(Errc::invalid_input,
                          "TLS: cannot use the configured certificate files (" + msg + ")");
