@@ -104,51 +104,42 @@ def write_list(path, chosen):
             f.write("".join(p + "\n" for p in chosen))
 
 
-def grow_tree(root, percent, seed, list_path=None):
+def rewrite_files(root, percent, seed, list_path, new_bytes):
+    """Rewrites `percent` % of the tree's files (picked by `seed`) with new_bytes(old bytes),
+    with fixed times; returns (chosen, all files, bytes written, bytes added)."""
     files = tree_files(root)
     rng = random.Random(int(seed))
     n = max(1, round(len(files) * float(percent) / 100))
     chosen = rng.sample(files, n)
-    grown = 0
+    written = added = 0
     for p in chosen:
         with open(p, "rb") as f:
             data = f.read()
         os.unlink(p)  # the tree may share inodes with the v1 tree (cp -al)
-        extra = data[: max(1, len(data) // 10)][::-1]
+        new = new_bytes(data)
         with open(p, "wb") as f:
-            f.write(data + extra)
+            f.write(new)
         os.chmod(p, 0o644)
         os.utime(p, (NEW_MTIME, NEW_MTIME))
-        grown += len(extra)
+        written += len(new)
+        added += len(new) - len(data)
     for d, dirs, _ in os.walk(root):
         os.utime(d, (FIXED_MTIME, FIXED_MTIME))
     write_list(list_path, chosen)
-    print(f"{n} of {len(files)} files grew by {grown / 1048576:.1f} MiB")
+    return chosen, files, written, added
+
+
+def grow_tree(root, percent, seed, list_path=None):
+    """~`percent` % of the files grow by a tenth (their first tenth reversed, appended)."""
+    chosen, files, _, grown = rewrite_files(
+        root, percent, seed, list_path, lambda d: d + d[: max(1, len(d) // 10)][::-1])
+    print(f"{len(chosen)} of {len(files)} files grew by {grown / 1048576:.1f} MiB")
 
 
 def mutate_tree(root, percent, seed, list_path=None):
-    files = []
-    for d, dirs, fs in os.walk(root):
-        dirs.sort()
-        for f in sorted(fs):
-            files.append(os.path.join(d, f))
-    rng = random.Random(int(seed))
-    n = max(1, round(len(files) * float(percent) / 100))
-    chosen = rng.sample(files, n)
-    total = 0
-    for p in chosen:
-        with open(p, "rb") as f:
-            data = f.read()
-        os.unlink(p)  # the tree may share inodes with the v1 tree (cp -al)
-        with open(p, "wb") as f:
-            f.write(data[::-1])
-        os.chmod(p, 0o644)
-        os.utime(p, (NEW_MTIME, NEW_MTIME))
-        total += len(data)
-    for d, dirs, _ in os.walk(root):
-        os.utime(d, (FIXED_MTIME, FIXED_MTIME))
-    write_list(list_path, chosen)
-    print(f"{n} of {len(files)} files, {total / 1048576:.1f} MiB")
+    """~`percent` % of the files get new content of the same size (their bytes reversed)."""
+    chosen, files, written, _ = rewrite_files(root, percent, seed, list_path, lambda d: d[::-1])
+    print(f"{len(chosen)} of {len(files)} files, {written / 1048576:.1f} MiB")
 
 
 def phases(out_json, out_stdout, cmd):
