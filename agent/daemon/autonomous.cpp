@@ -469,13 +469,15 @@ Status Autonomous::reboot_per_strategy(Ctx& c, const PendingCommit& p) {
 }
 
 Status Autonomous::wait_for_reboot(const RebootWait& w, Canceller& cancel) const {
+  // A wait can last days: it looks at state.json now and then, so that an arming undone
+  // meanwhile (`abup disarm`) ends it, and the State stops saying armed, within seconds.
+  // reboot_after_wait then finds nothing to reboot into. A state file that cannot be read keeps
+  // the wait.
+  auto armed = [&] {
+    auto st = StateStore(o_.where.state_dir).load();
+    return !st || (st->pending && st->pending->operation_id == w.operation_id);
+  };
   if (w.window) {
-    // A window can be days away: look at state.json now and then, so that an arming undone
-    // meanwhile (`abup disarm`) ends the wait, and the State stops saying armed, within seconds.
-    auto armed = [&] {
-      auto st = StateStore(o_.where.state_dir).load();
-      return !st || (st->pending && st->pending->operation_id == w.operation_id);
-    };
     for (auto now = std::chrono::system_clock::now(); now < *w.window && armed();
          now = std::chrono::system_clock::now())
       if (!cancel.wait_until(std::min(*w.window, now + kArmedPoll)))
@@ -489,13 +491,15 @@ Status Autonomous::wait_for_reboot(const RebootWait& w, Canceller& cancel) const
       {"TARGET_VERSION", w.target_version},
       {"STRATEGY", std::string(to_string(RebootStrategy::fleetlock))}};
   FleetLock lock{o_.config.fleetlock_url, machine_id(*host), o_.config.fleetlock_group};
-  ABUP_CHECK(fleetlock_until_granted(lock, LockOp::pre_reboot, daemon_transport(o_.config, cancel),
-                                     cancel, kLockRetry, kLockRetryMax,
-                                     [&](const std::string& why) {
-                                       log(Event::reboot, Priority::info, why, fields);
-                                       notify_status("reboot needed: " + why);
-                                     }));
-  log(Event::reboot, Priority::notice, "FleetLock granted a reboot slot", fields);
+  ABUP_CHECK(fleetlock_until_granted(
+      lock, LockOp::pre_reboot, daemon_transport(o_.config, cancel), cancel, kLockRetry,
+      kLockRetryMax,
+      [&](const std::string& why) {
+        log(Event::reboot, Priority::info, why, fields);
+        notify_status("reboot needed: " + why);
+      },
+      armed));
+  if (armed()) log(Event::reboot, Priority::notice, "FleetLock granted a reboot slot", fields);
   return {};
 }
 

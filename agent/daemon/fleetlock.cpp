@@ -32,9 +32,11 @@ Result<LockAnswer> fleetlock_request(const FleetLock& lock, LockOp op,
 Status fleetlock_until_granted(const FleetLock& lock, LockOp op,
                                const protocol::TransportOptions& transport, Canceller& cancel,
                                std::chrono::milliseconds retry, std::chrono::milliseconds max_retry,
-                               const std::function<void(const std::string&)>& on_wait) {
+                               const std::function<void(const std::string&)>& on_wait,
+                               const std::function<bool()>& still_wanted) {
   const char* what = op == LockOp::pre_reboot ? "pre-reboot" : "steady-state";
   for (auto wait = retry;; wait = std::min(wait * 2, max_retry)) {
+    if (still_wanted && !still_wanted()) return {};
     auto a = fleetlock_request(lock, op, transport);
     if (a && a->granted) return {};
     if (cancel.cancelled())

@@ -34,9 +34,13 @@ enum class LockOp { pre_reboot, steady_state };
                                                    const protocol::TransportOptions& transport);
 // Asks until granted: waits `retry` doubling up to `max_retry` between tries (refusals and
 // transport failures alike), telling `on_wait` why. Errc::cancelled when the canceller fires.
-[[nodiscard]] Status fleetlock_until_granted(
-    const FleetLock& lock, LockOp op, const protocol::TransportOptions& transport,
-    Canceller& cancel, std::chrono::milliseconds retry, std::chrono::milliseconds max_retry,
-    const std::function<void(const std::string&)>& on_wait);
+// `still_wanted`, when given, is asked before each retry: false ends the asking at once, also
+// with success (the caller looks again at why it asked).
+[[nodiscard]] Status fleetlock_until_granted(const FleetLock& lock, LockOp op,
+                                             const protocol::TransportOptions& transport,
+                                             Canceller& cancel, std::chrono::milliseconds retry,
+                                             std::chrono::milliseconds max_retry,
+                                             const std::function<void(const std::string&)>& on_wait,
+                                             const std::function<bool()>& still_wanted = {});
 
 }  // namespace abup::agent::daemon
