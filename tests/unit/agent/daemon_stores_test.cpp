@@ -8,7 +8,9 @@
 #include "abup/fs.hpp"
 #include "agent/aks/aks_store.hpp"
 #include "agent/daemon/daemon_state.hpp"
+#include "support/json_helpers.hpp"
 #include "support/util.hpp"
+#include "update-protocol/aks/contract.hpp"
 
 using namespace abup;
 using namespace abup::agent;
@@ -18,19 +20,14 @@ namespace contract = abup::protocol::aks;
 
 namespace {
 
-constexpr const char* kNodeUpdate = "8a0f3c1e-5b6d-4e2f-9a7b-1c2d3e4f5a6b";
-constexpr const char* kOp = "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0";
+constexpr const char* kNodeUpdate = abup::test::kAksNodeUpdateId;
+constexpr const char* kOp = abup::test::kAksOperationId;
 
+// The contract's sample request for `op`, parsed as the agent receives it.
 contract::Request request(contract::Operation op) {
-  contract::Request r;
-  r.node_update_id = kNodeUpdate;
-  r.operation_id = kOp;
-  r.operation = op;
-  r.target_version = "202606.29.0";
-  r.server = "https://updates.example/v1/update";
-  r.app_id = "{e96281a6-d1af-4bde-9a0a-97b76e56dc57}";
-  r.track = "stable";
-  return r;
+  auto r = contract::parse_request(abup::test::aks_request_json(contract::to_string(op)).dump());
+  REQUIRE(r);
+  return *r;
 }
 
 // aks.json as abup writes it, every member present.
