@@ -4,11 +4,14 @@
 #include <doctest/doctest.h>
 
 #include <nlohmann/json.hpp>
+#include <vector>
 
 #include "abup/fs.hpp"
 #include "agent/aks/aks_store.hpp"
 #include "agent/daemon/daemon_state.hpp"
+#include "support/json_helpers.hpp"
 #include "support/util.hpp"
+#include "update-protocol/aks/contract.hpp"
 
 using namespace abup;
 using namespace abup::agent;
@@ -18,19 +21,14 @@ namespace contract = abup::protocol::aks;
 
 namespace {
 
-constexpr const char* kNodeUpdate = "8a0f3c1e-5b6d-4e2f-9a7b-1c2d3e4f5a6b";
-constexpr const char* kOp = "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0";
+constexpr const char* kNodeUpdate = abup::test::kAksNodeUpdateId;
+constexpr const char* kOp = abup::test::kAksOperationId;
 
+// The contract's sample request for `op`, parsed as the agent receives it.
 contract::Request request(contract::Operation op) {
-  contract::Request r;
-  r.node_update_id = kNodeUpdate;
-  r.operation_id = kOp;
-  r.operation = op;
-  r.target_version = "202606.29.0";
-  r.server = "https://updates.example/v1/update";
-  r.app_id = "{e96281a6-d1af-4bde-9a0a-97b76e56dc57}";
-  r.track = "stable";
-  return r;
+  auto r = contract::parse_request(abup::test::aks_request_json(contract::to_string(op)).dump());
+  REQUIRE(r);
+  return *r;
 }
 
 // aks.json as abup writes it, every member present.
@@ -75,6 +73,41 @@ void write_json(const std::filesystem::path& p, const json& doc) {
   REQUIRE(atomic_write_file(p, doc.dump(2) + "\n"));
 }
 
+auto load_aks(const std::filesystem::path& dir) {
+  return aks::AksStore(dir).load();
+}
+
+auto load_daemon(const std::filesystem::path& dir) {
+  return daemon::DaemonStore(dir).load();
+}
+
+// What `load` reads from `file` in `dir` as `valid` wrote it and `edit` then changed it.
+template <typename Edit, typename Load>
+auto load_after(const TempDir& dir, const char* file, json (*valid)(const TempDir&), Edit edit,
+                Load load) {
+  json doc = valid(dir);
+  edit(doc);
+  write_json(dir.path() / file, doc);
+  return load(dir.path());
+}
+
+// Each case, set into a `file` that `valid` wrote, makes `load` fail with invalid_input and an
+// error that starts with the file and names the member.
+template <typename Load>
+void check_refused(const char* file, json (*valid)(const TempDir&), const std::vector<Bad>& cases,
+                   Load load) {
+  for (const auto& c : cases) {
+    TempDir dir;
+    auto r = load_after(
+        dir, file, valid, [&](json& doc) { doc[json::json_pointer(c.pointer)] = c.value; }, load);
+    INFO(c.pointer, " = ", c.value.dump());
+    REQUIRE_FALSE(r);
+    INFO(r.error().message);
+    CHECK(r.error().code == Errc::invalid_input);
+    CHECK(r.error().message.find((dir.path() / file).string() + ": " + c.why) == 0);
+  }
+}
+
 }  // namespace
 
 TEST_CASE("aks.json: a valid file reads back whole") {
@@ -116,23 +149,10 @@ TEST_CASE("aks.json: every field of the wrong type is an error naming file and f
       {"/staged/operationId", 7, "staged.operationId: expected a string, got number"},
       {"/schemaVersion", "1", "schemaVersion: expected an integer, got string"},
   };
-  for (const auto& c : cases) {
-    TempDir dir;
-    json doc = valid_aks(dir);
-    doc[json::json_pointer(c.pointer)] = c.value;
-    write_json(dir.path() / "aks.json", doc);
-    auto st = aks::AksStore(dir.path()).load();
-    INFO(c.pointer, " = ", c.value.dump());
-    REQUIRE_FALSE(st);
-    INFO(st.error().message);
-    CHECK(st.error().code == Errc::invalid_input);
-    CHECK(st.error().message.find((dir.path() / "aks.json").string() + ": " + c.why) == 0);
-  }
+  check_refused("aks.json", valid_aks, cases, load_aks);
   TempDir dir;
-  json doc = valid_aks(dir);
-  doc["armed"].erase("request");
-  write_json(dir.path() / "aks.json", doc);
-  auto st = aks::AksStore(dir.path()).load();
+  auto st = load_after(
+      dir, "aks.json", valid_aks, [](json& doc) { doc["armed"].erase("request"); }, load_aks);
   REQUIRE_FALSE(st);
   CHECK(st.error().message.find("armed.request: missing") != std::string::npos);
 }
@@ -201,23 +221,11 @@ TEST_CASE("daemon.json: every field of the wrong type is an error naming file an
       {"/eventsAcknowledged", "3",
        "eventsAcknowledged: expected a non-negative integer, got string"},
   };
-  for (const auto& c : cases) {
-    TempDir dir;
-    json doc = valid_daemon(dir);
-    doc[json::json_pointer(c.pointer)] = c.value;
-    write_json(dir.path() / "daemon.json", doc);
-    auto s = daemon::DaemonStore(dir.path()).load();
-    INFO(c.pointer, " = ", c.value.dump());
-    REQUIRE_FALSE(s);
-    INFO(s.error().message);
-    CHECK(s.error().code == Errc::invalid_input);
-    CHECK(s.error().message.find((dir.path() / "daemon.json").string() + ": " + c.why) == 0);
-  }
+  check_refused("daemon.json", valid_daemon, cases, load_daemon);
   TempDir dir;
-  json doc = valid_daemon(dir);
-  doc["queuedEvents"][0].erase("eventType");
-  write_json(dir.path() / "daemon.json", doc);
-  auto s = daemon::DaemonStore(dir.path()).load();
+  auto s = load_after(
+      dir, "daemon.json", valid_daemon,
+      [](json& doc) { doc["queuedEvents"][0].erase("eventType"); }, load_daemon);
   REQUIRE_FALSE(s);
   CHECK(s.error().message.find("queuedEvents[0].eventType: missing") != std::string::npos);
 }

@@ -4,23 +4,18 @@
 
 #include <nlohmann/json.hpp>
 
+#include "support/json_helpers.hpp"
+
 using namespace abup::protocol::aks;
 using json = nlohmann::json;
 
 namespace {
 
-const char* kNodeUpdate = "8a0f3c1e-5b6d-4e2f-9a7b-1c2d3e4f5a6b";
-const char* kOp = "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0";
+const char* kNodeUpdate = abup::test::kAksNodeUpdateId;
+const char* kOp = abup::test::kAksOperationId;
 
 json stage_request() {
-  return {{"schemaVersion", "1.0"},
-          {"nodeUpdateId", kNodeUpdate},
-          {"operationId", kOp},
-          {"operation", "stage"},
-          {"targetVersion", "202606.29.0"},
-          {"server", "https://updates.example/v1/update"},
-          {"appId", "{e96281a6-d1af-4bde-9a0a-97b76e56dc57}"},
-          {"track", "stable"}};
+  return abup::test::aks_request_json("stage");
 }
 
 std::string error_of(const json& doc) {

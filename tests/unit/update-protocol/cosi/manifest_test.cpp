@@ -42,6 +42,14 @@ PolicyInput host(const char* running) {
   return p;
 }
 
+// Why check_policy refuses `m` on `in`, a policy error.
+std::string refusal(const Manifest& m, const PolicyInput& in) {
+  auto r = check_policy(m, in);
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code == Errc::policy);
+  return r.error().message;
+}
+
 }  // namespace
 
 TEST_CASE("manifest round-trips through its JSON") {
@@ -81,9 +89,7 @@ TEST_CASE("policy: version, arch, variant, expiry") {
   CHECK(check_policy(m, host("202601.05.0")));
   CHECK(check_policy(m, host("202607.2.0")));  // same version: re-stage is a repair
 
-  auto down = check_policy(m, host("202608.01.0"));
-  REQUIRE_FALSE(down);
-  CHECK(down.error().message.find("downgrade from 202608.01.0 to 202607.02.0 refused") !=
+  CHECK(refusal(m, host("202608.01.0")).find("downgrade from 202608.01.0 to 202607.02.0 refused") !=
         std::string::npos);
   auto flag = host("202608.01.0");
   flag.allow_downgrade = true;
@@ -92,21 +98,16 @@ TEST_CASE("policy: version, arch, variant, expiry") {
   CHECK(check_policy(m, host("202608.01.0")));
   m.allow_downgrade = false;
 
-  auto old = check_policy(m, host("202512.01.0"));
-  REQUIRE_FALSE(old);
-  CHECK(old.error().message.find("may only replace 202601.0.0 or newer") != std::string::npos);
+  CHECK(refusal(m, host("202512.01.0")).find("may only replace 202601.0.0 or newer") !=
+        std::string::npos);
 
   auto arm = host("202601.05.0");
   arm.arch = "arm64";
-  auto wrong = check_policy(m, arm);
-  REQUIRE_FALSE(wrong);
-  CHECK(wrong.error().message == "image policy: image is for x86_64, this host is arm64");
+  CHECK(refusal(m, arm) == "image policy: image is for x86_64, this host is arm64");
 
   auto late = host("202601.05.0");
   late.now = 1'800'000'001;
-  auto expired = check_policy(m, late);
-  REQUIRE_FALSE(expired);
-  CHECK(expired.error().message.find("manifest expired at") != std::string::npos);
+  CHECK(refusal(m, late).find("manifest expired at") != std::string::npos);
 
   auto variant = host("202601.05.0");
   variant.variant = "flatcar";
@@ -117,10 +118,7 @@ TEST_CASE("policy: the floor is the highest committed version when above the run
   auto m = sample();  // 202607.02.0, minVersion 202601.0.0
   auto rolled_back = host("202601.05.0");
   rolled_back.highest_committed = *Version::parse("202609.01.0");
-  auto st = check_policy(m, rolled_back);
-  REQUIRE_FALSE(st);
-  CHECK(st.error().code == Errc::policy);
-  CHECK(st.error().message ==
+  CHECK(refusal(m, rolled_back) ==
         "image policy: downgrade to 202607.02.0 below 202609.01.0, the highest version this node "
         "committed (it runs 202601.05.0; state.json highestCommittedVersion), refused (the signed "
         "manifest does not allow it; an operator may pass --allow-downgrade)");
@@ -139,9 +137,7 @@ TEST_CASE("policy: the floor is the highest committed version when above the run
   unknown.allow_unknown_version = true;
   CHECK(check_policy(m, unknown));
   unknown.highest_committed = *Version::parse("202609.01.0");
-  auto blind = check_policy(m, unknown);
-  REQUIRE_FALSE(blind);
-  CHECK(blind.error().message ==
+  CHECK(refusal(m, unknown) ==
         "image policy: downgrade to 202607.02.0 below 202609.01.0, the highest version this node "
         "committed (its running version is unknown; state.json highestCommittedVersion), "
         "refused (the signed manifest does not allow it; an operator may pass "
@@ -149,9 +145,7 @@ TEST_CASE("policy: the floor is the highest committed version when above the run
   // A floor below the running version changes nothing: the running one is the floor.
   auto low = host("202608.01.0");
   low.highest_committed = *Version::parse("202602.01.0");
-  auto down = check_policy(m, low);
-  REQUIRE_FALSE(down);
-  CHECK(down.error().message.find("downgrade from 202608.01.0 to 202607.02.0 refused") !=
+  CHECK(refusal(m, low).find("downgrade from 202608.01.0 to 202607.02.0 refused") !=
         std::string::npos);
 }
 
@@ -162,10 +156,7 @@ TEST_CASE("policy: a signed downgrade counts only when it expires and is not sup
   CHECK(check_policy(m, newer));  // a recall, as signed
 
   m.expires_at = 0;
-  auto forever = check_policy(m, newer);
-  REQUIRE_FALSE(forever);
-  CHECK(forever.error().code == Errc::policy);
-  CHECK(forever.error().message ==
+  CHECK(refusal(m, newer) ==
         "image policy: downgrade from 202608.01.0 to 202607.02.0 refused: the signed manifest "
         "allows downgrade but has no expiresAt, so it could be replayed forever (sign recalls "
         "with abup-image --allow-downgrade --expires-in-days N; an operator may pass "
@@ -173,9 +164,7 @@ TEST_CASE("policy: a signed downgrade counts only when it expires and is not sup
   m.expires_at = 1'800'000'000;
 
   newer.running_issued_at = 1'790'000'001;  // the running release was signed after the recall
-  auto superseded = check_policy(m, newer);
-  REQUIRE_FALSE(superseded);
-  CHECK(superseded.error().message ==
+  CHECK(refusal(m, newer) ==
         "image policy: downgrade from 202608.01.0 to 202607.02.0 refused: the signed manifest "
         "allows downgrade but was issued at 2026-09-21T14:13:20Z, before the running release "
         "202608.01.0 (issued 2026-09-21T14:13:21Z), which supersedes it (an operator may pass "
@@ -201,10 +190,7 @@ TEST_CASE("policy: RequireExpiry refuses a manifest that never expires, naming t
   CHECK(check_policy(m, strict));
   m.expires_at = 0;
   CHECK(check_policy(m, host("202601.05.0")));
-  auto st = check_policy(m, strict);
-  REQUIRE_FALSE(st);
-  CHECK(st.error().code == Errc::policy);
-  CHECK(st.error().message ==
+  CHECK(refusal(m, strict) ==
         "image policy: the signed manifest of 202607.02.0 has no expiresAt and [Security] "
         "RequireExpiry=yes refuses one that never expires (sign releases with abup-image "
         "--expires-in-days N, or set RequireExpiry=no)");
@@ -216,10 +202,7 @@ TEST_CASE(
   PolicyInput unknown = host("202601.05.0");
   unknown.running.reset();
   unknown.unknown_version_reason = "/r/etc/os-release has no IMAGE_VERSION or VERSION_ID";
-  auto st = check_policy(m, unknown);
-  REQUIRE_FALSE(st);
-  CHECK(st.error().code == Errc::policy);
-  CHECK(st.error().message ==
+  CHECK(refusal(m, unknown) ==
         "image policy: the running version is unknown (/r/etc/os-release has no IMAGE_VERSION or "
         "VERSION_ID), so 202607.02.0 cannot be shown not to be a downgrade nor the running "
         "version to be 202601.0.0 or newer (minVersion); an operator may pass "
@@ -230,12 +213,9 @@ TEST_CASE(
   PolicyInput no_variant = host("202601.05.0");
   no_variant.variant.clear();
   no_variant.unknown_variant_reason = "/r/etc/os-release has no VARIANT_ID";
-  auto v = check_policy(m, no_variant);
-  REQUIRE_FALSE(v);
-  CHECK(v.error().code == Errc::policy);
-  CHECK(v.error().message.find("image is for variant 'azurecontainerlinux' and this host's "
-                               "variant is unknown (/r/etc/os-release has no VARIANT_ID)") !=
-        std::string::npos);
+  CHECK(refusal(m, no_variant)
+            .find("image is for variant 'azurecontainerlinux' and this host's "
+                  "variant is unknown (/r/etc/os-release has no VARIANT_ID)") != std::string::npos);
   no_variant.allow_unknown_variant = true;
   CHECK(check_policy(m, no_variant));
   m.variant.clear();  // an image for any variant does not care
