@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "integration/expect_run.hpp"
 #include "support/disk.hpp"
 #include "support/util.hpp"
 
@@ -49,6 +50,10 @@ struct Node {
   }
   std::string where() const {
     return "--disk " + q(tmp / "disk.img") + " --root " + q(tmp / "root");
+  }
+  void corrupt_state() const {
+    std::filesystem::create_directories(tmp / "root/var/lib/abup");
+    write_file(tmp / "root/var/lib/abup/state.json", "{not json");
   }
 };
 
@@ -95,75 +100,50 @@ TEST_CASE("--version and -h/--help of both programs and of every command exit 0 
 TEST_CASE("unknown options and extra arguments are usage errors (exit 2) that name them") {
   for (const auto& cmd : kAbupCommands) {
     CAPTURE(cmd);
-    auto bad = abup(cmd + " --no-such-option");
-    CHECK(bad.exit_code == 2);
-    CHECK(contains(bad.out, "abup: " + cmd + ": unknown option '--no-such-option'"));
-    auto extra = abup(cmd + " stray");
-    CHECK(extra.exit_code == 2);
-    CHECK(contains(extra.out, "unexpected argument 'stray'"));
+    expect_run(abup(cmd + " --no-such-option"), 2,
+               {"abup: " + cmd + ": unknown option '--no-such-option'"});
+    expect_run(abup(cmd + " stray"), 2, {"unexpected argument 'stray'"});
   }
   for (const auto& cmd : kImageCommands) {
     CAPTURE(cmd);
-    auto bad = image_tool(cmd + " --no-such-option x.cosi");
-    CHECK(bad.exit_code == 2);
-    CHECK(contains(bad.out, "unknown option '--no-such-option'"));
+    expect_run(image_tool(cmd + " --no-such-option x.cosi"), 2,
+               {"unknown option '--no-such-option'"});
   }
-  auto extra = image_tool("build stray");
-  CHECK(extra.exit_code == 2);
-  CHECK(contains(extra.out, "unexpected argument 'stray'"));
-  auto two = image_tool("inspect a.cosi b.cosi");
-  CHECK(two.exit_code == 2);
-  CHECK(contains(two.out, "expected exactly one IMAGE argument, got 2: 'a.cosi' 'b.cosi'"));
+  expect_run(image_tool("build stray"), 2, {"unexpected argument 'stray'"});
+  expect_run(image_tool("inspect a.cosi b.cosi"), 2,
+             {"expected exactly one IMAGE argument, got 2: 'a.cosi' 'b.cosi'"});
 }
 
 TEST_CASE("exit status table: 0 success, 1 failure, 2 usage or configuration") {
   Node n;
-  auto ok = abup("status --no-daemon " + n.where());
-  CHECK_MESSAGE(ok.exit_code == 0, ok.out);
+  expect_run(abup("status --no-daemon " + n.where()), 0);
 
   // 1: the request is well formed, the system refuses or fails it.
-  auto nothing = abup("finalize " + n.where());
-  CHECK(nothing.exit_code == 1);
-  CHECK(contains(nothing.out, "nothing staged"));
-  auto missing = abup("stage --no-progress --source " + q(n.tmp / "absent.cosi") + " " + n.where());
-  CHECK(missing.exit_code == 1);
+  expect_run(abup("finalize " + n.where()), 1, {"nothing staged"});
+  expect_run(abup("stage --no-progress --source " + q(n.tmp / "absent.cosi") + " " + n.where()), 1);
   // Malformed data is not a usage error: a file that is no image.
   write_file(n.tmp / "junk.cosi", std::string(4096, 'x'));
-  auto junk = abup("stage --no-progress --source " + q(n.tmp / "junk.cosi") + " " + n.where());
-  CHECK_MESSAGE(junk.exit_code == 1, junk.out);
+  expect_run(abup("stage --no-progress --source " + q(n.tmp / "junk.cosi") + " " + n.where()), 1);
   // Malformed data again: corrupt state.json.
-  std::filesystem::create_directories(n.tmp / "root/var/lib/abup");
-  write_file(n.tmp / "root/var/lib/abup/state.json", "{not json");
-  auto corrupt = abup("status --no-daemon " + n.where());
-  CHECK_MESSAGE(corrupt.exit_code == 1, corrupt.out);
+  n.corrupt_state();
+  expect_run(abup("status --no-daemon " + n.where()), 1);
   std::filesystem::remove(n.tmp / "root/var/lib/abup/state.json");
 
   // 2: change how abup is invoked.
-  auto bad_value = abup("commit --boot-backend floppy " + n.where());
-  CHECK(bad_value.exit_code == 2);
-  CHECK(contains(bad_value.out, "floppy"));
-  auto no_source = abup("stage " + n.where());
-  CHECK(no_source.exit_code == 2);
-  CHECK(contains(no_source.out, "--source"));
+  expect_run(abup("commit --boot-backend floppy " + n.where()), 2, {"floppy"});
+  expect_run(abup("stage " + n.where()), 2, {"--source"});
   std::filesystem::create_directories(n.tmp / "root/etc/abup");
   write_file(n.tmp / "root/etc/abup/abup.conf", "[Reboot]\nStrategy=sometimes\n");
-  auto config = abup("commit " + n.where());
-  CHECK(config.exit_code == 2);
-  CHECK(contains(config.out, "Strategy=sometimes"));
+  expect_run(abup("commit " + n.where()), 2, {"Strategy=sometimes"});
 }
 
 TEST_CASE("commit's own statuses: 0 nothing pending, 1 errors (never 2 unless usage)") {
   Node n;
-  auto idle = abup("commit " + n.where());
-  CHECK_MESSAGE(idle.exit_code == 0, idle.out);
+  expect_run(abup("commit " + n.where()), 0);
   // An unknown option of commit is a usage error like every other command's (it was 1).
-  auto bad = abup("commit --bogus " + n.where());
-  CHECK(bad.exit_code == 2);
-  std::filesystem::create_directories(n.tmp / "root/var/lib/abup");
-  write_file(n.tmp / "root/var/lib/abup/state.json", "{not json");
-  auto corrupt = abup("commit " + n.where());
-  CHECK_MESSAGE(corrupt.exit_code == 1, corrupt.out);
-  CHECK(contains(corrupt.out, "state.json"));
+  expect_run(abup("commit --bogus " + n.where()), 2);
+  n.corrupt_state();
+  expect_run(abup("commit " + n.where()), 1, {"state.json"});
 }
 
 struct Keys {
