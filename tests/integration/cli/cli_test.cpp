@@ -154,71 +154,46 @@ struct Keys {
     run_ok("openssl pkey -in " + q(tmp / "k.pem") + " -pubout -out " + q(tmp / "keys/k.pem"));
     run_ok("head -c 1048576 /dev/urandom > " + q(tmp / "usr.img"));
   }
+  // abup-image build of usr.img as version 202607.02.0 with `times`, to NAME.cosi.
+  RunResult build(const std::string& times, const std::string& name = "x") const {
+    return image_tool("build --usr " + q(tmp / "usr.img") + " --version 202607.02.0 " + times +
+                      " --out " + q(tmp / (name + ".cosi")));
+  }
+  // Signs NAME.cosi; returns the abup-image arguments that verify it against the keyring.
+  std::string sign(const std::string& name) const {
+    const auto image = q(tmp / (name + ".cosi"));
+    run_ok(abup_image_bin() + " sign --key " + q(tmp / "k.pem") + " " + image);
+    return "verify --keyring " + q(tmp / "keys") + " " + image;
+  }
 };
 
 TEST_CASE("abup-image build refuses an expiry not after the issue time, naming both") {
   Keys k;
-  auto past = image_tool("build --usr " + q(k.tmp / "usr.img") +
-                         " --version 202607.02.0 --expires-at 2020-01-01T00:00:00Z --out " +
-                         q(k.tmp / "x.cosi"));
-  INFO(past.out);
-  CHECK(past.exit_code == 2);
-  CHECK(contains(past.out, "--expires-at 2020-01-01T00:00:00Z is not after the issue time"));
-  CHECK(contains(past.out, "(now)"));
+  expect_run(k.build("--expires-at 2020-01-01T00:00:00Z"), 2,
+             {"--expires-at 2020-01-01T00:00:00Z is not after the issue time", "(now)"});
   CHECK_FALSE(std::filesystem::exists(k.tmp / "x.cosi"));
 
-  auto before = image_tool("build --usr " + q(k.tmp / "usr.img") +
-                           " --version 202607.02.0 --issued-at 2030-01-02T00:00:00Z"
-                           " --expires-at 2030-01-01T00:00:00Z --out " +
-                           q(k.tmp / "x.cosi"));
-  INFO(before.out);
-  CHECK(before.exit_code == 2);
-  CHECK(contains(before.out, "2030-01-01T00:00:00Z"));
-  CHECK(contains(before.out, "2030-01-02T00:00:00Z (--issued-at)"));
-  auto equal = image_tool("build --usr " + q(k.tmp / "usr.img") +
-                          " --version 202607.02.0 --issued-at 2030-01-01T00:00:00Z"
-                          " --expires-at 2030-01-01T00:00:00Z --out " +
-                          q(k.tmp / "x.cosi"));
-  CHECK(equal.exit_code == 2);
-  auto garbled =
-      image_tool("build --usr " + q(k.tmp / "usr.img") +
-                 " --version 202607.02.0 --expires-at tomorrow --out " + q(k.tmp / "x.cosi"));
-  CHECK(garbled.exit_code == 2);
-  CHECK(contains(garbled.out, "--expires-at"));
+  expect_run(k.build("--issued-at 2030-01-02T00:00:00Z --expires-at 2030-01-01T00:00:00Z"), 2,
+             {"2030-01-01T00:00:00Z", "2030-01-02T00:00:00Z (--issued-at)"});
+  expect_run(k.build("--issued-at 2030-01-01T00:00:00Z --expires-at 2030-01-01T00:00:00Z"), 2);
+  expect_run(k.build("--expires-at tomorrow"), 2, {"--expires-at"});
 }
 
 TEST_CASE("abup-image verify reports an expired image as expired, and --at judges another time") {
   Keys k;
-  auto built = image_tool("build --usr " + q(k.tmp / "usr.img") +
-                          " --version 202607.02.0 --issued-at 2020-01-01T00:00:00Z"
-                          " --expires-at 2021-01-01T00:00:00Z --out " +
-                          q(k.tmp / "old.cosi"));
+  auto built = k.build("--issued-at 2020-01-01T00:00:00Z --expires-at 2021-01-01T00:00:00Z", "old");
   REQUIRE_MESSAGE(built.exit_code == 0, built.out);
-  run_ok(abup_image_bin() + " sign --key " + q(k.tmp / "k.pem") + " " + q(k.tmp / "old.cosi"));
-  const std::string verify = "verify --keyring " + q(k.tmp / "keys") + " " + q(k.tmp / "old.cosi");
+  const std::string verify = k.sign("old");
   auto expired = image_tool(verify);
-  INFO(expired.out);
-  CHECK(expired.exit_code == 1);
-  CHECK(contains(expired.out, "EXPIRED"));
-  CHECK(contains(expired.out, "expired at 2021-01-01T00:00:00Z"));
+  expect_run(expired, 1, {"EXPIRED", "expired at 2021-01-01T00:00:00Z"});
   CHECK_FALSE(contains(expired.out, ": OK:"));  // not "OK": the temp dir's random name may hold it
-  auto then = image_tool(verify + " --at 2020-06-01T00:00:00Z");
-  CHECK_MESSAGE(then.exit_code == 0, then.out);
-  CHECK(contains(then.out, ": OK: version 202607.02.0"));
-  auto at_expiry = image_tool(verify + " --at 2021-01-01T00:00:00Z");
-  CHECK(at_expiry.exit_code == 1);
-  auto bad_at = image_tool(verify + " --at someday");
-  CHECK(bad_at.exit_code == 2);
-  CHECK(contains(bad_at.out, "--at"));
+  expect_run(image_tool(verify + " --at 2020-06-01T00:00:00Z"), 0, {": OK: version 202607.02.0"});
+  expect_run(image_tool(verify + " --at 2021-01-01T00:00:00Z"), 1);
+  expect_run(image_tool(verify + " --at someday"), 2, {"--at"});
 
   // An image without expiry, or one that expires later, is OK now.
-  REQUIRE(image_tool("build --usr " + q(k.tmp / "usr.img") +
-                     " --version 202607.02.0 --expires-in-days 30 --out " + q(k.tmp / "new.cosi"))
-              .exit_code == 0);
-  run_ok(abup_image_bin() + " sign --key " + q(k.tmp / "k.pem") + " " + q(k.tmp / "new.cosi"));
-  auto fresh = image_tool("verify --keyring " + q(k.tmp / "keys") + " " + q(k.tmp / "new.cosi"));
-  CHECK_MESSAGE(fresh.exit_code == 0, fresh.out);
-  CHECK(contains(fresh.out, ": OK:"));
+  REQUIRE(k.build("--expires-in-days 30", "new").exit_code == 0);
+  expect_run(image_tool(k.sign("new")), 0, {": OK:"});
 }
 
 }  // namespace

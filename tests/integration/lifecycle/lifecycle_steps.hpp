@@ -4,6 +4,7 @@
 
 #include <doctest/doctest.h>
 
+#include <initializer_list>
 #include <string>
 
 #include "support/node.hpp"
@@ -37,6 +38,13 @@ inline void finalize_reboot_commit(Node& n, const std::string& finalize_extra = 
   REQUIRE(c.exit_code == 0);
 }
 
+// grub-editenv's listing of the grubenv holds each of `entries` (one assertion each).
+inline void check_grubenv(const Node& n, std::initializer_list<std::string> entries) {
+  auto env = n.grub_list();
+  INFO(env);
+  for (const auto& entry : entries) CHECK_MESSAGE(env.find(entry) != std::string::npos, entry);
+}
+
 // B armed for one try, A still good.
 inline void check_armed_b(const Node& n) {
   if (n.backend() == "gptprio") {
@@ -48,12 +56,7 @@ inline void check_armed_b(const Node& n) {
     CHECK(std::filesystem::exists(efi_global(n, "BootNext")));
     CHECK(n.uefi_firmware_next(false) == 'B');
   } else {
-    auto env = n.grub_list();
-    INFO(env);
-    CHECK(env.find("ORDER=B A") != std::string::npos);
-    CHECK(env.find("B_OK=0") != std::string::npos);
-    CHECK(env.find("B_TRY=1") != std::string::npos);
-    CHECK(env.find("A_OK=1") != std::string::npos);
+    check_grubenv(n, {"ORDER=B A", "B_OK=0", "B_TRY=1", "A_OK=1"});
   }
 }
 
@@ -69,11 +72,7 @@ inline void check_b_never_booted(const Node& n) {
     CHECK(n.uefi_firmware_next(false) == 'A');
     CHECK_FALSE(std::filesystem::exists(efi_global(n, "BootNext")));
   } else {
-    auto env = n.grub_list();
-    INFO(env);
-    CHECK(env.find("B_OK=0") != std::string::npos);
-    CHECK(env.find("B_TRY=0") != std::string::npos);
-    CHECK(env.find("A_OK=1") != std::string::npos);
+    check_grubenv(n, {"B_OK=0", "B_TRY=0", "A_OK=1"});
   }
   auto st = n.status();
   CHECK(st["next"] == "A");

@@ -37,10 +37,7 @@ void check_committed(const Node& n, char slot) {
     CHECK_FALSE(std::filesystem::exists(efi_global(n, "BootNext")));
     CHECK(n.uefi_firmware_next(false) == slot);
   } else {
-    auto env = n.grub_list();
-    INFO(env);
-    CHECK(env.find(std::string(1, slot) + "_OK=1") != std::string::npos);
-    CHECK(env.find(std::string(1, slot) + "_TRY=0") != std::string::npos);
+    check_grubenv(n, {std::string(1, slot) + "_OK=1", std::string(1, slot) + "_TRY=0"});
   }
 }
 
