@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "integration/expect_run.hpp"
 #include "support/disk.hpp"
 #include "support/util.hpp"
 
@@ -49,6 +50,10 @@ struct Node {
   }
   std::string where() const {
     return "--disk " + q(tmp / "disk.img") + " --root " + q(tmp / "root");
+  }
+  void corrupt_state() const {
+    std::filesystem::create_directories(tmp / "root/var/lib/abup");
+    write_file(tmp / "root/var/lib/abup/state.json", "{not json");
   }
 };
 
@@ -95,75 +100,50 @@ TEST_CASE("--version and -h/--help of both programs and of every command exit 0 
 TEST_CASE("unknown options and extra arguments are usage errors (exit 2) that name them") {
   for (const auto& cmd : kAbupCommands) {
     CAPTURE(cmd);
-    auto bad = abup(cmd + " --no-such-option");
-    CHECK(bad.exit_code == 2);
-    CHECK(contains(bad.out, "abup: " + cmd + ": unknown option '--no-such-option'"));
-    auto extra = abup(cmd + " stray");
-    CHECK(extra.exit_code == 2);
-    CHECK(contains(extra.out, "unexpected argument 'stray'"));
+    expect_run(abup(cmd + " --no-such-option"), 2,
+               {"abup: " + cmd + ": unknown option '--no-such-option'"});
+    expect_run(abup(cmd + " stray"), 2, {"unexpected argument 'stray'"});
   }
   for (const auto& cmd : kImageCommands) {
     CAPTURE(cmd);
-    auto bad = image_tool(cmd + " --no-such-option x.cosi");
-    CHECK(bad.exit_code == 2);
-    CHECK(contains(bad.out, "unknown option '--no-such-option'"));
+    expect_run(image_tool(cmd + " --no-such-option x.cosi"), 2,
+               {"unknown option '--no-such-option'"});
   }
-  auto extra = image_tool("build stray");
-  CHECK(extra.exit_code == 2);
-  CHECK(contains(extra.out, "unexpected argument 'stray'"));
-  auto two = image_tool("inspect a.cosi b.cosi");
-  CHECK(two.exit_code == 2);
-  CHECK(contains(two.out, "expected exactly one IMAGE argument, got 2: 'a.cosi' 'b.cosi'"));
+  expect_run(image_tool("build stray"), 2, {"unexpected argument 'stray'"});
+  expect_run(image_tool("inspect a.cosi b.cosi"), 2,
+             {"expected exactly one IMAGE argument, got 2: 'a.cosi' 'b.cosi'"});
 }
 
 TEST_CASE("exit status table: 0 success, 1 failure, 2 usage or configuration") {
   Node n;
-  auto ok = abup("status --no-daemon " + n.where());
-  CHECK_MESSAGE(ok.exit_code == 0, ok.out);
+  expect_run(abup("status --no-daemon " + n.where()), 0);
 
   // 1: the request is well formed, the system refuses or fails it.
-  auto nothing = abup("finalize " + n.where());
-  CHECK(nothing.exit_code == 1);
-  CHECK(contains(nothing.out, "nothing staged"));
-  auto missing = abup("stage --no-progress --source " + q(n.tmp / "absent.cosi") + " " + n.where());
-  CHECK(missing.exit_code == 1);
+  expect_run(abup("finalize " + n.where()), 1, {"nothing staged"});
+  expect_run(abup("stage --no-progress --source " + q(n.tmp / "absent.cosi") + " " + n.where()), 1);
   // Malformed data is not a usage error: a file that is no image.
   write_file(n.tmp / "junk.cosi", std::string(4096, 'x'));
-  auto junk = abup("stage --no-progress --source " + q(n.tmp / "junk.cosi") + " " + n.where());
-  CHECK_MESSAGE(junk.exit_code == 1, junk.out);
+  expect_run(abup("stage --no-progress --source " + q(n.tmp / "junk.cosi") + " " + n.where()), 1);
   // Malformed data again: corrupt state.json.
-  std::filesystem::create_directories(n.tmp / "root/var/lib/abup");
-  write_file(n.tmp / "root/var/lib/abup/state.json", "{not json");
-  auto corrupt = abup("status --no-daemon " + n.where());
-  CHECK_MESSAGE(corrupt.exit_code == 1, corrupt.out);
+  n.corrupt_state();
+  expect_run(abup("status --no-daemon " + n.where()), 1);
   std::filesystem::remove(n.tmp / "root/var/lib/abup/state.json");
 
   // 2: change how abup is invoked.
-  auto bad_value = abup("commit --boot-backend floppy " + n.where());
-  CHECK(bad_value.exit_code == 2);
-  CHECK(contains(bad_value.out, "floppy"));
-  auto no_source = abup("stage " + n.where());
-  CHECK(no_source.exit_code == 2);
-  CHECK(contains(no_source.out, "--source"));
+  expect_run(abup("commit --boot-backend floppy " + n.where()), 2, {"floppy"});
+  expect_run(abup("stage " + n.where()), 2, {"--source"});
   std::filesystem::create_directories(n.tmp / "root/etc/abup");
   write_file(n.tmp / "root/etc/abup/abup.conf", "[Reboot]\nStrategy=sometimes\n");
-  auto config = abup("commit " + n.where());
-  CHECK(config.exit_code == 2);
-  CHECK(contains(config.out, "Strategy=sometimes"));
+  expect_run(abup("commit " + n.where()), 2, {"Strategy=sometimes"});
 }
 
 TEST_CASE("commit's own statuses: 0 nothing pending, 1 errors (never 2 unless usage)") {
   Node n;
-  auto idle = abup("commit " + n.where());
-  CHECK_MESSAGE(idle.exit_code == 0, idle.out);
+  expect_run(abup("commit " + n.where()), 0);
   // An unknown option of commit is a usage error like every other command's (it was 1).
-  auto bad = abup("commit --bogus " + n.where());
-  CHECK(bad.exit_code == 2);
-  std::filesystem::create_directories(n.tmp / "root/var/lib/abup");
-  write_file(n.tmp / "root/var/lib/abup/state.json", "{not json");
-  auto corrupt = abup("commit " + n.where());
-  CHECK_MESSAGE(corrupt.exit_code == 1, corrupt.out);
-  CHECK(contains(corrupt.out, "state.json"));
+  expect_run(abup("commit --bogus " + n.where()), 2);
+  n.corrupt_state();
+  expect_run(abup("commit " + n.where()), 1, {"state.json"});
 }
 
 struct Keys {
@@ -174,71 +154,46 @@ struct Keys {
     run_ok("openssl pkey -in " + q(tmp / "k.pem") + " -pubout -out " + q(tmp / "keys/k.pem"));
     run_ok("head -c 1048576 /dev/urandom > " + q(tmp / "usr.img"));
   }
+  // abup-image build of usr.img as version 202607.02.0 with `times`, to NAME.cosi.
+  RunResult build(const std::string& times, const std::string& name = "x") const {
+    return image_tool("build --usr " + q(tmp / "usr.img") + " --version 202607.02.0 " + times +
+                      " --out " + q(tmp / (name + ".cosi")));
+  }
+  // Signs NAME.cosi; returns the abup-image arguments that verify it against the keyring.
+  std::string sign(const std::string& name) const {
+    const auto image = q(tmp / (name + ".cosi"));
+    run_ok(abup_image_bin() + " sign --key " + q(tmp / "k.pem") + " " + image);
+    return "verify --keyring " + q(tmp / "keys") + " " + image;
+  }
 };
 
 TEST_CASE("abup-image build refuses an expiry not after the issue time, naming both") {
   Keys k;
-  auto past = image_tool("build --usr " + q(k.tmp / "usr.img") +
-                         " --version 202607.02.0 --expires-at 2020-01-01T00:00:00Z --out " +
-                         q(k.tmp / "x.cosi"));
-  INFO(past.out);
-  CHECK(past.exit_code == 2);
-  CHECK(contains(past.out, "--expires-at 2020-01-01T00:00:00Z is not after the issue time"));
-  CHECK(contains(past.out, "(now)"));
+  expect_run(k.build("--expires-at 2020-01-01T00:00:00Z"), 2,
+             {"--expires-at 2020-01-01T00:00:00Z is not after the issue time", "(now)"});
   CHECK_FALSE(std::filesystem::exists(k.tmp / "x.cosi"));
 
-  auto before = image_tool("build --usr " + q(k.tmp / "usr.img") +
-                           " --version 202607.02.0 --issued-at 2030-01-02T00:00:00Z"
-                           " --expires-at 2030-01-01T00:00:00Z --out " +
-                           q(k.tmp / "x.cosi"));
-  INFO(before.out);
-  CHECK(before.exit_code == 2);
-  CHECK(contains(before.out, "2030-01-01T00:00:00Z"));
-  CHECK(contains(before.out, "2030-01-02T00:00:00Z (--issued-at)"));
-  auto equal = image_tool("build --usr " + q(k.tmp / "usr.img") +
-                          " --version 202607.02.0 --issued-at 2030-01-01T00:00:00Z"
-                          " --expires-at 2030-01-01T00:00:00Z --out " +
-                          q(k.tmp / "x.cosi"));
-  CHECK(equal.exit_code == 2);
-  auto garbled =
-      image_tool("build --usr " + q(k.tmp / "usr.img") +
-                 " --version 202607.02.0 --expires-at tomorrow --out " + q(k.tmp / "x.cosi"));
-  CHECK(garbled.exit_code == 2);
-  CHECK(contains(garbled.out, "--expires-at"));
+  expect_run(k.build("--issued-at 2030-01-02T00:00:00Z --expires-at 2030-01-01T00:00:00Z"), 2,
+             {"2030-01-01T00:00:00Z", "2030-01-02T00:00:00Z (--issued-at)"});
+  expect_run(k.build("--issued-at 2030-01-01T00:00:00Z --expires-at 2030-01-01T00:00:00Z"), 2);
+  expect_run(k.build("--expires-at tomorrow"), 2, {"--expires-at"});
 }
 
 TEST_CASE("abup-image verify reports an expired image as expired, and --at judges another time") {
   Keys k;
-  auto built = image_tool("build --usr " + q(k.tmp / "usr.img") +
-                          " --version 202607.02.0 --issued-at 2020-01-01T00:00:00Z"
-                          " --expires-at 2021-01-01T00:00:00Z --out " +
-                          q(k.tmp / "old.cosi"));
+  auto built = k.build("--issued-at 2020-01-01T00:00:00Z --expires-at 2021-01-01T00:00:00Z", "old");
   REQUIRE_MESSAGE(built.exit_code == 0, built.out);
-  run_ok(abup_image_bin() + " sign --key " + q(k.tmp / "k.pem") + " " + q(k.tmp / "old.cosi"));
-  const std::string verify = "verify --keyring " + q(k.tmp / "keys") + " " + q(k.tmp / "old.cosi");
+  const std::string verify = k.sign("old");
   auto expired = image_tool(verify);
-  INFO(expired.out);
-  CHECK(expired.exit_code == 1);
-  CHECK(contains(expired.out, "EXPIRED"));
-  CHECK(contains(expired.out, "expired at 2021-01-01T00:00:00Z"));
+  expect_run(expired, 1, {"EXPIRED", "expired at 2021-01-01T00:00:00Z"});
   CHECK_FALSE(contains(expired.out, ": OK:"));  // not "OK": the temp dir's random name may hold it
-  auto then = image_tool(verify + " --at 2020-06-01T00:00:00Z");
-  CHECK_MESSAGE(then.exit_code == 0, then.out);
-  CHECK(contains(then.out, ": OK: version 202607.02.0"));
-  auto at_expiry = image_tool(verify + " --at 2021-01-01T00:00:00Z");
-  CHECK(at_expiry.exit_code == 1);
-  auto bad_at = image_tool(verify + " --at someday");
-  CHECK(bad_at.exit_code == 2);
-  CHECK(contains(bad_at.out, "--at"));
+  expect_run(image_tool(verify + " --at 2020-06-01T00:00:00Z"), 0, {": OK: version 202607.02.0"});
+  expect_run(image_tool(verify + " --at 2021-01-01T00:00:00Z"), 1);
+  expect_run(image_tool(verify + " --at someday"), 2, {"--at"});
 
   // An image without expiry, or one that expires later, is OK now.
-  REQUIRE(image_tool("build --usr " + q(k.tmp / "usr.img") +
-                     " --version 202607.02.0 --expires-in-days 30 --out " + q(k.tmp / "new.cosi"))
-              .exit_code == 0);
-  run_ok(abup_image_bin() + " sign --key " + q(k.tmp / "k.pem") + " " + q(k.tmp / "new.cosi"));
-  auto fresh = image_tool("verify --keyring " + q(k.tmp / "keys") + " " + q(k.tmp / "new.cosi"));
-  CHECK_MESSAGE(fresh.exit_code == 0, fresh.out);
-  CHECK(contains(fresh.out, ": OK:"));
+  REQUIRE(k.build("--expires-in-days 30", "new").exit_code == 0);
+  expect_run(image_tool(k.sign("new")), 0, {": OK:"});
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <functional>
 #include <thread>
 
+#include "integration/expect_run.hpp"
 #include "support/agent_bus.hpp"
 #include "support/node.hpp"
 #include "test_agent.hpp"
@@ -181,13 +182,9 @@ TEST_CASE("dbus api: live progress in status, Busy while staging, signals on the
   wait_for([&] { return agent.held(); }, "the stage to write its first chunk");
   wait_for([&] { return has(w.get("Progress"), "write"); }, "Progress to say write");
 
-  auto status = w.abup("status");
-  INFO(status.out);
-  CHECK(status.exit_code == 0);
-  CHECK(has(status.out, "daemon (operator): staging, write "));
-  CHECK(has(status.out, "%"));
-  CHECK(has(status.out, "operation test-op-1"));
-  CHECK(has(status.out, "available 202607.02.0"));
+  expect_run(
+      w.abup("status"), 0,
+      {"daemon (operator): staging, write ", "%", "operation test-op-1", "available 202607.02.0"});
   auto json = nlohmann::json::parse(w.abup("status", "--json").out);
   CHECK(json["daemon"]["state"] == "staging");
   CHECK(json["daemon"]["progress"]["phase"] == "write");
@@ -197,13 +194,9 @@ TEST_CASE("dbus api: live progress in status, Busy while staging, signals on the
   auto busy = w.send("Stage", "string:202607.02.0");
   CHECK_MESSAGE(has(busy.out, "org.abup.Agent1.Error.Busy"), busy.out);
   CHECK(has(busy.out, "operation test-op-1 is staging"));
-  auto busy_cli = w.update("--version 202607.02.0");
-  CHECK(busy_cli.exit_code == 1);
-  CHECK_MESSAGE(has(busy_cli.out, "abup: org.abup.Agent1.Error.Busy: operation test-op-1"),
-                busy_cli.out);
-  auto busy_rollback = w.abup("rollback", "--force");
-  CHECK(busy_rollback.exit_code == 1);
-  CHECK_MESSAGE(has(busy_rollback.out, "org.abup.Agent1.Error.Busy"), busy_rollback.out);
+  expect_run(w.update("--version 202607.02.0"), 1,
+             {"abup: org.abup.Agent1.Error.Busy: operation test-op-1"});
+  expect_run(w.abup("rollback", "--force"), 1, {"org.abup.Agent1.Error.Busy"});
   auto cancel = w.send("Cancel");
   CHECK_MESSAGE(has(cancel.out, "cannot be interrupted"), cancel.out);
 
@@ -232,20 +225,14 @@ TEST_CASE("dbus api: update --wait, Finalize over the bus, rollback through the 
   TestAgent agent(w.bus.address(), setup);
   REQUIRE_MESSAGE(agent.start_error().empty(), agent.start_error());
 
-  auto bad = w.update("--wait --source " + shell_quote(untrusted.string()));
-  INFO(bad.out);
-  CHECK(bad.exit_code == 1);
-  CHECK(has(bad.out, "abup: update failed: Untrusted: "));
+  expect_run(w.update("--wait --source " + shell_quote(untrusted.string())), 1,
+             {"abup: update failed: Untrusted: "});
   CHECK(w.get("State") == "s \"error\"\n");
   CHECK(has(w.get("LastError"), "Untrusted"));
 
-  auto ok = w.update("--wait");
-  INFO(ok.out);
-  CHECK(ok.exit_code == 0);
-  CHECK(has(ok.out, "operation test-op-2: checking for an update"));
-  CHECK(has(ok.out, "write 0%"));
-  CHECK(has(ok.out, "write 100%"));
-  CHECK(has(ok.out, "staged 202607.02.0 (operation test-op-2)"));
+  expect_run(w.update("--wait"), 0,
+             {"operation test-op-2: checking for an update", "write 0%", "write 100%",
+              "staged 202607.02.0 (operation test-op-2)"});
   CHECK(w.get("LastError") == "(ss) \"\" \"\"\n");
 
   auto fin =
@@ -258,11 +245,8 @@ TEST_CASE("dbus api: update --wait, Finalize over the bus, rollback through the 
 
   // Rollback through the daemon: refused while the finalize is pending (the lifecycle's rule,
   // with the lifecycle's message), then forced.
-  auto refused = w.abup("rollback");
-  INFO(refused.out);
-  CHECK(refused.exit_code == 1);
-  CHECK(has(refused.out, "abup: the daemon runs: asking it to roll back"));
-  CHECK(has(refused.out, "org.abup.Agent1.Error.Refused"));
+  expect_run(w.abup("rollback"), 1,
+             {"abup: the daemon runs: asking it to roll back", "org.abup.Agent1.Error.Refused"});
   auto forced = w.abup("rollback", "--force --reboot --json");
   INFO(forced.out);
   CHECK(forced.exit_code == 0);
@@ -279,12 +263,8 @@ TEST_CASE("dbus api: update --wait, Finalize over the bus, rollback through the 
 TEST_CASE("dbus api: without a daemon the CLI acts directly or says so") {
   if (!have_tools()) return;
   World w;  // a bus, nobody owning org.abup.Agent1
-  auto update = w.update("--wait");
-  CHECK(update.exit_code == 1);
-  CHECK_MESSAGE(has(update.out, "the abup daemon is not running"), update.out);
-  auto status = w.abup("status");
-  CHECK(status.exit_code == 0);
-  CHECK(has(status.out, "daemon: not running"));
+  expect_run(w.update("--wait"), 1, {"the abup daemon is not running"});
+  expect_run(w.abup("status"), 0, {"daemon: not running"});
   CHECK(nlohmann::json::parse(w.abup("status", "--json").out)["daemon"].is_null());
   auto rb = w.abup("rollback", "--force");
   INFO(rb.out);
@@ -292,13 +272,20 @@ TEST_CASE("dbus api: without a daemon the CLI acts directly or says so") {
   CHECK(!has(rb.out, "asking it"));
   CHECK(w.node.status()["next"] == "B");
   // No system bus at all: the same.
-  auto none = w.node.abup("status", "", "DBUS_SYSTEM_BUS_ADDRESS=unix:path=/nonexistent/bus");
-  CHECK(none.exit_code == 0);
-  CHECK(has(none.out, "daemon: not running"));
-  auto none_update =
-      run("DBUS_SYSTEM_BUS_ADDRESS=unix:path=/nonexistent/bus " + abup_bin() + " update");
-  CHECK(none_update.exit_code == 1);
-  CHECK(has(none_update.out, "the abup daemon is not running"));
+  expect_run(w.node.abup("status", "", "DBUS_SYSTEM_BUS_ADDRESS=unix:path=/nonexistent/bus"), 0,
+             {"daemon: not running"});
+  expect_run(run("DBUS_SYSTEM_BUS_ADDRESS=unix:path=/nonexistent/bus " + abup_bin() + " update"), 1,
+             {"the abup daemon is not running"});
+}
+
+// The tools, root and setpriv: what calling as other users needs (else the test says it skips).
+bool can_call_as_others() {
+  if (!have_tools()) return false;
+  if (::geteuid() != 0 || !have_program("setpriv")) {
+    MESSAGE("SKIPPED: needs root and setpriv to call as other users");
+    return false;
+  }
+  return true;
 }
 
 // Runs `cmd` as another user (setpriv; the caller is root).
@@ -308,11 +295,7 @@ RunResult as(int uid, unsigned gid, const std::string& cmd) {
 }
 
 TEST_CASE("dbus api: the bus policy lets root and the group call, refuses other users") {
-  if (!have_tools()) return;
-  if (::geteuid() != 0 || !have_program("setpriv")) {
-    MESSAGE("SKIPPED: needs root and setpriv to call as other users");
-    return;
-  }
+  if (!can_call_as_others()) return;
   World w;
   REQUIRE(w.bus.strict());
   TestAgent agent(w.bus.address(), w.setup());
@@ -330,9 +313,8 @@ TEST_CASE("dbus api: the bus policy lets root and the group call, refuses other 
   CHECK(member_get.out == "s \"idle\"\n");
   auto other = as(1, 1, call + "CheckNow");
   CHECK_MESSAGE(has(other.out, "Access denied"), other.out);
-  auto other_cli = as(1, 1, "env " + w.bus.env() + " " + abup_bin() + " update");
-  CHECK(other_cli.exit_code == 1);
-  CHECK_MESSAGE(has(other_cli.out, "org.freedesktop.DBus.Error.AccessDenied"), other_cli.out);
+  expect_run(as(1, 1, "env " + w.bus.env() + " " + abup_bin() + " update"), 1,
+             {"org.freedesktop.DBus.Error.AccessDenied"});
   CHECK(w.get("State") == "s \"idle\"\n");  // the refused CheckNow never arrived
   // Nobody but root may take the name over.
   auto own = as(65534, gr->gr_gid,
@@ -343,11 +325,7 @@ TEST_CASE("dbus api: the bus policy lets root and the group call, refuses other 
 }
 
 TEST_CASE("dbus api: with a wrong bus policy that lets everyone call, abup itself refuses others") {
-  if (!have_tools()) return;
-  if (::geteuid() != 0 || !have_program("setpriv")) {
-    MESSAGE("SKIPPED: needs root and setpriv to call as other users");
-    return;
-  }
+  if (!can_call_as_others()) return;
   World w(true);  // the policy file is wrong: dbus-daemon delivers every user's calls
   TestAgent agent(w.bus.address(), w.setup());
   REQUIRE_MESSAGE(agent.start_error().empty(), agent.start_error());

@@ -169,18 +169,15 @@ Reply<OutcomeMap> TestAgent::finalize_now(bool reboot) {
   for (const auto& [uuid, rec] : state->slots)
     staged = staged || rec.state == agent::SlotState::staged;
   if (!staged) return ApiError{ApiErrc::not_staged, "nothing is staged; stage an image first"};
-  auto out = agent::finalize(agent::FinalizeOptions{setup_.where, "", "", false});
-  if (!out) return to_api_error(out.error());
-  if (reboot) ++reboots_;
-  st_.operation_id = out->operation_id;
-  st_.state = reboot ? kStateRebooting : kStateArmed;
-  refresh();
-  return outcome_map(*out);
+  return armed(agent::finalize(agent::FinalizeOptions{setup_.where, "", "", false}), reboot);
 }
 
 Reply<OutcomeMap> TestAgent::rollback_now(bool reboot, bool force) {
   if (busy_) return busy();
-  auto out = agent::rollback(agent::RollbackOptions{setup_.where, "", force});
+  return armed(agent::rollback(agent::RollbackOptions{setup_.where, "", force}), reboot);
+}
+
+Reply<OutcomeMap> TestAgent::armed(const Result<agent::Outcome>& out, bool reboot) {
   if (!out) return to_api_error(out.error());
   if (reboot) ++reboots_;
   st_.operation_id = out->operation_id;

@@ -62,6 +62,8 @@ class TestAgent : public agent::dbus::Handler {
   agent::dbus::ApiError busy() const;
   agent::dbus::Reply<agent::dbus::OutcomeMap> finalize_now(bool reboot);
   agent::dbus::Reply<agent::dbus::OutcomeMap> rollback_now(bool reboot, bool force);
+  // What finalize and rollback share: publish the arming (or the error) they returned.
+  agent::dbus::Reply<agent::dbus::OutcomeMap> armed(const Result<agent::Outcome>& out, bool reboot);
 
   TestAgentSetup setup_;
   boost::asio::io_context io_;

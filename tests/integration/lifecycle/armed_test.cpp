@@ -4,59 +4,17 @@
 // before arming it. Checked with cgpt, grub-editenv and the raw efivars files.
 #include <doctest/doctest.h>
 
-#include "support/node.hpp"
+#include "lifecycle_steps.hpp"
 
 using namespace abup::test;
-using nlohmann::json;
 
 namespace {
 
-constexpr const char* kGood = "202607.02.0";
 constexpr const char* kOld = "202501.01.0";
-constexpr const char* kGlobal = "8be4df61-93ca-11d2-aa0d-00e098032b8c";
-
-// B armed for one try: what the bootloader metadata says, read by the real tools.
-void check_b_armed(const Node& n) {
-  if (n.backend() == "gptprio") {
-    CHECK(n.cgpt(kPartUsrB, "-T") == "1");
-    CHECK(n.cgpt(kPartUsrB, "-S") == "0");
-    CHECK(std::stoi(n.cgpt(kPartUsrB, "-P")) > std::stoi(n.cgpt(kPartUsrA, "-P")));
-  } else if (n.backend() == "uefi") {
-    CHECK(n.uefi_firmware_next(false) == 'B');
-  } else {
-    auto env = n.grub_list();
-    INFO(env);
-    CHECK(env.find("ORDER=B A") != std::string::npos);
-    CHECK(env.find("B_TRY=1") != std::string::npos);
-  }
-}
-
-// Nothing boots B: GRUB's gptprio.next, the grub.cfg walk over ORDER, or the firmware.
-void check_b_never_booted(const Node& n) {
-  if (n.backend() == "gptprio") {
-    CHECK(n.cgpt(kPartUsrB, "-P") == "0");
-    CHECK(n.cgpt(kPartUsrB, "-T") == "0");
-    CHECK(n.cgpt(kPartUsrB, "-S") == "0");
-    CHECK(n.cgpt(kPartUsrA, "-S") == "1");
-    run_ok("sgdisk -v " + shell_quote(n.disk().string()));
-  } else if (n.backend() == "uefi") {
-    CHECK(n.uefi_firmware_next(false) == 'A');
-    CHECK_FALSE(std::filesystem::exists(n.efivars() / ("BootNext-" + std::string(kGlobal))));
-  } else {
-    auto env = n.grub_list();
-    INFO(env);
-    CHECK(env.find("B_OK=0") != std::string::npos);
-    CHECK(env.find("B_TRY=0") != std::string::npos);
-    CHECK(env.find("A_OK=1") != std::string::npos);
-  }
-  auto st = n.status();
-  CHECK(st["next"] == "A");
-  CHECK(st["default"] == "A");
-}
 
 void stage_onto_armed(const std::string& backend) {
   Node n(backend);
-  n.stage(kGood);
+  n.stage(kNew);
   REQUIRE(n.abup("finalize", "--operation-id op-1").exit_code == 0);
   const auto old = n.build(kOld, true);
   const auto bytes = n.slot_digest('B');
@@ -70,7 +28,7 @@ void stage_onto_armed(const std::string& backend) {
   CHECK(r.out.find("abup disarm") != std::string::npos);
   CHECK(n.slot_digest('B') == bytes);
   CHECK(n.state_text() == state);
-  check_b_armed(n);
+  check_armed_b(n);
 
   // Another state directory has no pending record: the bootloader's own view refuses it.
   auto other = n.stage_image(
@@ -79,7 +37,7 @@ void stage_onto_armed(const std::string& backend) {
   CHECK(other.exit_code == 1);
   CHECK(other.out.find("is armed") != std::string::npos);
   CHECK(n.slot_digest('B') == bytes);
-  check_b_armed(n);
+  check_armed_b(n);
 
   // Disarmed: the booted slot boots again, the staged image stays staged.
   auto d = n.abup("disarm", "--json");
@@ -109,7 +67,7 @@ void stage_onto_armed(const std::string& backend) {
   auto f = n.abup("finalize", "--json");
   INFO(f.out);
   REQUIRE(f.exit_code == 0);
-  check_b_armed(n);
+  check_armed_b(n);
   CHECK(n.status()["pending"]["targetVersion"] == kOld);
 }
 
@@ -128,7 +86,7 @@ TEST_CASE("stage refuses a slot finalize armed, disarm undoes the arming (uefi)"
 TEST_CASE("without a booted slot, stage names what the bootloader boots and keeps off it") {
   Node n("gptprio");
   write_file(n.root() / "proc/cmdline", "console=ttyS0 root=LABEL=ROOT\n");
-  const auto img = n.build(kGood);
+  const auto img = n.build(kNew);
   const auto a = n.slot_digest('A');
 
   auto r = n.stage_image(img);
@@ -159,7 +117,7 @@ TEST_CASE("without a booted slot, stage names what the bootloader boots and keep
 
 TEST_CASE("booted into the armed slot before its commit, stage keeps off the fallback") {
   Node n("grubenv");
-  n.stage(kGood);
+  n.stage(kNew);
   REQUIRE(n.abup("finalize").exit_code == 0);
   REQUIRE(n.reboot() == 'B');
   // GRUB's walk over ORDER spent B's one try.
@@ -176,7 +134,7 @@ TEST_CASE("booted into the armed slot before its commit, stage keeps off the fal
 
 TEST_CASE("finalize re-reads the staged slot: a changed byte is refused and must be staged again") {
   Node n("gptprio");
-  n.stage(kGood);
+  n.stage(kNew);
   // One byte of B, 1 MiB + 5 into the partition, changed behind abup's back.
   run_ok("set -e; d=" + shell_quote(n.disk().string()) +
          "; f=$(sgdisk -i 4 $d | awk '/First sector/{print $3}');"
@@ -193,19 +151,17 @@ TEST_CASE("finalize re-reads the staged slot: a changed byte is refused and must
   CHECK(st["slots"][1]["error"].get<std::string>().find("stage it again") != std::string::npos);
   CHECK(n.abup("finalize").exit_code == 1);  // failed: nothing staged
 
-  n.stage(kGood);  // resumes: the changed chunk is found by its hash and written again
+  n.stage(kNew);  // resumes: the changed chunk is found by its hash and written again
   auto again = n.abup("finalize");
   INFO(again.out);
   CHECK(again.exit_code == 0);
-  check_b_armed(n);
+  check_armed_b(n);
 }
 
 TEST_CASE("rollback refuses the previous slot once a stage has written it") {
   Node n("gptprio");
-  n.stage(kGood);
-  REQUIRE(n.abup("finalize").exit_code == 0);
-  REQUIRE(n.reboot() == 'B');
-  REQUIRE(n.abup("commit").exit_code == 0);
+  n.stage(kNew);
+  finalize_reboot_commit(n);
   // A holds the previous release until a stage writes it; killed mid-way it is torn.
   auto killed = n.stage_image(n.build("202608.01.0", true), "", "ABUP_FAULT=chunk-written:2");
   REQUIRE(killed.exit_code == 137);
@@ -219,7 +175,7 @@ TEST_CASE("rollback refuses the previous slot once a stage has written it") {
 
 TEST_CASE("disarm killed after the bootloader write: stage still refuses, disarm again finishes") {
   Node n("gptprio");
-  n.stage(kGood);
+  n.stage(kNew);
   REQUIRE(n.abup("finalize").exit_code == 0);
   auto killed = n.abup("disarm", "", "ABUP_FAULT=disarm-backend:1");
   REQUIRE(killed.exit_code == 137);

@@ -4,7 +4,7 @@
 // grub-editenv, not against abup's own reading.
 #include <doctest/doctest.h>
 
-#include "support/node.hpp"
+#include "lifecycle_steps.hpp"
 #include "support/private_bus.hpp"
 
 using namespace abup::test;
@@ -12,37 +12,17 @@ using nlohmann::json;
 
 namespace {
 
-constexpr const char* kNew = "202607.02.0";
-constexpr const char* kGlobal = "8be4df61-93ca-11d2-aa0d-00e098032b8c";
-
-json outcome(const RunResult& r) {
-  auto brace = r.out.find('{');
-  REQUIRE_MESSAGE(brace != std::string::npos, r.out);
-  return json::parse(r.out.substr(brace, r.out.rfind('}') - brace + 1));
-}
-
 std::size_t lines(const std::string& text) {
   return static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n'));
 }
 
-// What the bootloader metadata says about the armed slot B, read by the real tools.
-void check_armed_b(const Node& n) {
-  if (n.backend() == "gptprio") {
-    CHECK(n.cgpt(kPartUsrB, "-T") == "1");
-    CHECK(n.cgpt(kPartUsrB, "-S") == "0");
-    CHECK(std::stoi(n.cgpt(kPartUsrB, "-P")) > std::stoi(n.cgpt(kPartUsrA, "-P")));
-    CHECK(n.cgpt(kPartUsrA, "-S") == "1");
-  } else if (n.backend() == "uefi") {
-    CHECK(std::filesystem::exists(n.efivars() / ("BootNext-" + std::string(kGlobal))));
-    CHECK(n.uefi_firmware_next(false) == 'B');
-  } else {
-    auto env = n.grub_list();
-    INFO(env);
-    CHECK(env.find("ORDER=B A") != std::string::npos);
-    CHECK(env.find("B_OK=0") != std::string::npos);
-    CHECK(env.find("B_TRY=1") != std::string::npos);
-    CHECK(env.find("A_OK=1") != std::string::npos);
-  }
+// Runs `cmd`, which must succeed, and returns the outcome it printed (--json).
+json succeeded(const Node& n, const std::string& cmd, const std::string& extra,
+               const std::string& env = "") {
+  auto r = n.abup(cmd, extra, env);
+  INFO(r.out);
+  REQUIRE(r.exit_code == 0);
+  return outcome(r);
 }
 
 void check_committed(const Node& n, char slot) {
@@ -54,35 +34,35 @@ void check_committed(const Node& n, char slot) {
           std::stoi(n.cgpt(part == kPartUsrA ? kPartUsrB : kPartUsrA, "-P")));
   } else if (n.backend() == "uefi") {
     // First in BootOrder, no one-shot left.
-    CHECK_FALSE(std::filesystem::exists(n.efivars() / ("BootNext-" + std::string(kGlobal))));
+    CHECK_FALSE(std::filesystem::exists(efi_global(n, "BootNext")));
     CHECK(n.uefi_firmware_next(false) == slot);
   } else {
-    auto env = n.grub_list();
-    INFO(env);
-    CHECK(env.find(std::string(1, slot) + "_OK=1") != std::string::npos);
-    CHECK(env.find(std::string(1, slot) + "_TRY=0") != std::string::npos);
+    check_grubenv(n, {std::string(1, slot) + "_OK=1", std::string(1, slot) + "_TRY=0"});
   }
 }
 
 // stage → finalize → reboot into B → commit; returns with B booted and committed.
 void update_to_b(Node& n) {
   n.stage(kNew);
-  auto f = n.abup("finalize", "--json --operation-id op-1");
-  INFO(f.out);
-  REQUIRE(f.exit_code == 0);
-  REQUIRE(n.reboot() == 'B');
-  auto c = n.abup("commit");
-  INFO(c.out);
-  REQUIRE(c.exit_code == 0);
+  finalize_reboot_commit(n, "--json --operation-id op-1");
+}
+
+// Reboots into the armed `slot` and commits it there; returns the status after, `slot` booted
+// and the default.
+json reboot_and_commit(Node& n, char slot) {
+  REQUIRE(n.reboot() == slot);
+  CHECK(succeeded(n, "commit", "--json")["outcome"] == "Committed");
+  check_committed(n, slot);
+  auto st = n.status();
+  CHECK(st["booted"] == std::string(1, slot));
+  CHECK(st["default"] == std::string(1, slot));
+  return st;
 }
 
 void whole_cycle(const std::string& backend) {
   Node n(backend);
   n.stage(kNew);
-  auto f = n.abup("finalize", "--json --operation-id op-1");
-  INFO(f.out);
-  REQUIRE(f.exit_code == 0);
-  auto fo = outcome(f);
+  auto fo = succeeded(n, "finalize", "--json --operation-id op-1");
   CHECK(fo["outcome"] == "Armed");
   CHECK(fo["toSlot"] == "B");
   CHECK(fo["toVersion"] == kNew);
@@ -106,16 +86,8 @@ void whole_cycle(const std::string& backend) {
   CHECK(n.state_text() == before);
   check_armed_b(n);
 
-  REQUIRE(n.reboot() == 'B');
-  auto c = n.abup("commit", "--json");
-  INFO(c.out);
-  REQUIRE(c.exit_code == 0);
-  CHECK(outcome(c)["outcome"] == "Committed");
-  check_committed(n, 'B');
-  st = n.status();
-  CHECK(st["booted"] == "B");
+  st = reboot_and_commit(n, 'B');
   CHECK(st["next"] == "B");
-  CHECK(st["default"] == "B");
   CHECK(st["pending"].is_null());
   CHECK(st["slots"][1]["state"] == "committed");
   CHECK(st["slots"][1]["version"] == kNew);
@@ -167,18 +139,7 @@ void failed_boot(const std::string& backend) {
   CHECK(st["failedVersions"][0]["version"] == kNew);
   CHECK(st["next"] == "A");
   CHECK(st["pending"].is_null());
-  if (backend == "gptprio") {
-    CHECK(n.cgpt(kPartUsrB, "-P") == "0");
-    CHECK(n.cgpt(kPartUsrB, "-T") == "0");
-    CHECK(n.cgpt(kPartUsrB, "-S") == "0");
-  } else if (backend == "uefi") {
-    CHECK(n.uefi_firmware_next(false) == 'A');
-    CHECK_FALSE(std::filesystem::exists(n.efivars() / ("BootNext-" + std::string(kGlobal))));
-  } else {
-    auto env = n.grub_list();
-    CHECK(env.find("B_OK=0") != std::string::npos);
-    CHECK(env.find("B_TRY=0") != std::string::npos);
-  }
+  check_b_never_booted(n);
   CHECK(lines(n.history_text()) == 2);
 
   // The failed version is not armed again blindly.
@@ -194,10 +155,7 @@ void failed_boot(const std::string& backend) {
 void rollback_cycle(const std::string& backend) {
   Node n(backend);
   update_to_b(n);
-  auto r = n.abup("rollback", "--json");
-  INFO(r.out);
-  REQUIRE(r.exit_code == 0);
-  auto ro = outcome(r);
+  auto ro = succeeded(n, "rollback", "--json");
   CHECK(ro["kind"] == "rollback");
   CHECK(ro["toSlot"] == "A");
   CHECK(ro["toVersion"] == kRunning);
@@ -205,15 +163,7 @@ void rollback_cycle(const std::string& backend) {
   CHECK(st["next"] == "A");
   CHECK(st["default"] == "B");
   CHECK(st["pending"]["kind"] == "rollback");
-  REQUIRE(n.reboot() == 'A');
-  auto c = n.abup("commit", "--json");
-  INFO(c.out);
-  REQUIRE(c.exit_code == 0);
-  CHECK(outcome(c)["outcome"] == "Committed");
-  check_committed(n, 'A');
-  st = n.status();
-  CHECK(st["booted"] == "A");
-  CHECK(st["default"] == "A");
+  st = reboot_and_commit(n, 'A');
   CHECK(st["slots"][0]["version"] == kRunning);
   CHECK(st["slots"][1]["state"] == "committed");
   CHECK(st["slots"][1]["version"] == kNew);
@@ -297,10 +247,7 @@ void reboot_through_logind(const std::string& backend, const std::string& cmd) {
   else
     n.stage(kNew);
   PrivateBus bus;
-  auto r = n.abup(cmd, "--reboot --json", bus.env());
-  INFO(r.out);
-  REQUIRE(r.exit_code == 0);
-  CHECK(outcome(r)["outcome"] == "Armed");
+  CHECK(succeeded(n, cmd, "--reboot --json", bus.env())["outcome"] == "Armed");
   auto calls = bus.calls("org.freedesktop.login1.Manager.Reboot");
   REQUIRE(calls.size() == 1);
   CHECK(calls[0]["signature"] == "b");
@@ -325,8 +272,7 @@ void refused_without_writes(const std::string& backend) {
   n.stage(kNew);
   const auto state = n.state_text();
   const std::string meta_file =
-      backend == "grubenv" ? n.grubenv().string()
-                           : (n.efivars() / ("BootOrder-" + std::string(kGlobal))).string();
+      backend == "grubenv" ? n.grubenv().string() : efi_global(n, "BootOrder").string();
   if (backend == "grubenv")
     run_ok("truncate -s 2048 " + shell_quote(meta_file));
   else

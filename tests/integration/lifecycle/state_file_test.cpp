@@ -4,14 +4,13 @@
 // nothing (state file, history, the disk image's bytes); nothing aborts.
 #include <doctest/doctest.h>
 
-#include "support/node.hpp"
+#include "lifecycle_steps.hpp"
 
 using namespace abup::test;
 using nlohmann::json;
 
 namespace {
 
-constexpr const char* kNew = "202607.02.0";
 constexpr const char* kUsrB = "e03dd35c-7c2d-4a47-b3fe-27f15780a57c";
 constexpr const char* kUsrA = "7130c94a-213a-4e5a-8e26-6cce9662f132";
 
@@ -128,13 +127,7 @@ TEST_CASE("state.json members this abup does not know survive a finalize and a c
   doc["futureTop"] = {{"x", 1}};
   doc["slots"][kUsrB]["verityRootHash"] = "bb22";
   put_state(n, doc);
-  auto f = n.abup("finalize");
-  INFO(f.out);
-  REQUIRE(f.exit_code == 0);
-  REQUIRE(n.reboot() == 'B');
-  auto c = n.abup("commit");
-  INFO(c.out);
-  REQUIRE(c.exit_code == 0);
+  finalize_reboot_commit(n);
   auto out = json::parse(n.state_text());
   CHECK(out["futureTop"] == json{{"x", 1}});
   CHECK(out["slots"][kUsrB]["state"] == "committed");
