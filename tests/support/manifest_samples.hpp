@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <initializer_list>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "update-protocol/manifest/manifest.hpp"
 
@@ -33,6 +35,19 @@ inline protocol::ManifestImage cdc_image(const std::string& path, const std::str
     ++i;
   }
   return img;
+}
+
+// A signed-manifest header as abup-image writes one for 202607.02.0 on x86_64 (schema 2), with
+// `images`.
+inline protocol::Manifest cdc_manifest(std::vector<protocol::ManifestImage> images) {
+  protocol::Manifest m;
+  m.schema_version = protocol::kManifestSchemaCdc;
+  m.version = "202607.02.0";
+  m.arch = "x86_64";
+  m.issued_at = 1'790'000'000;
+  m.metadata_sha384 = std::string(96, 'c');
+  m.images = std::move(images);
+  return m;
 }
 
 }  // namespace abup::test

@@ -61,25 +61,6 @@ void write_omaha_config(const std::filesystem::path& root, const std::string& se
                                               "\n[Network]\nAllowHTTP=yes\n");
 }
 
-protocol::omaha::Identity test_identity(const std::string& server) {
-  protocol::omaha::Identity who;
-  who.server = server;
-  who.app_id = kAppId;
-  who.track = "stable";
-  who.version = "202601.01.0";
-  who.arch = "x86_64";
-  who.machine_id = "m-1";
-  who.boot_id = "b-1";
-  return who;
-}
-
-protocol::TransportOptions plain_http() {
-  protocol::TransportOptions t;
-  t.allow_http = true;
-  t.max_retries = 0;
-  return t;
-}
-
 RunResult abup_check(const std::filesystem::path& root, const std::string& extra) {
   return run(abup_bin() + " check --root " + shell_quote(root.string()) + " " + extra);
 }

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "support/nginx.hpp"
+#include "support/omaha_client.hpp"
 #include "support/util.hpp"
 #include "update-protocol/http/client.hpp"
 #include "update-protocol/omaha/omaha.hpp"
@@ -39,11 +40,11 @@ void write_tracks(const std::filesystem::path& dir, const nlohmann::json& tracks
 // Writes ROOT/etc/abup/abup.conf for an Omaha server (plain http allowed).
 void write_omaha_config(const std::filesystem::path& root, const std::string& server,
                         const std::string& extra = "");
-// A client identity for `server` (app kAppId, track stable, running 202601.01.0, amd64,
-// machine "m-1", boot "b-1").
-protocol::omaha::Identity test_identity(const std::string& server);
-// Plain http allowed, no retries (the tests count requests).
-protocol::TransportOptions plain_http();
+// support/omaha_client.hpp's identity for `server`, with app kAppId. plain_http() (no retries:
+// the tests count requests) comes from there too.
+inline protocol::omaha::Identity test_identity(const std::string& server) {
+  return test_identity(server, kAppId);
+}
 // `abup check --root ROOT EXTRA`.
 RunResult abup_check(const std::filesystem::path& root, const std::string& extra = "");
 

@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include "support/fault_server.hpp"
+#include "support/omaha_client.hpp"
 #include "support/util.hpp"
 
 namespace omaha = abup::protocol::omaha;
@@ -19,18 +20,8 @@ TEST_CASE("security: an Omaha reply past 1 MiB is refused, not read into memory 
                  "\" status=\"ok\"><updatecheck status=\"noupdate\"></updatecheck></app><!-- " +
                  std::string(2 << 20, 'x') + " --></response>");
   FaultServer server(dir.path());
-  omaha::Identity who;
-  who.server = server.url("big.xml");
-  who.app_id = app;
-  who.track = "stable";
-  who.version = "202601.01.0";
-  who.arch = "x86_64";
-  who.machine_id = "m-1";
-  who.boot_id = "b-1";
-  abup::protocol::TransportOptions t;
-  t.allow_http = true;
-  t.max_retries = 0;
-  auto r = omaha::check(who, {}, t);
+  const auto who = test_identity(server.url("big.xml"), app);
+  auto r = omaha::check(who, {}, plain_http());
   REQUIRE_FALSE(r.has_value());
   INFO(r.error().message);
   CHECK(r.error().message.find("Omaha " + who.server) != std::string::npos);

@@ -14,15 +14,8 @@ namespace {
 
 // Three frames of 64, 128 and 20 KiB (the last one need not be whole blocks).
 Manifest cdc_sample() {
-  Manifest m;
-  m.schema_version = kManifestSchemaCdc;
-  m.version = "202607.02.0";
-  m.arch = "x86_64";
-  m.issued_at = 1'790'000'000;
-  m.metadata_sha384 = std::string(96, 'c');
-  m.images.push_back(
-      abup::test::cdc_image("images/usr.img.zst", "/usr", {64 << 10, 128 << 10, (20 << 10) + 100}));
-  return m;
+  return abup::test::cdc_manifest({abup::test::cdc_image("images/usr.img.zst", "/usr",
+                                                         {64 << 10, 128 << 10, (20 << 10) + 100})});
 }
 
 // Parses the sample after `edit` changed its JSON; the error message (empty when it parsed).

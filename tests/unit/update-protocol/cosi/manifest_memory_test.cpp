@@ -9,6 +9,7 @@
 #include <new>
 #include <string>
 
+#include "support/manifest_samples.hpp"
 #include "update-protocol/manifest/manifest.hpp"
 
 using namespace abup;
@@ -59,12 +60,6 @@ namespace {
 
 // One /usr image of `frames` content-defined frames of 128 KiB, as abup-image writes them.
 std::string manifest_text(std::size_t frames) {
-  Manifest m;
-  m.schema_version = kManifestSchemaCdc;
-  m.version = "202607.02.0";
-  m.arch = "x86_64";
-  m.issued_at = 1'790'000'000;
-  m.metadata_sha384 = std::string(96, 'c');
   ManifestImage img;
   img.path = "images/usr.img.zst";
   img.mount_point = "/usr";
@@ -84,8 +79,7 @@ std::string manifest_text(std::size_t frames) {
     img.compressed_size += f.size;
     img.uncompressed_size += f.uncompressed_size;
   }
-  m.images.push_back(std::move(img));
-  return serialize_manifest(m);
+  return serialize_manifest(abup::test::cdc_manifest({std::move(img)}));
 }
 
 }  // namespace
