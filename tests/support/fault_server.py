@@ -181,12 +181,19 @@ class Handler(BaseHTTPRequestHandler):
             mode = "plain"
         return self.serve_file(mode, "/".join(parts))
 
-    def serve_multi(self, fault, name, shift=None):
+    def served_bytes(self, name):
+        """The bytes of ROOT/name, or None once a 404 is answered."""
         path = os.path.join(ARGS.root, name)
         if not os.path.isfile(path):
-            return self.simple(404, b"not found\n")
+            self.simple(404, b"not found\n")
+            return None
         with open(path, "rb") as f:
-            data = f.read()
+            return f.read()
+
+    def serve_multi(self, fault, name, shift=None):
+        data = self.served_bytes(name)
+        if data is None:
+            return
         ranges = parse_ranges(self.headers.get("Range"), len(data))
         if self.command == "HEAD" or ranges is None:
             return self.serve_file("plain", name)
@@ -222,11 +229,9 @@ class Handler(BaseHTTPRequestHandler):
         return self.send_body(206, body, {"Content-Type": ctype}, "plain")
 
     def serve_file(self, mode, name, corrupt=None):
-        path = os.path.join(ARGS.root, name)
-        if not os.path.isfile(path):
-            return self.simple(404, b"not found\n")
-        with open(path, "rb") as f:
-            data = f.read()
+        data = self.served_bytes(name)
+        if data is None:
+            return
         size = len(data)
         if self.command == "HEAD":
             if mode == "nohead":

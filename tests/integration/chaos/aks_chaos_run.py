@@ -34,7 +34,7 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
-from chaos_run import TOP, load_soak, start_proxy  # noqa: E402
+from chaos_run import add_common_args, load_soak, start_proxy  # noqa: E402
 NODE = "chaos-node"
 APP_ID = "{e96281a6-d1af-4bde-9a0a-97b76e56dc57}"
 STATUS = "acl.azure.com/update-status"
@@ -131,15 +131,9 @@ def main():
     ap = argparse.ArgumentParser(description="abup's aks mode through a seeded chaos proxy")
     ap.add_argument("--ops", type=int, default=20)
     ap.add_argument("--seed", default="1")
-    ap.add_argument("--build-dir", default=os.path.join(TOP, "build"))
-    ap.add_argument("--workdir")
-    ap.add_argument("--keep", action="store_true")
-    ap.add_argument("--image-mib", type=int, default=8)
-    ap.add_argument("--fault-rate", type=float, default=0.5)
-    ap.add_argument("--max-offset", type=int, default=0, help="default: the COSI size")
+    add_common_args(ap)
     ap.add_argument("--api-max-offset", type=int, default=16384,
                     help="API server connections: faults within their first bytes (TLS handshake, a PATCH, watch events)")
-    ap.add_argument("--stall-max", type=float, default=2.0)
     ap.add_argument("--op-timeout", type=float, default=180)
     args = ap.parse_args()
     build = os.path.abspath(args.build_dir)

@@ -67,10 +67,8 @@ def proxy_bytes(log):
     return total, faults
 
 
-def main():
-    ap = argparse.ArgumentParser(description="abup stages through a seeded chaos proxy")
-    ap.add_argument("--seeds", type=int, default=200)
-    ap.add_argument("--first-seed", type=int, default=1)
+def add_common_args(ap):
+    """The options both chaos runs take: where abup is, the work dir, the image and the faults."""
     ap.add_argument("--build-dir", default=os.path.join(TOP, "build"))
     ap.add_argument("--workdir")
     ap.add_argument("--keep", action="store_true")
@@ -78,6 +76,13 @@ def main():
     ap.add_argument("--fault-rate", type=float, default=0.5)
     ap.add_argument("--max-offset", type=int, default=0, help="default: the COSI size")
     ap.add_argument("--stall-max", type=float, default=2.0)
+
+
+def main():
+    ap = argparse.ArgumentParser(description="abup stages through a seeded chaos proxy")
+    ap.add_argument("--seeds", type=int, default=200)
+    ap.add_argument("--first-seed", type=int, default=1)
+    add_common_args(ap)
     ap.add_argument("--stage-timeout", type=float, default=120)
     ap.add_argument("--max-fetch-ratio", type=float, default=1.5)
     ap.add_argument("--strict-fetch", action="store_true",
