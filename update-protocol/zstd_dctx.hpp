@@ -20,4 +20,9 @@ using ZstdDCtx = std::unique_ptr<ZSTD_DCtx_s, ZstdDCtxFree>;
 // zstd cannot allocate the context.
 [[nodiscard]] Result<ZstdDCtx> make_capped_dctx(int window_log_max);
 
+// The largest window zstd allows (zstd --long=31): for abup-image, which reads images its
+// operator brings. The agent caps windows lower (window_log_limit) before a frame's signed hash
+// is checked.
+inline constexpr int kAnyWindowLog = 31;
+
 }  // namespace abup::protocol

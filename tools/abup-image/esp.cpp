@@ -42,9 +42,7 @@ Status decompress(const std::string& cosi_path, const protocol::TarEntry& entry,
                   const fs::path& out) {
   ABUP_TRY(auto src, protocol::open_file_source(cosi_path));
   ABUP_TRY(Fd fd, open_file(out, O_WRONLY | O_CREAT | O_TRUNC, 0600));
-  // The largest window zstd allows (zstd --long=31): abup-image reads images its operator
-  // brings, where the agent caps windows before a frame's signed hash is checked.
-  ABUP_TRY(const auto dctx, protocol::make_capped_dctx(31));
+  ABUP_TRY(const auto dctx, protocol::make_capped_dctx(protocol::kAnyWindowLog));
   ZSTD_DCtx* d = dctx.get();
   std::vector<std::uint8_t> buf(1 << 20);
   auto sink = [&](std::span<const std::uint8_t> piece) -> Status {

@@ -23,9 +23,7 @@ using namespace abup::protocol;
 Result<ManifestImage> scan_frames(const std::string& path, std::uint64_t data_offset,
                                   std::uint64_t size, std::string_view expected_sha384) {
   ABUP_TRY(auto src, open_file_source(path));
-  // The largest window zstd allows (zstd --long=31): abup-image reads images its operator
-  // brings, where the agent caps windows before a frame's signed hash is checked.
-  ABUP_TRY(const auto dctx, protocol::make_capped_dctx(31));
+  ABUP_TRY(const auto dctx, protocol::make_capped_dctx(protocol::kAnyWindowLog));
   ZSTD_DCtx* d = dctx.get();
   ManifestImage img;
   img.compressed_size = size;
