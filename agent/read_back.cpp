@@ -35,10 +35,11 @@ struct FreeAligned {
 }  // namespace
 
 ReadBack::ReadBack(partitions::BlockTarget& target, const protocol::ManifestImage& image,
-                   std::size_t buffer)
+                   std::size_t buffer, std::uint64_t flush_every)
     : target_(target),
       image_(image),
       buffer_(static_cast<std::size_t>(std::max(kBlock * kDepth, round_up(buffer)))),
+      flush_every_(flush_every),
       state_(image.frames.size(), 0) {
   thread_ = std::thread([this] { run(); });
 }
@@ -130,7 +131,13 @@ Status ReadBack::check(std::size_t from, std::size_t to, std::uint8_t* buf,
                        partitions::BlockTarget::AsyncReads& reads) {
   const std::uint64_t begin = image_.frames[from].uncompressed_offset, end = end_of(to);
   // The writeback of the window first, so that the direct reads below find it on the device.
-  ABUP_CHECK(target_.wait_written(begin, end - begin));
+  if (end - flushed_ >= flush_every_) {
+    ABUP_CHECK(target_.sync());
+    flushed_ = end;
+    ++flushes_;
+  } else {
+    ABUP_CHECK(target_.wait_written(begin, end - begin));
+  }
   const std::uint64_t piece = std::max(kBlock, round_down(buffer_ / kDepth));
   struct Piece {
     std::uint64_t pos, size;
@@ -219,7 +226,7 @@ std::optional<Error> ReadBack::error() const {
 
 Status read_back_verify(partitions::BlockTarget& target, const protocol::ManifestImage& image,
                         const std::function<void(std::uint64_t)>& progress) {
-  ReadBack rb(target, image, ReadBack::kBuffer);
+  ReadBack rb(target, image, ReadBack::kBuffer, ReadBack::kNoFlush);
   for (std::size_t i = 0; i < image.frames.size(); ++i) rb.written(i);
   return rb.finish(progress);
 }

@@ -102,6 +102,33 @@ TEST_CASE("the read-back proves frames written in any order, zero frames as zero
   CHECK(progress == f.bytes.size());
 }
 
+TEST_CASE("the read-back syncs the target every flush_every bytes while frames are written") {
+  Fixture f;
+  auto t = f.target();
+  std::uint64_t flush_every = 0;
+  std::size_t expected_min = 0, expected_max = 0;
+  SUBCASE("every 2 MiB of the 12 MiB image: a sync before each window after the first 2 MiB") {
+    flush_every = 2 << 20;
+    expected_min = 1;
+    expected_max = 6;
+  }
+  SUBCASE("the default, 64 MiB: none for 12 MiB") {
+    flush_every = ReadBack::kFlushEvery;
+  }
+  SUBCASE("kNoFlush: none") {
+    flush_every = ReadBack::kNoFlush;
+  }
+  ReadBack rb(t, f.image, ReadBack::kBuffer, flush_every);
+  for (std::size_t i = 0; i < f.image.frames.size(); ++i) {
+    f.put(t, i);
+    rb.written(i, f.kind(i));
+  }
+  auto st = rb.finish();
+  REQUIRE_MESSAGE(st.has_value(), (st ? "" : st.error().message));
+  CHECK(rb.flushes() >= expected_min);
+  CHECK(rb.flushes() <= expected_max);
+}
+
 TEST_CASE("a chunk the device does not return as written fails the read-back, naming it") {
   Fixture f;
   auto t = f.target();
