@@ -26,27 +26,42 @@ constexpr std::uint64_t kMaxGapCdc = 16 << 10;
 // Chunks up to this size are hashed and copied in one piece when reused.
 constexpr std::size_t kScratch = 4 << 20;
 
+// Which frames are all zeros: those whose signed chunk SHA-256 is that of zeros of their size.
+// The digests of every size the image has come from one pass over zeros as long as its largest
+// frame (the state read out at each size), not one hash per size: content-defined frames come
+// in up to a few hundred sizes.
 class ZeroDigests {
  public:
-  bool is_zero(const Frame& f) {
-    auto it = cache_.find(f.uncompressed_size);
-    if (it == cache_.end()) {
-      Sha2 h(Sha2::Kind::sha256);
-      std::vector<std::uint8_t> zeros(std::min<std::uint64_t>(f.uncompressed_size, 1 << 20), 0);
-      for (std::uint64_t left = f.uncompressed_size; left > 0;) {
-        auto n = std::min<std::uint64_t>(left, zeros.size());
-        h.update(std::span<const std::uint8_t>(zeros.data(), n));
-        left -= n;
+  explicit ZeroDigests(const ManifestImage& img) {
+    std::vector<std::uint64_t> sizes;
+    sizes.reserve(img.frames.size());
+    for (const auto& f : img.frames) sizes.push_back(f.uncompressed_size);
+    std::sort(sizes.begin(), sizes.end());
+    sizes.erase(std::unique(sizes.begin(), sizes.end()), sizes.end());
+    const std::vector<std::uint8_t> zeros(64 << 10, 0);
+    Sha2 h(Sha2::Kind::sha256);
+    std::uint64_t hashed = 0;
+    digests_.reserve(sizes.size());
+    for (auto size : sizes) {
+      while (hashed < size) {
+        const auto n =
+            static_cast<std::size_t>(std::min<std::uint64_t>(size - hashed, zeros.size()));
+        h.update({zeros.data(), n});
+        hashed += n;
       }
       Sha256 d;
-      h.finish(d);
-      it = cache_.emplace(f.uncompressed_size, d).first;
+      h.peek(d);
+      digests_.emplace_back(size, d);
     }
-    return it->second == f.chunk_sha256;
+  }
+  [[nodiscard]] bool is_zero(const Frame& f) const {
+    auto it = std::lower_bound(digests_.begin(), digests_.end(), f.uncompressed_size,
+                               [](const auto& e, std::uint64_t size) { return e.first < size; });
+    return it != digests_.end() && it->first == f.uncompressed_size && it->second == f.chunk_sha256;
   }
 
  private:
-  std::map<std::uint64_t, Sha256> cache_;
+  std::vector<std::pair<std::uint64_t, Sha256>> digests_;  // by size
 };
 
 // SHA-256 of `len` bytes read by `read` in pieces: the check before trusting local bytes.
@@ -92,7 +107,7 @@ Status ImageStager::plan(bool resume, const ReuseSource& reuse, unsigned workers
   const auto n = img_.frames.size();
   actions_.assign(n, Action::download);
   reuse_from_.clear();
-  ZeroDigests zeros;
+  const ZeroDigests zeros(img_);
   AlignedBuffer scratch(kScratch);
   for (std::size_t i = 0; i < n; ++i) {
     const auto& f = img_.frames[i];

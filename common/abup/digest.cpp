@@ -34,6 +34,15 @@ void Sha2::finish(std::span<std::uint8_t> out) {
     std::abort();
 }
 
+void Sha2::peek(std::span<std::uint8_t> out) const {
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> copy(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  unsigned len = 0;
+  if (!copy || out.size() != (kind_ == Kind::sha256 ? 32u : 48u) ||
+      EVP_MD_CTX_copy_ex(copy.get(), impl_->ctx) != 1 ||
+      EVP_DigestFinal_ex(copy.get(), out.data(), &len) != 1)
+    std::abort();
+}
+
 Sha256 sha256(std::span<const std::uint8_t> data) {
   Sha256 out;
   unsigned len = 0;

@@ -27,6 +27,8 @@ class Sha2 {
   void update(std::string_view data);
   // Writes the digest (32 or 48 bytes) and resets for reuse.
   void finish(std::span<std::uint8_t> out);
+  // Writes the digest of what was fed so far, and goes on from there.
+  void peek(std::span<std::uint8_t> out) const;
 
  private:
   struct Impl;
