@@ -57,9 +57,9 @@ class ImageStager {
   // reuse from `reuse` (its booted slot cut on `workers` threads), or download.
   [[nodiscard]] Status plan(bool resume, const ReuseSource& reuse, unsigned workers = 1);
   // Starts the read-back (its thread checks what is written from now on, while later frames are
-  // still written), then zeroes and copies (each copied chunk's SHA-256 checked; a mismatch is
-  // downloaded instead).
-  [[nodiscard]] Status write_local(const ReuseSource& reuse);
+  // still written), then zeroes and copies on `workers` threads (each copied chunk's SHA-256
+  // checked; a mismatch is downloaded instead).
+  [[nodiscard]] Status write_local(const ReuseSource& reuse, unsigned workers = 1);
   // Coalesced range requests decoded on `workers` threads; the decode buffers, the compressed
   // frames in flight and the read-back's buffer within `memory_limit`. Frames whose compressed
   // bytes fail their SHA-256 are asked again; two in a row stop the response they came in (its
@@ -76,6 +76,8 @@ class ImageStager {
  private:
   enum class Action : std::uint8_t { download, skip, reuse, zero };
   class RunWriter;
+  [[nodiscard]] Status copy_reused(const ReuseSource& reuse,
+                                   const std::vector<std::uint32_t>& frames, unsigned workers);
 
   const protocol::ManifestImage& img_;
   std::uint64_t base_;

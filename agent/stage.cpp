@@ -188,7 +188,7 @@ Result<StageSummary> stage(const StageOptions& o) {
   reuse.recorded.reset();  // only the plan reads it
   progress.phase("write", sum.image_bytes);
   for (std::size_t i = 0; i < jobs.size(); ++i)
-    if (auto st = stagers[i].write_local(jobs[i].reuse ? reuse : no_reuse); !st)
+    if (auto st = stagers[i].write_local(jobs[i].reuse ? reuse : no_reuse, workers); !st)
       return fail(std::move(st).error());
   for (auto& s : stagers)
     if (auto st = s.download(workers, o.memory_limit); !st) return fail(std::move(st).error());
