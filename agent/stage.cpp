@@ -146,8 +146,14 @@ Result<StageSummary> stage(const StageOptions& o) {
   const SlotRecord* prev = state.slot(uuid);
   const bool resume = prev && prev->manifest_sha256 == digest;
   sum.resumed = resume && prev->state != SlotState::unknown;
-  state.slots[uuid] =
-      SlotRecord{SlotState::staging, image.manifest.version, digest, o.source, now_utc(), "", {}};
+  state.slots[uuid] = SlotRecord{SlotState::staging,
+                                 image.manifest.version,
+                                 digest,
+                                 o.source,
+                                 now_utc(),
+                                 "",
+                                 {},
+                                 protocol::format_utc_time(image.manifest.issued_at)};
   ABUP_CHECK(store.save(state));
   auto fail = [&](Error e) -> Error {
     auto& r = state.slots[uuid];

@@ -63,7 +63,7 @@ json pending_to_json(const PendingCommit& p) {
 }
 
 constexpr std::string_view kSlotKeys[] = {"state",     "version", "manifestSha256", "source",
-                                          "updatedAt", "error",   "bootFiles"};
+                                          "updatedAt", "error",   "bootFiles",      "issuedAt"};
 constexpr std::string_view kPendingKeys[] = {"operationId",     "kind",          "targetSlot",
                                              "targetPartuuid",  "targetVersion", "previousPartuuid",
                                              "previousVersion", "bootId",        "backend",
@@ -93,6 +93,7 @@ Result<SlotRecord> slot_from(const JsonFields& f) {
   ABUP_TRY(r.source, f.string("source"));
   ABUP_TRY(r.updated_at, f.string("updatedAt"));
   ABUP_TRY(r.error, f.string("error"));
+  ABUP_TRY(r.issued_at, f.string("issuedAt"));
   ABUP_TRY(auto boot_files, f.objects("bootFiles"));
   for (const auto& b : boot_files) {
     BootFileRecord rec;
@@ -201,6 +202,7 @@ json State::to_json() const {
     if (!r.manifest_sha256.empty()) j["manifestSha256"] = r.manifest_sha256;
     if (!r.source.empty()) j["source"] = r.source;
     if (!r.error.empty()) j["error"] = r.error;
+    if (!r.issued_at.empty()) j["issuedAt"] = r.issued_at;
     for (const auto& b : r.boot_files)
       j["bootFiles"].push_back(
           {{"name", b.name}, {"path", b.path}, {"size", b.size}, {"sha256", b.sha256}});
@@ -236,20 +238,36 @@ Result<std::string> StateStore::load_manifest(const std::string& partuuid) const
   return read_file(dir_ / "manifests" / (partuuid + ".json"));
 }
 
-std::optional<RecordedRelease> recorded_release(const StateStore& store,
+namespace {
+
+std::optional<RecordedRelease> recorded_release(const StateStore& store, const State* state,
                                                 const std::string& partuuid) {
+  if (const SlotRecord* rec = state ? state->slot(partuuid) : nullptr;
+      rec && !rec->issued_at.empty())
+    if (auto at = protocol::parse_utc_time(rec->issued_at))
+      return RecordedRelease{rec->version, *at};
   auto text = store.load_manifest(partuuid);
   if (!text) return std::nullopt;
-  auto m = protocol::parse_manifest(*text);
+  auto m = protocol::parse_manifest_release(*text);
   if (!m) return std::nullopt;
-  return RecordedRelease{m->version, m->issued_at};
+  return RecordedRelease{std::move(m->version), m->issued_at};
+}
+
+}  // namespace
+
+std::optional<RecordedRelease> recorded_release(const StateStore& store,
+                                                const std::string& partuuid) {
+  auto state = store.load();
+  return recorded_release(store, state ? &*state : nullptr, partuuid);
 }
 
 std::optional<RecordedRelease> newest_recorded_release(const StateStore& store,
                                                        const std::vector<std::string>& partuuids) {
+  auto state = store.load();
   std::optional<RecordedRelease> newest;
   for (const auto& uuid : partuuids)
-    if (auto r = recorded_release(store, uuid); r && (!newest || r->issued_at > newest->issued_at))
+    if (auto r = recorded_release(store, state ? &*state : nullptr, uuid);
+        r && (!newest || r->issued_at > newest->issued_at))
       newest = std::move(*r);
   return newest;
 }

@@ -38,6 +38,9 @@ struct SlotRecord {
   std::string updated_at;
   std::string error;  // last failure, for status
   std::vector<BootFileRecord> boot_files;
+  // The manifest's signed issuedAt (RFC 3339), kept beside its version so that reading the
+  // release of a slot needs no parse of its manifest; "" in records of an older abup.
+  std::string issued_at;
 };
 
 // A slot armed for one try, waiting for `abup commit` after the reboot (docs/architecture.md §9).
@@ -109,7 +112,8 @@ class StateStore : public JsonFileStore<State> {
 };
 
 // The signed manifest recorded for the slot `partuuid` (the last image staged there): its version
-// and issuedAt. nullopt when none is recorded or it does not parse.
+// and issuedAt, from the slot's record in state.json, or (a record of an older abup) from the
+// manifest's header. nullopt when none is recorded or it does not parse.
 struct RecordedRelease {
   std::string version;
   std::int64_t issued_at = 0;

@@ -1,5 +1,6 @@
 // libFuzzer: abup/manifest.json is parsed before its signature is known to be good; parsing must
-// never crash or throw. Property: whatever parses survives serialize → parse unchanged (the
+// never crash or throw. Properties: parse_manifest_release reads the release of whatever parses
+// whole; whatever parses survives serialize → parse unchanged (the
 // image builder signs serialize_manifest() output, the agent trusts parse_manifest() of it), in
 // both frame-table schemas (1: fixed frames as objects; 2: content-defined frames as arrays with
 // signed uncompressed offsets, and the image's chunker).
@@ -57,8 +58,14 @@ bool same(const Manifest& a, const Manifest& b) {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   std::string_view text(reinterpret_cast<const char*>(data), size);
+  auto release = abup::protocol::parse_manifest_release(text);
   auto first = abup::protocol::parse_manifest(text);
   if (!first) return 0;
+  // What parses whole names the same release when only its header is read.
+  if (!release || release->version != first->version || release->issued_at != first->issued_at) {
+    std::fprintf(stderr, "PROPERTY FAILED: parse_manifest_release disagrees with parse_manifest\n");
+    std::abort();
+  }
   auto serialized = abup::protocol::serialize_manifest(*first);
   auto second = abup::protocol::parse_manifest(serialized);
   if (!second) {

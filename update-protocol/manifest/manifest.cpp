@@ -215,6 +215,21 @@ std::string format_utc_time(std::int64_t seconds) {
   return buf;
 }
 
+Result<ManifestRelease> parse_manifest_release(std::string_view text) {
+  if (text.size() > kMaxManifestText)
+    return make_error(Errc::invalid_input, "abup/manifest.json: " + std::to_string(text.size()) +
+                                               " bytes, more than the limit of " +
+                                               std::to_string(kMaxManifestText));
+  ABUP_TRY(auto top, manifest_json::read_top_strings(text, {"version", "issuedAt"}));
+  auto version = top.find("version"), issued = top.find("issuedAt");
+  if (version == top.end()) return bad("version", "missing or not a string");
+  if (issued == top.end()) return bad("issuedAt", "missing or not a string");
+  if (auto v = Version::parse(version->second); !v) return bad("version", v.error().message);
+  auto at = parse_utc_time(issued->second);
+  if (!at) return bad("issuedAt", at.error().message);
+  return ManifestRelease{std::move(version->second), *at};
+}
+
 Result<Manifest> parse_manifest(std::string_view text) {
   if (text.size() > kMaxManifestText)
     return make_error(Errc::invalid_input, "abup/manifest.json: " + std::to_string(text.size()) +

@@ -96,6 +96,15 @@ inline constexpr std::size_t kFrameFields = 6;
 [[nodiscard]] Status check_boot_file_name(std::string_view name);
 
 [[nodiscard]] Result<Manifest> parse_manifest(std::string_view json);
+// The release a manifest names, read without its images and frame tables (one pass that keeps
+// two top-level strings): for showing and measuring manifests abup recorded once it had verified
+// them, where parse_manifest of a 4 GiB image's (5 MB, 25 k frames) cost 0.2 s and 8 MiB.
+// parse_manifest is what checks a manifest.
+struct ManifestRelease {
+  std::string version;
+  std::int64_t issued_at = 0;  // unix seconds
+};
+[[nodiscard]] Result<ManifestRelease> parse_manifest_release(std::string_view json);
 // Deterministic JSON (sorted keys, two-space indent, trailing newline).
 [[nodiscard]] std::string serialize_manifest(const Manifest& manifest);
 

@@ -214,7 +214,69 @@ class Reader {
   std::size_t kept_ = 0;   // frames kept, all images
 };
 
+// A SAX pass that keeps only some top-level string members.
+class TopStrings {
+ public:
+  explicit TopStrings(const std::vector<std::string>& keys) : keys_(keys) {}
+  bool null() { return scalar(); }
+  bool boolean(bool /*v*/) { return scalar(); }
+  bool number_integer(json::number_integer_t /*v*/) { return scalar(); }
+  bool number_unsigned(json::number_unsigned_t /*v*/) { return scalar(); }
+  bool number_float(json::number_float_t /*v*/, const std::string& /*text*/) { return scalar(); }
+  bool string(json::string_t& v) {
+    if (depth_ == 1 && std::find(keys_.begin(), keys_.end(), key_) != keys_.end())
+      found[key_] = std::move(v);
+    return scalar();
+  }
+  bool binary(json::binary_t& /*v*/) { return false; }
+  bool start_object(std::size_t /*elements*/) {
+    if (depth_ == 0) object = true;
+    return open();
+  }
+  bool start_array(std::size_t /*elements*/) { return open(); }
+  bool end_object() { return close(); }
+  bool end_array() { return close(); }
+  bool key(json::string_t& k) {
+    if (depth_ == 1) key_ = std::move(k);
+    return true;
+  }
+  bool parse_error(std::size_t /*position*/, const std::string& /*last_token*/,
+                   const nlohmann::detail::exception& /*error*/) {
+    return false;
+  }
+
+  bool object = false;
+  std::map<std::string, std::string> found;
+
+ private:
+  bool scalar() {
+    if (depth_ == 1) key_.clear();
+    return true;
+  }
+  bool open() {
+    if (depth_ == 1) key_.clear();
+    ++depth_;
+    return true;
+  }
+  bool close() {
+    --depth_;
+    return true;
+  }
+  const std::vector<std::string>& keys_;
+  std::size_t depth_ = 0;
+  std::string key_;
+};
+
 }  // namespace
+
+Result<std::map<std::string, std::string>> read_top_strings(std::string_view text,
+                                                            const std::vector<std::string>& keys) {
+  TopStrings reader(keys);
+  if (!json::sax_parse(text.begin(), text.end(), &reader))
+    return make_error(Errc::invalid_input, "abup/manifest.json: not valid JSON");
+  if (!reader.object) return bad("(top)", "expected an object");
+  return std::move(reader.found);
+}
 
 Result<ManifestJson> read(std::string_view text) {
   Reader reader(text.size());

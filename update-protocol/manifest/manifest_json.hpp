@@ -82,5 +82,9 @@ struct ManifestJson {
 // Invalid JSON or a key given twice in one object (signed bytes must mean one thing to every
 // reader) is an error. Frames are kept up to kMaxFrames in all; the elements are still counted.
 [[nodiscard]] Result<ManifestJson> read(std::string_view text);
+// The top-level string members `keys` of an object, everything else skipped; a key missing or
+// not a string is absent from the result.
+[[nodiscard]] Result<std::map<std::string, std::string>> read_top_strings(
+    std::string_view text, const std::vector<std::string>& keys);
 
 }  // namespace abup::protocol::manifest_json

@@ -189,4 +189,26 @@ TEST_CASE("security: status shows the newest signed release staged here and its 
                      " --root " + shell_quote(w.root().string()));
   CHECK(text.find("newest signed release staged here: 202607.02.0, issued " + issued +
                   " (10 days ago)") != std::string::npos);
+
+  // It comes from the slot's record in state.json, which keeps the manifest's issuedAt: the
+  // manifest (5 MB at 4 GiB) is not parsed for it.
+  const auto state_dir = w.root() / "var/lib/abup";
+  const auto state_file = state_dir / "state.json";
+  auto state = nlohmann::json::parse(read_file(state_file));
+  std::string uuid;
+  for (const auto& [id, rec] : state["slots"].items())
+    if (rec["version"] == "202607.02.0") uuid = id;
+  REQUIRE(!uuid.empty());
+  CHECK(state["slots"][uuid]["issuedAt"] == issued);
+  const auto manifest = state_dir / "manifests" / (uuid + ".json");
+  const auto aside = w.dir() / "manifest.aside";
+  std::filesystem::rename(manifest, aside);
+  CHECK(nlohmann::json::parse(w.slot_state_json())["newestSignedRelease"]["issuedAt"] == issued);
+  // A record written by an older abup has no issuedAt: the manifest's own is read.
+  std::filesystem::rename(aside, manifest);
+  state["slots"][uuid].erase("issuedAt");
+  write_file(state_file, state.dump());
+  st = nlohmann::json::parse(w.slot_state_json());
+  CHECK(st["newestSignedRelease"]["version"] == "202607.02.0");
+  CHECK(st["newestSignedRelease"]["issuedAt"] == issued);
 }

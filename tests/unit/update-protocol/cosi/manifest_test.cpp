@@ -295,3 +295,31 @@ TEST_CASE("boot file names that could be paths are refused, naming the entry") {
   CHECK(r.error().message.find("bootFiles[0].name") != std::string::npos);
   CHECK(r.error().message.find("'/'") != std::string::npos);
 }
+
+TEST_CASE("parse_manifest_release reads version and issuedAt alone, and names what is wrong") {
+  const auto m = sample();
+  auto r = parse_manifest_release(serialize_manifest(m));
+  REQUIRE_MESSAGE(r.has_value(), (r ? "" : r.error().message));
+  CHECK(r->version == m.version);
+  CHECK(r->issued_at == m.issued_at);
+  // Members of the same names deeper down are not the release's.
+  r = parse_manifest_release(R"({"images":[{"version":"1.0.0","issuedAt":"2020-01-01T00:00:00Z"}],)"
+                             R"("version":"202607.02.0","issuedAt":"2026-11-24T03:40:00Z"})");
+  REQUIRE(r.has_value());
+  CHECK(r->version == "202607.02.0");
+  CHECK(r->issued_at == *parse_utc_time("2026-11-24T03:40:00Z"));
+
+  auto fails = [](std::string_view text, std::string_view why) {
+    auto bad = parse_manifest_release(text);
+    REQUIRE_FALSE(bad.has_value());
+    CHECK(bad.error().code == Errc::invalid_input);
+    CHECK_MESSAGE(bad.error().message.find(why) != std::string::npos, bad.error().message);
+  };
+  fails("[1,2]", "(top): expected an object");
+  fails("{\"version\":", "not valid JSON");
+  fails(R"({"issuedAt":"2026-11-24T03:40:00Z"})", "version: missing or not a string");
+  fails(R"({"version":7,"issuedAt":"2026-11-24T03:40:00Z"})", "version: missing or not a string");
+  fails(R"({"version":"1.0.0"})", "issuedAt: missing or not a string");
+  fails(R"({"version":"x..","issuedAt":"2026-11-24T03:40:00Z"})", "version: ");
+  fails(R"({"version":"1.0.0","issuedAt":"yesterday"})", "issuedAt: ");
+}
