@@ -57,8 +57,8 @@ class ReadBack {
   // Every 64 MiB read back, the window waits for a sync() of the target (the device's write
   // cache flushed) rather than for its own writeback: the device persists the image while the
   // write goes on, not all of it in the final fsync before the stage may say "staged". On the
-  // bench's VM that final fsync took ~0.25 s of idle CPUs (the host persisting ~850 MiB) and
-  // the whole stage 0.15-0.2 s longer (median of 5; docs/design.md).
+  // bench's VM that final fsync took ~0.25 s of idle CPUs (the host persisting ~850 MiB); with
+  // these syncs the full stage went from 1.64 s to 1.44 s (median of 6; docs/design.md).
   static constexpr std::uint64_t kFlushEvery = 64 << 20;
   static constexpr std::uint64_t kNoFlush = UINT64_MAX;
 
